@@ -1,0 +1,23 @@
+/** Error codes carried by `error` frames (PROTOCOL.md, "Errors and limits"). */
+export const ERROR_CODES = [
+  'bad_request',
+  'payload_too_large',
+  'not_joined',
+  'forbidden',
+  'rate_limited',
+  'offline',
+  'unavailable',
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** WebSocket close codes the gateway uses (PROTOCOL.md, "Close codes"). */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  TRY_AGAIN_LATER: 1013,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -1,0 +1,94 @@
+import type { ErrorCode } from './codes.js';
+import type { ClientFrame, ServerFrame } from './frames.js';
+
+/*
+ * Server frames are built by hand where they are hot. A room message is split
+ * around its id: `head + id + body`. The gateway builds head and body once,
+ * the step that assigns the id splices it in, and every node forwards the
+ * resulting bytes untouched.
+ */
+
+const q = JSON.stringify;
+
+function refField(ref: string | undefined): string {
+  return ref === undefined ? '' : `,"ref":${q(ref)}`;
+}
+
+export function messageFrameHead(room: string): string {
+  return `{"type":"message","room":${q(room)},"id":"`;
+}
+
+export function messageFrameBody(user: string, text: string, ts: number): string {
+  return `","user":${q(user)},"text":${q(text)},"ts":${ts}}`;
+}
+
+export const DM_FRAME_HEAD = '{"type":"dm","id":"';
+
+export function dmFrameBody(from: string, to: string, text: string, ts: number): string {
+  return `","from":${q(from)},"to":${q(to)},"text":${q(text)},"ts":${ts}}`;
+}
+
+export function encodeWelcome(user: string, connection: string, node: string): string {
+  return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}}`;
+}
+
+/** `history` holds already-encoded message frames, oldest first. */
+export function encodeJoined(
+  room: string,
+  ref: string | undefined,
+  members: readonly string[],
+  history: readonly string[],
+  recovered?: boolean,
+): string {
+  const rec = recovered === undefined ? '' : `,"recovered":${recovered}`;
+  return `{"type":"joined","room":${q(room)}${refField(ref)},"members":${q(members)},"history":[${history.join(',')}]${rec}}`;
+}
+
+export function encodeLeft(room: string, ref: string | undefined): string {
+  return `{"type":"left","room":${q(room)}${refField(ref)}}`;
+}
+
+export function encodeAck(ref: string | undefined, id: string, ts: number): string {
+  return `{"type":"ack"${refField(ref)},"id":${q(id)},"ts":${ts}}`;
+}
+
+/** `messages` holds already-encoded message frames, oldest first. */
+export function encodeHistory(room: string, ref: string | undefined, messages: readonly string[]): string {
+  return `{"type":"history","room":${q(room)}${refField(ref)},"messages":[${messages.join(',')}]}`;
+}
+
+export function encodePong(ref: string | undefined, ts: number): string {
+  return `{"type":"pong"${refField(ref)},"ts":${ts}}`;
+}
+
+export function encodeError(code: ErrorCode, message: string, ref?: string): string {
+  return `{"type":"error"${refField(ref)},"code":${q(code)},"message":${q(message)}}`;
+}
+
+export function encodePresence(room: string, user: string, state: 'online' | 'offline'): string {
+  return `{"type":"presence","room":${q(room)},"user":${q(user)},"state":"${state}"}`;
+}
+
+export function encodeTyping(room: string, user: string): string {
+  return `{"type":"typing","room":${q(room)},"user":${q(user)}}`;
+}
+
+export function encodeClientFrame(frame: ClientFrame): string {
+  return JSON.stringify(frame);
+}
+
+/**
+ * Decodes a frame received from a gateway, for clients and the load generator.
+ * Trusts the server for field shapes; returns null for anything that is not a
+ * JSON object with a string `type`.
+ */
+export function parseServerFrame(data: string): ServerFrame | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'object' || value === null || typeof (value as { type?: unknown }).type !== 'string') return null;
+  return value as ServerFrame;
+}

@@ -1,0 +1,63 @@
+import type { ErrorCode } from './codes.js';
+
+// ---- client -> server -------------------------------------------------------
+
+export interface JoinFrame { type: 'join'; room: string; since?: string; ref?: string }
+export interface LeaveFrame { type: 'leave'; room: string; ref?: string }
+export interface SendFrame { type: 'send'; room: string; text: string; ref?: string }
+export interface DirectSendFrame { type: 'dm'; to: string; text: string; ref?: string }
+export interface TypingFrame { type: 'typing'; room: string; ref?: string }
+export interface HistoryRequestFrame { type: 'history'; room: string; before?: string; limit?: number; ref?: string }
+export interface PingFrame { type: 'ping'; ref?: string }
+
+export type ClientFrame =
+  | JoinFrame
+  | LeaveFrame
+  | SendFrame
+  | DirectSendFrame
+  | TypingFrame
+  | HistoryRequestFrame
+  | PingFrame;
+
+export type ClientFrameType = ClientFrame['type'];
+
+export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
+  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping',
+];
+
+// ---- server -> client -------------------------------------------------------
+
+export interface WelcomeFrame { type: 'welcome'; user: string; connection: string; node: string }
+export interface MessageFrame { type: 'message'; room: string; id: string; user: string; text: string; ts: number }
+export interface JoinedFrame {
+  type: 'joined';
+  room: string;
+  ref?: string;
+  members: string[];
+  history: MessageFrame[];
+  /** Present when the join carried `since`: false when messages after it were already trimmed. */
+  recovered?: boolean;
+}
+export interface LeftFrame { type: 'left'; room: string; ref?: string }
+export interface AckFrame { type: 'ack'; ref?: string; id: string; ts: number }
+export interface DirectMessageFrame { type: 'dm'; id: string; from: string; to: string; text: string; ts: number }
+export interface PresenceFrame { type: 'presence'; room: string; user: string; state: 'online' | 'offline' }
+export interface TypingEventFrame { type: 'typing'; room: string; user: string }
+export interface HistoryFrame { type: 'history'; room: string; ref?: string; messages: MessageFrame[] }
+export interface PongFrame { type: 'pong'; ref?: string; ts: number }
+export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; message: string }
+
+export type ServerFrame =
+  | WelcomeFrame
+  | JoinedFrame
+  | LeftFrame
+  | MessageFrame
+  | AckFrame
+  | DirectMessageFrame
+  | PresenceFrame
+  | TypingEventFrame
+  | HistoryFrame
+  | PongFrame
+  | ErrorFrame;
+
+export type ServerFrameType = ServerFrame['type'];

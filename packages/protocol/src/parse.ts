@@ -1,0 +1,146 @@
+import { CloseCode, type ErrorCode } from './codes.js';
+import type { ClientFrame, HistoryRequestFrame, JoinFrame } from './frames.js';
+import { isMessageId } from './ids.js';
+import { isValidName } from './names.js';
+
+export interface FrameLimits {
+  /** Largest accepted frame, in bytes; a larger one closes the connection with 1009. */
+  maxFrameBytes: number;
+  /** Longest accepted `text`, in UTF-16 code units; longer gets `payload_too_large`. */
+  maxTextLength: number;
+}
+
+export const HISTORY_DEFAULT_LIMIT = 50;
+export const HISTORY_MAX_LIMIT = 100;
+
+export interface FrameError {
+  code: ErrorCode;
+  message: string;
+  /** The frame's `ref`, when it was a JSON object with a string `ref`. */
+  ref?: string;
+  /** Set when the connection must be closed instead of answered. */
+  close?: CloseCode;
+}
+
+export type ParseResult = { ok: true; frame: ClientFrame } | { ok: false; error: FrameError };
+
+type RawObject = Record<string, unknown>;
+type Validator = (o: RawObject, limits: FrameLimits) => ClientFrame | FrameError;
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * Decodes one client frame. Never throws: every bad input maps to a protocol
+ * error code, so callers can answer it with an `error` frame.
+ */
+export function parseClientFrame(
+  raw: string | Uint8Array | ArrayBuffer,
+  limits: FrameLimits,
+  isBinary = false,
+): ParseResult {
+  if (exceedsBytes(raw, limits.maxFrameBytes)) {
+    return fail({ code: 'payload_too_large', message: `frame exceeds ${limits.maxFrameBytes} bytes`, close: CloseCode.MESSAGE_TOO_BIG });
+  }
+  if (isBinary) return fail({ code: 'bad_request', message: 'binary frames are not accepted; send JSON text' });
+
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === 'string' ? raw : decoder.decode(raw));
+  } catch {
+    return fail({ code: 'bad_request', message: 'frame is not valid JSON' });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail({ code: 'bad_request', message: 'frame must be a JSON object' });
+  }
+  const o = value as RawObject;
+  const ref = typeof o.ref === 'string' ? o.ref : undefined;
+  if (o.ref !== undefined && ref === undefined) {
+    return fail({ code: 'bad_request', message: '"ref" must be a string' });
+  }
+  const validate = typeof o.type === 'string' ? VALIDATORS.get(o.type) : undefined;
+  if (validate === undefined) {
+    const message = typeof o.type === 'string' ? `unknown frame type "${o.type.slice(0, 32)}"` : '"type" must be a string';
+    return fail({ code: 'bad_request', message, ref });
+  }
+  const result = validate(o, limits);
+  if ('code' in result) return fail(ref === undefined ? result : { ...result, ref });
+  return { ok: true, frame: result };
+}
+
+function fail(error: FrameError): ParseResult {
+  if (error.ref === undefined) delete error.ref;
+  return { ok: false, error };
+}
+
+function exceedsBytes(raw: string | Uint8Array | ArrayBuffer, max: number): boolean {
+  if (typeof raw !== 'string') return raw.byteLength > max;
+  // UTF-8 takes 1 to 3 bytes per UTF-16 unit: only encode when the bound is unclear.
+  if (raw.length > max) return true;
+  if (raw.length * 3 <= max) return false;
+  return encoder.encode(raw).byteLength > max;
+}
+
+// ---- field checks -------------------------------------------------------------
+
+function badField(field: string, expected: string): FrameError {
+  return { code: 'bad_request', message: `"${field}" must be ${expected}` };
+}
+
+function checkRoom(o: RawObject): FrameError | undefined {
+  return isValidName(o.room) ? undefined : badField('room', 'a name matching ^[A-Za-z0-9_.:-]{1,64}$');
+}
+
+function checkText(o: RawObject, limits: FrameLimits): FrameError | undefined {
+  if (typeof o.text !== 'string') return badField('text', 'a string');
+  if (o.text.length > limits.maxTextLength) {
+    return { code: 'payload_too_large', message: `"text" exceeds ${limits.maxTextLength} characters` };
+  }
+  return undefined;
+}
+
+function withRef<T extends ClientFrame>(frame: T, o: RawObject): T {
+  if (typeof o.ref === 'string') frame.ref = o.ref;
+  return frame;
+}
+
+// ---- one validator per frame type ---------------------------------------------
+
+const VALIDATORS = new Map<string, Validator>(Object.entries({
+  join(o) {
+    const err = checkRoom(o);
+    if (err) return err;
+    if (o.since !== undefined && !isMessageId(o.since)) return badField('since', 'a message id "<ms>-<seq>"');
+    const frame: JoinFrame = { type: 'join', room: o.room as string };
+    if (o.since !== undefined) frame.since = o.since as string;
+    return withRef(frame, o);
+  },
+  leave(o) {
+    return checkRoom(o) ?? withRef({ type: 'leave', room: o.room as string }, o);
+  },
+  send(o, limits) {
+    return checkRoom(o) ?? checkText(o, limits) ?? withRef({ type: 'send', room: o.room as string, text: o.text as string }, o);
+  },
+  dm(o, limits) {
+    if (!isValidName(o.to)) return badField('to', 'a user id matching ^[A-Za-z0-9_.:-]{1,64}$');
+    return checkText(o, limits) ?? withRef({ type: 'dm', to: o.to, text: o.text as string }, o);
+  },
+  typing(o) {
+    return checkRoom(o) ?? withRef({ type: 'typing', room: o.room as string }, o);
+  },
+  history(o) {
+    const err = checkRoom(o);
+    if (err) return err;
+    if (o.before !== undefined && !isMessageId(o.before)) return badField('before', 'a message id "<ms>-<seq>"');
+    if (o.limit !== undefined && !(Number.isInteger(o.limit) && (o.limit as number) >= 1)) {
+      return badField('limit', 'a positive integer');
+    }
+    const frame: HistoryRequestFrame = { type: 'history', room: o.room as string };
+    if (o.before !== undefined) frame.before = o.before as string;
+    if (o.limit !== undefined) frame.limit = Math.min(o.limit as number, HISTORY_MAX_LIMIT);
+    return withRef(frame, o);
+  },
+  ping(o) {
+    return withRef({ type: 'ping' }, o);
+  },
+} satisfies Record<ClientFrame['type'], Validator>));

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DM_FRAME_HEAD,
+  dmFrameBody,
+  encodeAck,
+  encodeError,
+  encodeHistory,
+  encodeJoined,
+  encodePresence,
+  messageFrameBody,
+  messageFrameHead,
+  parseServerFrame,
+} from '../src/index.js';
+
+describe('server frame encoders', () => {
+  it('splice a message id between head and body into a valid frame', () => {
+    const text = 'quote " backslash \\ newline \n emoji 😀 nul \u0000 </script>';
+    const frame = messageFrameHead('lobby') + '5-1' + messageFrameBody('alice', text, 1234);
+    expect(JSON.parse(frame)).toEqual({ type: 'message', room: 'lobby', id: '5-1', user: 'alice', text, ts: 1234 });
+  });
+
+  it('build a dm frame the same way', () => {
+    const frame = DM_FRAME_HEAD + '9-0' + dmFrameBody('a', 'b', 'hi', 7);
+    expect(JSON.parse(frame)).toEqual({ type: 'dm', id: '9-0', from: 'a', to: 'b', text: 'hi', ts: 7 });
+  });
+
+  it('embed already-encoded messages in joined and history', () => {
+    const m1 = messageFrameHead('r') + '1-0' + messageFrameBody('u', 'one', 1);
+    const m2 = messageFrameHead('r') + '2-0' + messageFrameBody('u', 'two', 2);
+    expect(JSON.parse(encodeJoined('r', 'j', ['u', 'v'], [m1, m2], false))).toEqual({
+      type: 'joined', room: 'r', ref: 'j', members: ['u', 'v'], history: [JSON.parse(m1), JSON.parse(m2)], recovered: false,
+    });
+    expect(JSON.parse(encodeJoined('r', undefined, [], []))).toEqual({ type: 'joined', room: 'r', members: [], history: [] });
+    expect(JSON.parse(encodeHistory('r', undefined, [m2]))).toEqual({ type: 'history', room: 'r', messages: [JSON.parse(m2)] });
+  });
+
+  it('omit ref when there is none and escape it when there is', () => {
+    expect(JSON.parse(encodeAck(undefined, '1-0', 5))).toEqual({ type: 'ack', id: '1-0', ts: 5 });
+    expect(JSON.parse(encodeError('forbidden', 'no "way"', 'r"1'))).toEqual({ type: 'error', ref: 'r"1', code: 'forbidden', message: 'no "way"' });
+    expect(JSON.parse(encodePresence('r', 'u', 'offline'))).toEqual({ type: 'presence', room: 'r', user: 'u', state: 'offline' });
+  });
+
+  it('parseServerFrame rejects what is not a typed object', () => {
+    expect(parseServerFrame('{"type":"pong","ts":1}')).toEqual({ type: 'pong', ts: 1 });
+    expect(parseServerFrame('[1]')).toBeNull();
+    expect(parseServerFrame('{"t":1}')).toBeNull();
+    expect(parseServerFrame('nope')).toBeNull();
+  });
+});
