@@ -1,0 +1,119 @@
+/**
+ * The boundary between a gateway and the rest of the cluster. A broker knows
+ * rooms, channels and bytes; it knows nothing of sockets or of the JSON inside
+ * a frame.
+ *
+ * A room message is stored and published as `head + id + body`: the caller
+ * builds head and body, the broker assigns the id (`<ms>-<seq>`, strictly
+ * increasing per room) and splices it in, so every subscriber receives the
+ * same finished bytes.
+ */
+export interface Broker {
+  /** True while commands can be served and every subscription is live. */
+  readonly up: boolean;
+
+  /** Starts connecting. Never throws for an outage: it reports it through `onStatus`. */
+  start(listener: BrokerListener): void;
+
+  /** Stops delivering events and releases what the broker itself created. */
+  close(): Promise<void>;
+
+  /** Resolves once messages of `room` published from now on reach `onRoomMessage`. */
+  subscribeRoom(room: string): Promise<void>;
+  unsubscribeRoom(room: string): Promise<void>;
+
+  /**
+   * Stores a message and publishes it in one atomic step, so publish order is
+   * store order. Resolves with the message id.
+   */
+  append(message: AppendRequest): Promise<string>;
+
+  /** Up to `limit` stored messages older than `before` (newest when absent), oldest first. */
+  history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]>;
+
+  /**
+   * Stored messages newer than `after`, oldest first: the newest `limit` of them.
+   * `complete` is false when some message newer than `after` is no longer stored
+   * (trimmed) or did not fit in `limit`.
+   */
+  after(room: string, after: string, limit: number): Promise<RangeResult>;
+
+  /**
+   * Marks `user` present in `room` through this node and resolves with every
+   * user present in the room on any node. Idempotent. The room's subscribers
+   * get `onPresence(online)` when this makes the user present cluster-wide.
+   */
+  presenceJoin(room: string, user: string): Promise<string[]>;
+
+  /**
+   * Withdraws this node's presence of `user` in `room`; subscribers get
+   * `onPresence(offline)` when no node has the user there any more. A node that
+   * dies without a word is withdrawn by the others within the presence timeout.
+   */
+  presenceLeave(room: string, user: string): Promise<void>;
+
+  /** Sends an ephemeral frame about `user` to the room's subscribers; never stored. */
+  publishRoomEvent(room: string, user: string, frame: string): Promise<void>;
+
+  /** Resolves once frames for `user` published from now on reach `onUserFrame`. */
+  subscribeUser(user: string): Promise<void>;
+  unsubscribeUser(user: string): Promise<void>;
+
+  /**
+   * Assigns an id and delivers `head + id + body` to every node subscribed to
+   * `to`. Resolves with the id and how many nodes got it: 0 means `to` has no
+   * connection anywhere. Nothing is stored.
+   */
+  sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }>;
+
+  /** Delivers a finished frame to every node subscribed to `user`. */
+  publishToUser(user: string, frame: string): Promise<void>;
+}
+
+export interface AppendRequest {
+  room: string;
+  /** Bytes of the published frame before the id. */
+  head: string;
+  /** Bytes after the id; this is what is stored. */
+  body: string;
+  /** Time of acceptance (ms since the epoch), handed to subscribers for latency measurement. */
+  ts: number;
+}
+
+/** A stored room message: its frame is `head + id + body`. */
+export interface StoredMessage {
+  id: string;
+  body: string;
+}
+
+export interface RangeResult {
+  messages: StoredMessage[];
+  complete: boolean;
+  /** The newest id stored in the room when it was read ('0-0' when none). */
+  newest: string;
+}
+
+/** Callbacks from the broker. They must not throw. */
+export interface BrokerListener {
+  /**
+   * A room message, in id order per room. `frame` holds the finished bytes and
+   * may be a view into a larger buffer: copy it to keep it past the call.
+   */
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void;
+
+  /**
+   * The broker became usable (`true`) or not (`false`). After `false`, messages
+   * published before the next `true` were not delivered: a listener that needs
+   * every message reads them back with `after()`.
+   */
+  onStatus(up: boolean): void;
+
+  /** `user` became present in `room` on some node (online), or is present nowhere any more. */
+  onPresence(room: string, user: string, online: boolean): void;
+
+  /** An ephemeral frame about `user` (typing...) for the room's local members. */
+  onRoomEvent(room: string, user: string, frame: Uint8Array): void;
+
+  /** A frame for every local connection of `user` (direct messages). */
+  onUserFrame(user: string, frame: Uint8Array): void;
+}

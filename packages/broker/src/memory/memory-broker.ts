@@ -1,0 +1,252 @@
+import { compareIds } from '@chat/protocol';
+import type { AppendRequest, Broker, BrokerListener, RangeResult, StoredMessage } from '../broker.js';
+import { BrokerUnavailableError } from '../errors.js';
+import { MIN_STREAM_ID } from '../ids.js';
+import { trimBatch } from '../trim.js';
+
+const encoder = new TextEncoder();
+
+/** Same rule as a Redis stream's `*` id: time-based, strictly increasing. */
+class IdSequence {
+  #lastMs = 0;
+  #lastSeq = 0;
+
+  next(): string {
+    const now = Date.now();
+    if (now > this.#lastMs) {
+      this.#lastMs = now;
+      this.#lastSeq = 0;
+    } else {
+      this.#lastSeq++;
+    }
+    return `${this.#lastMs}-${this.#lastSeq}`;
+  }
+}
+
+class MemoryRoom {
+  readonly messages: StoredMessage[] = [];
+  readonly subscribers = new Set<MemoryBroker>();
+  /** user -> brokers (nodes) that have the user present in the room */
+  readonly presence = new Map<string, Set<MemoryBroker>>();
+  readonly ids = new IdSequence();
+  trimmed = MIN_STREAM_ID;
+}
+
+class MemoryUser {
+  readonly subscribers = new Set<MemoryBroker>();
+  readonly directIds = new IdSequence();
+}
+
+/** State shared by every MemoryBroker of one process: what Redis is to RedisBrokers. */
+export class MemoryHub {
+  readonly #rooms = new Map<string, MemoryRoom>();
+  readonly #users = new Map<string, MemoryUser>();
+
+  room(name: string): MemoryRoom {
+    let room = this.#rooms.get(name);
+    if (room === undefined) this.#rooms.set(name, (room = new MemoryRoom()));
+    return room;
+  }
+
+  user(name: string): MemoryUser {
+    let user = this.#users.get(name);
+    if (user === undefined) this.#users.set(name, (user = new MemoryUser()));
+    return user;
+  }
+}
+
+export interface MemoryBrokerOptions {
+  historySize: number;
+  /** Share one hub between brokers to model several nodes in one process. */
+  hub?: MemoryHub;
+  /** Delays deliveries to this broker, as pub/sub lags behind commands in Redis (tests). */
+  deliveryDelayMs?: number;
+}
+
+/** A single-process broker: used when no Redis is configured, and in unit tests. */
+export class MemoryBroker implements Broker {
+  readonly #hub: MemoryHub;
+  readonly #historySize: number;
+  readonly #trimBatch: number;
+  readonly #deliveryDelayMs: number;
+  readonly #rooms = new Set<string>();
+  readonly #users = new Set<string>();
+  /** room -> users this broker holds present there */
+  readonly #presence = new Map<string, Set<string>>();
+  #listener: BrokerListener | null = null;
+  #available = true;
+  #reported = false;
+
+  constructor(options: MemoryBrokerOptions) {
+    this.#hub = options.hub ?? new MemoryHub();
+    this.#historySize = options.historySize;
+    this.#trimBatch = trimBatch(options.historySize);
+    this.#deliveryDelayMs = options.deliveryDelayMs ?? 0;
+  }
+
+  get up(): boolean {
+    return this.#listener !== null && this.#available;
+  }
+
+  start(listener: BrokerListener): void {
+    this.#listener = listener;
+    queueMicrotask(() => this.#report());
+  }
+
+  /** Withdraws this node's presence (others see `offline`), then stops. */
+  async close(): Promise<void> {
+    for (const [room, users] of this.#presence) for (const user of [...users]) this.#withdraw(room, user);
+    for (const room of this.#rooms) this.#hub.room(room).subscribers.delete(this);
+    for (const user of this.#users) this.#hub.user(user).subscribers.delete(this);
+    this.#rooms.clear();
+    this.#users.clear();
+    this.#listener = null;
+  }
+
+  /** Simulates an outage, for tests: while unavailable every call fails as a RedisBroker's would. */
+  setAvailable(available: boolean): void {
+    if (available === this.#available) return;
+    this.#available = available;
+    this.#report();
+  }
+
+  /** Reports changes only, as RedisBroker does. */
+  #report(): void {
+    if (this.up === this.#reported) return;
+    this.#reported = this.up;
+    this.#listener?.onStatus(this.up);
+  }
+
+  async subscribeRoom(room: string): Promise<void> {
+    this.#check();
+    this.#rooms.add(room);
+    this.#hub.room(room).subscribers.add(this);
+  }
+
+  async unsubscribeRoom(room: string): Promise<void> {
+    this.#rooms.delete(room);
+    this.#hub.room(room).subscribers.delete(this);
+  }
+
+  async append(message: AppendRequest): Promise<string> {
+    this.#check();
+    const room = this.#hub.room(message.room);
+    const id = room.ids.next();
+    room.messages.push({ id, body: message.body });
+    const excess = room.messages.length - this.#historySize;
+    if (excess >= this.#trimBatch) room.trimmed = room.messages.splice(0, excess).at(-1)!.id;
+    const frame = encoder.encode(message.head + id + message.body);
+    this.#toRoom(message.room, (b) => b.#listener?.onRoomMessage(message.room, id, message.ts, frame));
+    return id;
+  }
+
+  async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
+    this.#check();
+    const messages = this.#hub.room(room).messages;
+    let end = messages.length;
+    if (before !== undefined) while (end > 0 && compareIds(messages[end - 1]!.id, before) >= 0) end--;
+    return messages.slice(Math.max(0, end - limit), end);
+  }
+
+  async after(room: string, after: string, limit: number): Promise<RangeResult> {
+    this.#check();
+    const state = this.#hub.room(room);
+    let start = state.messages.length;
+    while (start > 0 && compareIds(state.messages[start - 1]!.id, after) > 0) start--;
+    const newer = state.messages.length - start;
+    return {
+      messages: state.messages.slice(Math.max(start, state.messages.length - limit)),
+      complete: newer <= limit && compareIds(state.trimmed, after) <= 0,
+      newest: state.messages.at(-1)?.id ?? MIN_STREAM_ID,
+    };
+  }
+
+  async presenceJoin(room: string, user: string): Promise<string[]> {
+    this.#check();
+    let held = this.#presence.get(room);
+    if (held === undefined) this.#presence.set(room, (held = new Set()));
+    held.add(user);
+    const state = this.#hub.room(room);
+    let nodes = state.presence.get(user);
+    if (nodes === undefined) state.presence.set(user, (nodes = new Set()));
+    nodes.add(this);
+    if (nodes.size === 1) this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true));
+    return [...state.presence.keys()];
+  }
+
+  async presenceLeave(room: string, user: string): Promise<void> {
+    this.#check();
+    this.#withdraw(room, user);
+  }
+
+  async publishRoomEvent(room: string, user: string, frame: string): Promise<void> {
+    this.#check();
+    const bytes = encoder.encode(frame);
+    this.#toRoom(room, (b) => b.#listener?.onRoomEvent(room, user, bytes));
+  }
+
+  async subscribeUser(user: string): Promise<void> {
+    this.#users.add(user);
+    this.#hub.user(user).subscribers.add(this);
+  }
+
+  async unsubscribeUser(user: string): Promise<void> {
+    this.#users.delete(user);
+    this.#hub.user(user).subscribers.delete(this);
+  }
+
+  async sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }> {
+    this.#check();
+    const target = this.#hub.user(to);
+    const id = target.directIds.next();
+    const receivers = this.#toUser(to, head + id + body);
+    return { id, receivers };
+  }
+
+  async publishToUser(user: string, frame: string): Promise<void> {
+    this.#check();
+    this.#toUser(user, frame);
+  }
+
+  #withdraw(room: string, user: string): void {
+    const held = this.#presence.get(room);
+    held?.delete(user);
+    if (held?.size === 0) this.#presence.delete(room);
+    const state = this.#hub.room(room);
+    const nodes = state.presence.get(user);
+    if (nodes === undefined || !nodes.delete(this) || nodes.size > 0) return;
+    state.presence.delete(user);
+    this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, false));
+  }
+
+  #toUser(user: string, frame: string): number {
+    const bytes = encoder.encode(frame);
+    const subscribers = [...this.#hub.user(user).subscribers].filter((b) => b.#available);
+    for (const b of subscribers) {
+      queueMicrotask(() => {
+        if (b.#available && b.#users.has(user)) b.#listener?.onUserFrame(user, bytes);
+      });
+    }
+    return subscribers.length;
+  }
+
+  /** Runs `deliver` on every broker subscribed to `room`, asynchronously like a real broker (never inside the caller's call). */
+  #toRoom(room: string, deliver: (broker: MemoryBroker) => void): void {
+    for (const b of this.#hub.room(room).subscribers) {
+      b.#later(() => {
+        if (b.#available && b.#rooms.has(room)) deliver(b);
+      });
+    }
+  }
+
+  /** In order, after the current call: at once, or after the configured delay. */
+  #later(task: () => void): void {
+    if (this.#deliveryDelayMs === 0) queueMicrotask(task);
+    else setTimeout(task, this.#deliveryDelayMs);
+  }
+
+
+  #check(): void {
+    if (!this.up) throw new BrokerUnavailableError('memory broker is unavailable');
+  }
+}

@@ -1,0 +1,59 @@
+/*
+ * What travels on channels, private to brokers. Room channel:
+ *   m|<id>|<ts>|<frame>   a stored message: id and ts ride in front so no subscriber parses JSON
+ *   p|+|<user>, p|-|<user> presence changes (written by the presence scripts)
+ *   e|<user>|<frame>      an ephemeral event about <user> (typing)
+ * User channel:
+ *   d|<frame>             a frame for every connection of the user
+ * Frames are forwarded to sockets as they are.
+ */
+const PIPE = 0x7c;
+const M = 0x6d;
+const P = 0x70;
+const E = 0x65;
+const D = 0x64;
+const PLUS = 0x2b;
+
+export type RoomPayload =
+  | { kind: 'message'; id: string; ts: number; frame: Uint8Array }
+  | { kind: 'presence'; user: string; online: boolean }
+  | { kind: 'event'; user: string; frame: Uint8Array };
+
+/** Returns null for a payload that is none of the known kinds. */
+export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
+  if (payload[1] !== PIPE) return null;
+  switch (payload[0]) {
+    case M: {
+      const idEnd = payload.indexOf(PIPE, 2);
+      if (idEnd < 0) return null;
+      let ts = 0;
+      let i = idEnd + 1;
+      for (let c = payload[i]; c !== undefined && c !== PIPE; c = payload[++i]) ts = ts * 10 + (c - 48);
+      if (i >= payload.length) return null;
+      return { kind: 'message', id: payload.toString('latin1', 2, idEnd), ts, frame: payload.subarray(i + 1) };
+    }
+    case P:
+      if (payload[3] !== PIPE) return null;
+      return { kind: 'presence', online: payload[2] === PLUS, user: payload.toString('latin1', 4) };
+    case E: {
+      const userEnd = payload.indexOf(PIPE, 2);
+      if (userEnd < 0) return null;
+      return { kind: 'event', user: payload.toString('latin1', 2, userEnd), frame: payload.subarray(userEnd + 1) };
+    }
+    default:
+      return null;
+  }
+}
+
+export function encodeRoomEvent(user: string, frame: string): string {
+  return `e|${user}|${frame}`;
+}
+
+/** The frame inside a user-channel payload, or null. */
+export function decodeUserPayload(payload: Buffer): Uint8Array | null {
+  return payload[0] === D && payload[1] === PIPE ? payload.subarray(2) : null;
+}
+
+export function encodeUserPayload(frame: string): string {
+  return `d|${frame}`;
+}

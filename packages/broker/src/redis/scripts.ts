@@ -1,0 +1,157 @@
+import type { Redis } from 'ioredis';
+
+/*
+ * Appends a message and publishes it in one atomic step, so the publish order
+ * of a room is its stream order. Trims in batches and records the newest
+ * trimmed id: MAXLEN trimming does not update the stream's own
+ * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
+ *
+ * KEYS: stream, trimmed-marker
+ * ARGV: channel, history size, trim batch, ts, head, body, publish command
+ */
+const APPEND = `
+local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[6])
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess >= tonumber(ARGV[3]) then
+  local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
+  redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
+  redis.call('SET', KEYS[2], cut[#cut - 1][1])
+end
+redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
+return id
+`;
+
+/*
+ * Reads the newest messages after an id, with the trimmed-marker and the newest id, atomically.
+ * KEYS: stream, trimmed-marker
+ * ARGV: exclusive start id, count
+ */
+const AFTER = `
+local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+return { trimmed, newest and newest[1] or '0-0', redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[1], 'COUNT', ARGV[2]) }
+`;
+
+/*
+ * Presence. Per room: a sorted set of node incarnations with their expiry, a set
+ * of users per incarnation, and a count per user of incarnations that have them.
+ * Time is Redis's own, so gateway clocks cannot disagree about expiry. Every
+ * join and heartbeat reaps incarnations that stopped heartbeating and announces
+ * `offline` for users present nowhere else.
+ */
+const NOW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+const REAP = `
+local function reap(nodes, users, nodePrefix, now, pub, channel)
+  for _, node in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
+    local key = nodePrefix .. node
+    for _, user in ipairs(redis.call('SMEMBERS', key)) do
+      if redis.call('HINCRBY', users, user, -1) <= 0 then
+        redis.call('HDEL', users, user)
+        redis.call(pub, channel, 'p|-|' .. user)
+      end
+    end
+    redis.call('DEL', key)
+    redis.call('ZREM', nodes, node)
+  end
+end
+`;
+
+// KEYS: nodes, users, own node set. ARGV: node, user, ttl, key ttl, node prefix, channel, publish command
+const PRESENCE_JOIN = NOW + REAP + `
+reap(KEYS[1], KEYS[2], ARGV[5], now, ARGV[7], ARGV[6])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+if redis.call('SADD', KEYS[3], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    redis.call(ARGV[7], ARGV[6], 'p|+|' .. ARGV[2])
+  end
+end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+return redis.call('HKEYS', KEYS[2])
+`;
+
+// KEYS: nodes, users, own node set. ARGV: node, user, channel, publish command
+const PRESENCE_LEAVE = `
+if redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+    redis.call(ARGV[4], ARGV[3], 'p|-|' .. ARGV[2])
+  end
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+`;
+
+// Refreshes this incarnation and reaps dead ones. Returns 0 when this incarnation
+// was itself reaped (or Redis lost it): the caller then re-announces its users.
+// KEYS: nodes, users, own node set. ARGV: node, ttl, key ttl, node prefix, channel, publish command
+const PRESENCE_HEARTBEAT = NOW + REAP + `
+local alive = redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= false and redis.call('EXISTS', KEYS[3]) == 1
+if alive then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
+reap(KEYS[1], KEYS[2], ARGV[4], now, ARGV[6], ARGV[5])
+if not alive then return 0 end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+return 1
+`;
+
+// Withdraws every user of this incarnation (graceful shutdown).
+// KEYS: nodes, users, own node set. ARGV: node, channel, publish command
+const PRESENCE_NODE_LEAVE = `
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], user)
+    redis.call(ARGV[3], ARGV[2], 'p|-|' .. user)
+  end
+end
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+`;
+
+/*
+ * A direct message: an id from the recipient's (always empty) sequence stream,
+ * then a publish whose receiver count says whether the user is connected anywhere.
+ * KEYS: sequence stream. ARGV: channel, head, body, key ttl, publish command
+ */
+const DIRECT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'x', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return { id, redis.call(ARGV[5], ARGV[1], 'd|' .. ARGV[2] .. id .. ARGV[3]) }
+`;
+
+export type RawEntry = [id: string, fields: string[]];
+
+export interface ChatScripts {
+  chatAppend(
+    stream: string, trimmed: string,
+    channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
+  ): Promise<string>;
+  chatAfter(stream: string, trimmed: string, after: string, count: number): Promise<[string, string, RawEntry[]]>;
+  chatPresenceJoin(
+    nodes: string, users: string, nodeSet: string,
+    node: string, user: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
+  ): Promise<string[]>;
+  chatPresenceLeave(
+    nodes: string, users: string, nodeSet: string, node: string, user: string, channel: string, publish: string,
+  ): Promise<number>;
+  chatPresenceHeartbeat(
+    nodes: string, users: string, nodeSet: string,
+    node: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
+  ): Promise<number>;
+  chatPresenceNodeLeave(nodes: string, users: string, nodeSet: string, node: string, channel: string, publish: string): Promise<number>;
+  chatDirect(sequence: string, channel: string, head: string, body: string, keyTtlMs: number, publish: string): Promise<[string, number]>;
+}
+
+/** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
+export function defineScripts(redis: Redis): Redis & ChatScripts {
+  redis.defineCommand('chatAppend', { numberOfKeys: 2, lua: APPEND });
+  redis.defineCommand('chatAfter', { numberOfKeys: 2, lua: AFTER });
+  redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
+  redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
+  redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });
+  redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 3, lua: PRESENCE_NODE_LEAVE });
+  redis.defineCommand('chatDirect', { numberOfKeys: 1, lua: DIRECT });
+  return redis as Redis & ChatScripts;
+}

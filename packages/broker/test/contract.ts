@@ -1,0 +1,205 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { compareIds } from '@chat/protocol';
+import type { Broker, BrokerListener } from '../src/index.js';
+
+/** Brokers made by one harness share a backing store, as the nodes of one cluster do. */
+export interface BrokerHarness {
+  create(): Broker;
+  cleanup(): Promise<void>;
+}
+
+export const HISTORY_SIZE = 20;
+
+export class RecordingListener implements BrokerListener {
+  readonly messages: Array<{ room: string; id: string; ts: number; frame: string }> = [];
+  readonly statuses: boolean[] = [];
+  readonly presence: string[] = [];
+  readonly events: string[] = [];
+  readonly userFrames: string[] = [];
+  onPresence(room: string, user: string, online: boolean): void {
+    this.presence.push(`${room}:${user}:${online ? 'online' : 'offline'}`);
+  }
+  onRoomEvent(room: string, user: string, frame: Uint8Array): void {
+    this.events.push(`${room}:${user}:${Buffer.from(frame).toString()}`);
+  }
+  onUserFrame(user: string, frame: Uint8Array): void {
+    this.userFrames.push(`${user}:${Buffer.from(frame).toString()}`);
+  }
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void {
+    this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString() });
+  }
+  onStatus(up: boolean): void {
+    this.statuses.push(up);
+  }
+  inRoom(room: string) {
+    return this.messages.filter((m) => m.room === room);
+  }
+}
+
+export async function eventually(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const append = (broker: Broker, room: string, text: string, ts = Date.now()) =>
+  broker.append({ room, head: `<${room}|`, body: `|${text}>`, ts });
+
+/** The behaviour every Broker implementation promises (see broker.ts). */
+export function brokerContract(name: string, makeHarness: () => Promise<BrokerHarness>): void {
+  describe(`${name} (Broker contract)`, () => {
+    let harness: BrokerHarness;
+    let a: Broker;
+    let b: Broker;
+    let la: RecordingListener;
+    let lb: RecordingListener;
+
+    beforeEach(async () => {
+      harness = await makeHarness();
+      a = harness.create();
+      b = harness.create();
+      la = new RecordingListener();
+      lb = new RecordingListener();
+      a.start(la);
+      b.start(lb);
+      await eventually(() => a.up && b.up, 'both brokers up');
+    });
+
+    afterEach(async () => {
+      await a.close();
+      await b.close();
+      await harness.cleanup();
+    });
+
+    it('reports that it is up', () => {
+      expect(la.statuses.at(-1)).toBe(true);
+    });
+
+    it('delivers every message to every subscribed broker once, in id order, as head+id+body', async () => {
+      await a.subscribeRoom('r1');
+      await b.subscribeRoom('r1');
+      const ids = await Promise.all(Array.from({ length: 30 }, (_, i) => append(i % 2 ? a : b, 'r1', `m${i}`, 1000 + i)));
+      await eventually(() => la.inRoom('r1').length === 30 && lb.inRoom('r1').length === 30, '30 deliveries on each');
+      const seenA = la.inRoom('r1').map((m) => m.id);
+      expect(seenA).toEqual(lb.inRoom('r1').map((m) => m.id));
+      expect([...seenA].sort(compareIds)).toEqual(seenA);
+      expect(new Set(seenA)).toEqual(new Set(ids));
+      for (const m of la.inRoom('r1')) expect(m.frame).toMatch(new RegExp(`^<r1\\|${m.id}\\|m\\d+>$`));
+      const first = la.inRoom('r1').find((m) => m.frame.endsWith('|m0>'))!;
+      expect(first.ts).toBe(1000);
+    });
+
+    it('delivers only rooms a broker subscribed to, and stops after unsubscribe', async () => {
+      await a.subscribeRoom('x');
+      await b.subscribeRoom('y');
+      await append(a, 'x', 'for-x');
+      await append(a, 'y', 'for-y');
+      await eventually(() => la.messages.length === 1 && lb.messages.length === 1, 'one delivery each');
+      expect(la.messages[0]!.room).toBe('x');
+      expect(lb.messages[0]!.room).toBe('y');
+      await b.unsubscribeRoom('y');
+      await b.subscribeRoom('x');
+      await append(a, 'y', 'after-unsubscribe');
+      await append(a, 'x', 'marker');
+      await eventually(() => lb.inRoom('x').length === 1, 'marker on b');
+      expect(lb.inRoom('y')).toHaveLength(1);
+    });
+
+    it('pages history newest first, oldest first within a page, before exclusive', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push(await append(a, 'h', `m${i}`));
+      expect((await b.history('h', undefined, 3)).map((m) => m.id)).toEqual(ids.slice(7));
+      expect((await b.history('h', ids[7], 3)).map((m) => m.id)).toEqual(ids.slice(4, 7));
+      expect((await b.history('h', ids[2], 50)).map((m) => m.body)).toEqual(['|m0>', '|m1>']);
+      expect(await b.history('h', ids[0], 5)).toEqual([]);
+      expect(await b.history('h', '0-0', 5)).toEqual([]);
+      expect(await b.history('never-used', undefined, 5)).toEqual([]);
+    });
+
+    it('returns what came after an id, and says when it is complete', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) ids.push(await append(a, 'q', `m${i}`));
+      const all = await b.after('q', '0-0', 100);
+      expect(all).toEqual({ complete: true, newest: ids[7], messages: ids.map((id, i) => ({ id, body: `|m${i}>` })) });
+      const tail = await b.after('q', ids[5]!, 100);
+      expect(tail.messages.map((m) => m.id)).toEqual(ids.slice(6));
+      expect(tail.complete).toBe(true);
+      // Truncated by the limit: the newest ones, not complete.
+      const cut = await b.after('q', ids[1]!, 3);
+      expect(cut.messages.map((m) => m.id)).toEqual(ids.slice(5));
+      expect(cut.complete).toBe(false);
+      expect(await b.after('q', ids[7]!, 10)).toEqual({ messages: [], complete: true, newest: ids[7] });
+      expect(await b.after('empty-room', '0-0', 10)).toEqual({ messages: [], complete: true, newest: '0-0' });
+      expect(await b.after('q', '18446744073709551615-18446744073709551615', 10)).toEqual({ messages: [], complete: true, newest: ids[7] });
+    });
+
+    it('announces a user online when the first node has them, offline when the last lets go', async () => {
+      await a.subscribeRoom('p');
+      await b.subscribeRoom('p');
+      expect(await a.presenceJoin('p', 'ann')).toEqual(['ann']);
+      expect((await b.presenceJoin('p', 'ann')).sort()).toEqual(['ann']);
+      expect((await b.presenceJoin('p', 'bob')).sort()).toEqual(['ann', 'bob']);
+      expect(await a.presenceJoin('p', 'ann')).toHaveLength(2); // idempotent
+      await eventually(() => la.presence.length === 2 && lb.presence.length === 2, 'two online events each');
+      expect(la.presence).toEqual(['p:ann:online', 'p:bob:online']);
+      await a.presenceLeave('p', 'ann');
+      await b.presenceLeave('p', 'bob');
+      await eventually(() => la.presence.length === 3, 'bob offline');
+      expect(la.presence[2]).toBe('p:bob:offline');
+      await b.presenceLeave('p', 'ann');
+      await eventually(() => lb.presence.length === 4, 'ann offline');
+      expect(lb.presence).toEqual(['p:ann:online', 'p:bob:online', 'p:bob:offline', 'p:ann:offline']);
+      expect(await a.presenceJoin('p', 'cid')).toEqual(['cid']);
+    });
+
+    it('withdraws a closing node\'s presence at once', async () => {
+      await a.subscribeRoom('w');
+      await b.presenceJoin('w', 'leaver');
+      await eventually(() => la.presence.length === 1, 'online');
+      await b.close();
+      await eventually(() => la.presence.length === 2, 'offline after close');
+      expect(la.presence).toEqual(['w:leaver:online', 'w:leaver:offline']);
+    });
+
+    it('passes ephemeral room events to subscribers with the user they are about', async () => {
+      await b.subscribeRoom('e');
+      await a.publishRoomEvent('e', 'typist', '{"t":1}');
+      await eventually(() => lb.events.length === 1, 'event');
+      expect(lb.events).toEqual(['e:typist:{"t":1}']);
+      expect(await a.history('e', undefined, 10)).toEqual([]);
+    });
+
+    it('delivers a direct frame to every node of the user and counts them; 0 when nobody has them', async () => {
+      await a.subscribeUser('dana');
+      await b.subscribeUser('dana');
+      const first = await a.sendDirect('dana', '<', '>');
+      expect(first.receivers).toBe(2);
+      const second = await b.sendDirect('dana', '<', '>');
+      expect(compareIds(second.id, first.id)).toBeGreaterThan(0);
+      await eventually(() => la.userFrames.length === 2 && lb.userFrames.length === 2, 'two frames each');
+      expect(la.userFrames).toEqual([`dana:<${first.id}>`, `dana:<${second.id}>`]);
+      expect((await a.sendDirect('nobody', '<', '>')).receivers).toBe(0);
+      await a.unsubscribeUser('dana');
+      await b.publishToUser('dana', 'copy');
+      await eventually(() => lb.userFrames.length === 3, 'copy');
+      expect(la.userFrames).toHaveLength(2);
+    });
+
+    it(`keeps about ${HISTORY_SIZE} messages and reports a trimmed gap as incomplete`, async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < HISTORY_SIZE * 3; i++) ids.push(await append(a, 't', `m${i}`));
+      const stored = await b.history('t', undefined, 1000);
+      expect(stored.length).toBeGreaterThanOrEqual(HISTORY_SIZE);
+      expect(stored.length).toBeLessThan(HISTORY_SIZE * 2);
+      expect(stored.at(-1)!.id).toBe(ids.at(-1));
+      const oldestKept = stored[0]!.id;
+      const beforeOldest = ids[ids.indexOf(oldestKept) - 1]!;
+      expect((await b.after('t', beforeOldest, 1000)).complete).toBe(true);
+      const twoBefore = ids[ids.indexOf(oldestKept) - 2]!;
+      expect((await b.after('t', twoBefore, 1000)).complete).toBe(false);
+      expect((await b.after('t', '0-0', 1000)).complete).toBe(false);
+    });
+  });
+}

@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { BrokerUnavailableError, MemoryBroker, MemoryHub } from '../src/index.js';
+import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
+
+brokerContract('MemoryBroker', async () => {
+  const hub = new MemoryHub();
+  return { create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub }), cleanup: async () => {} };
+});
+
+describe('MemoryBroker outages (for gateway tests)', () => {
+  it('fails every call with BrokerUnavailableError while unavailable, and reports it', async () => {
+    const broker = new MemoryBroker({ historySize: 10 });
+    const listener = new RecordingListener();
+    broker.start(listener);
+    await Promise.resolve();
+    broker.setAvailable(false);
+    expect(broker.up).toBe(false);
+    await expect(broker.append({ room: 'r', head: '', body: '', ts: 0 })).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(broker.subscribeRoom('r')).rejects.toBeInstanceOf(BrokerUnavailableError);
+    broker.setAvailable(true);
+    expect(listener.statuses).toEqual([true, false, true]);
+    await expect(broker.append({ room: 'r', head: '', body: '', ts: 0 })).resolves.toMatch(/^\d+-\d+$/);
+  });
+});

@@ -1,0 +1,95 @@
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
+import { BrokerUnavailableError, KeySpace, RedisBroker, createRedisClients, type RedisClients } from '../src/index.js';
+import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
+
+brokerContract('RedisBroker', async () => {
+  const url = inject('redisUrl');
+  const keys = new KeySpace(uniquePrefix('contract'));
+  const clients: RedisClients[] = [];
+  return {
+    create() {
+      const c = createRedisClients(url, { commandTimeoutMs: 2000 });
+      clients.push(c);
+      return new RedisBroker({ command: c.command, subscriber: c.subscriber, keys, historySize: HISTORY_SIZE });
+    },
+    async cleanup() {
+      const admin = new Redis(url);
+      const keysLeft = await admin.keys(`${keys.prefix}*`);
+      if (keysLeft.length > 0) await admin.del(...keysLeft);
+      await admin.quit();
+      await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+});
+
+describe('RedisBroker when Redis goes away', () => {
+  let server: RedisServer | undefined;
+  let clients: RedisClients | undefined;
+  afterEach(async () => {
+    await clients?.close();
+    await server?.stop();
+  });
+
+  it('reports down, fails within its wait bound, then restores its subscriptions by itself', async () => {
+    server = await startRedisServer();
+    clients = createRedisClients(server.url, { commandTimeoutMs: 1000 });
+    const broker = new RedisBroker({ ...clients, keys: new KeySpace('k:'), historySize: 10, healthCheckMs: 200, connectWaitMs: 500 });
+    const listener = new RecordingListener();
+    broker.start(listener);
+    await eventually(() => broker.up, 'up');
+    await broker.subscribeRoom('lobby');
+
+    await server.kill();
+    await eventually(() => !broker.up, 'down');
+    const started = Date.now();
+    await expect(broker.append({ room: 'lobby', head: 'h', body: 'b', ts: 1 })).rejects.toBeInstanceOf(BrokerUnavailableError);
+    expect(Date.now() - started).toBeLessThan(1500);
+
+    await server.start();
+    await eventually(() => broker.up, 'up again', 10_000);
+    expect(listener.statuses).toEqual([true, false, true]);
+    await broker.append({ room: 'lobby', head: 'h', body: 'b', ts: 1 });
+    await eventually(() => listener.messages.length === 1, 'delivery after restart');
+    await broker.close();
+  });
+});
+
+describe('RedisBroker presence when a node dies without a word', () => {
+  it('withdraws the dead node\'s users within the presence timeout, and a node that was reaped re-announces', async () => {
+    const url = inject('redisUrl');
+    const keys = new KeySpace(uniquePrefix('presence'));
+    const survivorClients = createRedisClients(url, { commandTimeoutMs: 1000 });
+    const victimClients = createRedisClients(url, { commandTimeoutMs: 1000 });
+    const ttl = 400;
+    const survivor = new RedisBroker({ ...survivorClients, keys, historySize: 10, nodeId: 'survivor', presenceTtlMs: ttl });
+    const victim = new RedisBroker({ ...victimClients, keys, historySize: 10, nodeId: 'victim', presenceTtlMs: ttl });
+    const seen = new RecordingListener();
+    survivor.start(seen);
+    victim.start(new RecordingListener());
+    await eventually(() => survivor.up && victim.up, 'up');
+    await survivor.subscribeRoom('r');
+    await survivor.presenceJoin('r', 'stays');
+    await victim.presenceJoin('r', 'goes');
+    await eventually(() => seen.presence.length === 2, 'two online');
+
+    // The victim's process "dies": its connections drop and it never heartbeats again.
+    victimClients.command.disconnect();
+    victimClients.subscriber.disconnect();
+    const died = Date.now();
+    await eventually(() => seen.presence.includes('r:goes:offline'), 'offline for the dead node', 5000);
+    const took = Date.now() - died;
+    expect(took).toBeLessThan(ttl * 1.25 + 500);
+    expect(await survivor.presenceJoin('r', 'stays')).toEqual(['stays']);
+
+    // Redis loses the survivor's entries (as on a restart): its next heartbeat re-announces them.
+    const admin = new Redis(url);
+    const lost = await admin.keys(`${keys.prefix}room:{r}:*`);
+    await admin.del(...lost);
+    await admin.quit();
+    await eventually(() => seen.presence.filter((p) => p === 'r:stays:online').length === 2, 're-announced', 5000);
+    await survivor.close();
+    await survivorClients.close();
+  });
+});
