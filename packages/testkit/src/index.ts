@@ -1,0 +1,5 @@
+export { freePort, freeStablePort } from './ports.js';
+export { sleep, waitFor, uniquePrefix } from './wait.js';
+export { spawnService, type ServiceProcess, type SpawnOptions, type Exit } from './process.js';
+export { redisForTests, startRedisServer, hasRedisBinary, waitForPing, type RedisServer } from './redis.js';
+export { TestClient, HttpRefusal, type CloseInfo, type WaitOptions } from './ws-client.js';

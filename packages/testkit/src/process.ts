@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ServiceProcess {
+  readonly pid: number;
+  readonly port: number;
+  /** Every JSON log line so far (others are kept as { raw }). */
+  readonly logs: Array<Record<string, unknown>>;
+  readonly exited: Promise<Exit>;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
+  /** SIGKILL, as a crash would. */
+  kill(): Promise<Exit>;
+}
+
+export interface SpawnOptions {
+  env?: Record<string, string | undefined>;
+  /** Startup is done when a log line has this `msg`; its `port` field is the service's port. */
+  readyMessage?: string;
+  timeoutMs?: number;
+  /** Echo the service's output, for debugging. */
+  echo?: boolean;
+}
+
+/**
+ * Starts a Node service that logs pino JSON lines and waits until it says it
+ * is listening. Only this process is ever signalled, by its PID.
+ */
+export async function spawnService(entry: string, options: SpawnOptions = {}): Promise<ServiceProcess> {
+  const { readyMessage = 'listening', timeoutMs = 15_000, echo = process.env.TEST_ECHO_LOGS === '1' } = options;
+  const child = spawn(process.execPath, [entry], {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (echo) process.stderr.write(chunk);
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${entry} did not start within ${timeoutMs} ms\n${stderr}`)), timeoutMs);
+    void exited.then((exit) => {
+      clearTimeout(timer);
+      const lastLogs = logs.slice(-5).map((l) => JSON.stringify(l)).join('\n');
+      reject(new Error(`${entry} exited during startup (${JSON.stringify(exit)})\n${stderr}${lastLogs}`));
+    });
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (echo) process.stderr.write(`${line}\n`);
+      const entryLog = parseLine(line);
+      logs.push(entryLog);
+      if (entryLog.msg === readyMessage && typeof entryLog.port === 'number') {
+        clearTimeout(timer);
+        resolve(entryLog.port);
+      }
+    });
+  });
+  return {
+    pid: child.pid!,
+    port,
+    logs,
+    exited,
+    stop: (signal = 'SIGTERM', timeout = 15_000) => stopChild(child, exited, signal, timeout),
+    kill: () => stopChild(child, exited, 'SIGKILL', 5000),
+  };
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<Exit>, signal: NodeJS.Signals, timeoutMs: number): Promise<Exit> {
+  if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function parseLine(line: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(line);
+    if (typeof value === 'object' && value !== null) return value as Record<string, unknown>;
+  } catch {
+    // not JSON
+  }
+  return { raw: line };
+}

@@ -1,0 +1,126 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { freePort } from './ports.js';
+import { sleep } from './wait.js';
+
+/** A Redis server owned by a test: it may be stopped, killed and started again on the same port. */
+export interface RedisServer {
+  readonly url: string;
+  readonly port: number;
+  /** Graceful stop. */
+  stop(): Promise<void>;
+  /** SIGKILL (or a container kill), as a crash would. */
+  kill(): Promise<void>;
+  /** Starts it again, empty, on the same port. */
+  start(): Promise<void>;
+}
+
+const INSTALL_HINT =
+  'Tests need Redis: set REDIS_URL, or install redis-server (apt-get install redis-server), ' +
+  'or run a Docker engine so testcontainers can start one.';
+
+/**
+ * The Redis a test run uses, in this order: REDIS_URL; a redis-server binary on
+ * PATH, started on a free port; a testcontainers container; else a clear error.
+ */
+export async function redisForTests(): Promise<{ url: string; close(): Promise<void> }> {
+  const fromEnv = process.env.REDIS_URL?.trim();
+  if (fromEnv) return { url: fromEnv, close: async () => {} };
+  const server = await startRedisServer();
+  return { url: server.url, close: () => server.stop() };
+}
+
+/** Starts a private Redis: a redis-server binary when there is one, else a container. */
+export async function startRedisServer(extraArgs: readonly string[] = []): Promise<RedisServer> {
+  if (hasRedisBinary()) return startBinary(await freePort(), extraArgs);
+  return startContainer(await freePort());
+}
+
+export function hasRedisBinary(): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+async function startBinary(port: number, extraArgs: readonly string[]): Promise<RedisServer> {
+  let child: ChildProcess | null = null;
+  const launch = async (): Promise<void> => {
+    const proc = spawn('redis-server', [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--loglevel', 'warning', ...extraArgs,
+    ], { stdio: 'ignore' });
+    child = proc;
+    proc.once('exit', () => {
+      if (child === proc) child = null;
+    });
+    await waitForPing(port, 10_000);
+  };
+  const halt = async (signal: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    if (proc === null) return;
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    proc.kill(signal);
+    await exited;
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: () => halt('SIGTERM'),
+    kill: () => halt('SIGKILL'),
+    start: launch,
+  };
+}
+
+async function startContainer(port: number): Promise<RedisServer> {
+  let module: typeof import('@testcontainers/redis');
+  try {
+    module = await import('@testcontainers/redis');
+  } catch (err) {
+    throw new Error(INSTALL_HINT, { cause: err });
+  }
+  type Started = Awaited<ReturnType<InstanceType<typeof module.RedisContainer>['start']>>;
+  let container: Started | null = null;
+  const launch = async (): Promise<void> => {
+    try {
+      container = await new module.RedisContainer('redis:7').withExposedPorts({ container: 6379, host: port }).start();
+    } catch (err) {
+      throw new Error(INSTALL_HINT, { cause: err });
+    }
+  };
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      await container?.stop();
+      container = null;
+    },
+    kill: async () => {
+      await container?.stop({ timeout: 0 });
+      container = null;
+    },
+    start: launch,
+  };
+}
+
+/** Resolves once a PING on 127.0.0.1:port gets +PONG. */
+export async function waitForPing(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ping(port))) {
+    if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+}
