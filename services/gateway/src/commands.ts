@@ -1,0 +1,161 @@
+import type { Broker } from '@chat/broker';
+import {
+  DM_FRAME_HEAD,
+  HISTORY_DEFAULT_LIMIT,
+  dmFrameBody,
+  encodeAck,
+  encodeError,
+  encodeHistory,
+  encodeLeft,
+  encodePong,
+  encodeTyping,
+  messageFrameBody,
+  type ClientFrame,
+  type DirectSendFrame,
+  type HistoryRequestFrame,
+  type JoinFrame,
+  type SendFrame,
+} from '@chat/protocol';
+import { allowedBy } from './auth.js';
+import type { Config } from './config.js';
+import { ChatError, toChatError } from './errors.js';
+import type { InFlight } from './in-flight.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { RoomRegistry } from './rooms.js';
+import type { Session } from './session.js';
+
+export interface CommandDeps {
+  config: Config;
+  broker: Broker;
+  rooms: RoomRegistry;
+  inFlight: InFlight;
+  log: Logger;
+  metrics: Metrics;
+  /** True while shutdown closes the sockets: new work is refused so in-flight work can finish. */
+  refusingWork(): boolean;
+}
+
+/** Carries out decoded client frames. Every refusal becomes an `error` frame, never an exception. */
+export class CommandHandler {
+  constructor(private readonly deps: CommandDeps) {}
+
+  handle(session: Session, frame: ClientFrame): void {
+    switch (frame.type) {
+      case 'join':
+        return this.#run(session, frame.ref, session.serialize(frame.room, () => this.#join(session, frame)));
+      case 'leave':
+        return this.#run(session, frame.ref, session.serialize(frame.room, async () => this.#leave(session, frame.room, frame.ref)));
+      case 'send':
+        return this.#run(session, frame.ref, this.#send(session, frame));
+      case 'history':
+        return this.#run(session, frame.ref, this.#history(session, frame));
+      case 'ping':
+        return session.send(encodePong(frame.ref, Date.now()));
+      case 'typing':
+        return this.#run(session, frame.ref, this.#typing(session, frame.room));
+      case 'dm':
+        return this.#run(session, frame.ref, this.#direct(session, frame));
+      default:
+        return assertNever(frame);
+    }
+  }
+
+  /** Answers with an `error` frame; unknown failures are logged and reported as `internal`. */
+  reject(session: Session, err: unknown, ref: string | undefined): void {
+    const error = toChatError(err);
+    if (error.code === 'internal') this.deps.log.error({ err, conn: session.id }, 'command failed');
+    this.deps.metrics.framesRejected.incLabel(error.code);
+    session.send(encodeError(error.code, error.message, ref));
+  }
+
+  #run(session: Session, ref: string | undefined, operation: Promise<void>): void {
+    operation.catch((err: unknown) => this.reject(session, err, ref));
+  }
+
+  async #join(session: Session, { room, since, ref }: JoinFrame): Promise<void> {
+    this.#authorize(session, room);
+    const { maxRoomsPerConnection } = this.deps.config;
+    if (!session.rooms.has(room) && session.rooms.size >= maxRoomsPerConnection) {
+      throw new ChatError('forbidden', `a connection may join at most ${maxRoomsPerConnection} rooms`);
+    }
+    this.#refuseWhileClosing();
+    session.rooms.add(room);
+    try {
+      await this.deps.rooms.join(session, room, since, ref);
+    } catch (err) {
+      if (session.open) session.rooms.delete(room);
+      throw err;
+    }
+  }
+
+  #leave(session: Session, room: string, ref: string | undefined): void {
+    if (!session.rooms.delete(room)) throw notJoined(room);
+    this.deps.rooms.leave(session, room);
+    session.send(encodeLeft(room, ref));
+  }
+
+  async #send(session: Session, { room, text, ref }: SendFrame): Promise<void> {
+    this.#authorize(session, room);
+    if (!session.rooms.has(room)) throw notJoined(room);
+    this.#refuseWhileClosing();
+    const { broker, rooms, inFlight, metrics } = this.deps;
+    const ts = Date.now();
+    const append = broker.append({ room, head: rooms.head(room), body: messageFrameBody(session.user, text, ts), ts });
+    const id = await inFlight.track(append);
+    metrics.brokerPublishSeconds.observe((Date.now() - ts) / 1000);
+    metrics.messagesAccepted.inc();
+    session.send(encodeAck(ref, id, ts));
+  }
+
+  /** Coalesced to one event per user and room per TYPING_MIN_INTERVAL_MS: clients send one per keystroke. */
+  async #typing(session: Session, room: string): Promise<void> {
+    if (!session.rooms.has(room)) throw notJoined(room);
+    if (!this.deps.rooms.claimTyping(room, session.user, Date.now())) return;
+    await this.deps.broker.publishRoomEvent(room, session.user, encodeTyping(room, session.user));
+  }
+
+  /** To every connection of the recipient, then a copy to every connection of the sender. */
+  async #direct(session: Session, { to, text, ref }: DirectSendFrame): Promise<void> {
+    if (!this.deps.config.dmsEnabled) throw new ChatError('forbidden', 'direct messages are disabled on this service');
+    if (!allowedBy(session.identity.dm, to)) throw new ChatError('forbidden', `your token does not allow direct messages to "${to}"`);
+    this.#refuseWhileClosing();
+    const { broker, inFlight, log } = this.deps;
+    const ts = Date.now();
+    const body = dmFrameBody(session.user, to, text, ts);
+    const { id, receivers } = await inFlight.track(broker.sendDirect(to, DM_FRAME_HEAD, body));
+    if (receivers === 0) throw new ChatError('offline', `"${to}" has no open connection`);
+    this.deps.metrics.directMessages.inc();
+    if (to !== session.user) {
+      // The message reached its recipient: a failed copy to the sender's tabs must not turn that into an error.
+      await inFlight.track(broker.publishToUser(session.user, DM_FRAME_HEAD + id + body))
+        .catch((err: unknown) => log.warn({ err, conn: session.id }, 'copy of a direct message to its sender failed'));
+    }
+    session.send(encodeAck(ref, id, ts));
+  }
+
+  async #history(session: Session, { room, before, limit, ref }: HistoryRequestFrame): Promise<void> {
+    this.#authorize(session, room);
+    if (!session.rooms.has(room)) throw notJoined(room);
+    const stored = await this.deps.broker.history(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
+    const head = this.deps.rooms.head(room);
+    session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
+  }
+
+  /** The token's `rooms` claim decides which rooms a user may join, read and post to. */
+  #authorize(session: Session, room: string): void {
+    if (!allowedBy(session.identity.rooms, room)) throw new ChatError('forbidden', `your token does not allow room "${room}"`);
+  }
+
+  #refuseWhileClosing(): void {
+    if (this.deps.refusingWork()) throw new ChatError('unavailable', 'this node is shutting down; reconnect');
+  }
+}
+
+function notJoined(room: string): ChatError {
+  return new ChatError('not_joined', `not joined to "${room}"`);
+}
+
+function assertNever(frame: never): never {
+  throw new Error(`unhandled frame ${JSON.stringify(frame)}`);
+}

@@ -1,0 +1,19 @@
+import { BrokerUnavailableError } from '@chat/broker';
+import type { ErrorCode } from '@chat/protocol';
+
+/** A refusal the client is told about: its code goes on the wire, its message is for humans. */
+export class ChatError extends Error {
+  override readonly name = 'ChatError';
+  constructor(readonly code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Maps any failure to what a client may see; unknown errors become `internal` and leak nothing. */
+export function toChatError(err: unknown): ChatError {
+  if (err instanceof ChatError) return err;
+  if (err instanceof BrokerUnavailableError) {
+    return new ChatError('unavailable', 'the message broker is unavailable; retry later', { cause: err });
+  }
+  return new ChatError('internal', 'internal error', { cause: err });
+}

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import type { Broker } from '@chat/broker';
+import { CloseCode } from '@chat/protocol';
+import { Registry } from 'prom-client';
+import uWS from 'uWebSockets.js';
+import { Authenticator } from './auth.js';
+import { CommandHandler } from './commands.js';
+import { ConnectionLimits } from './connection-limits.js';
+import type { Config } from './config.js';
+import { registerHealthRoutes, registerMetricsRoute, registerNotFound, registerWebPage, type Readiness } from './http-routes.js';
+import { InFlight } from './in-flight.js';
+import type { Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { Relay } from './relay.js';
+import { registerPublishApi } from './publish-api.js';
+import { RoomRegistry } from './rooms.js';
+import type { Session } from './session.js';
+import { createSocketBehavior } from './socket-behavior.js';
+import { UserRegistry } from './users.js';
+
+export interface GatewayOptions {
+  config: Config;
+  broker: Broker;
+  log: Logger;
+  /** Injected so two gateways in one process keep separate metrics. */
+  registry?: Registry;
+}
+
+export interface Gateway {
+  /** Starts listening; resolves with the bound port (and the metrics port when METRICS_PORT is set). */
+  listen(): Promise<number>;
+  /** The bound metrics port once listening, when METRICS_PORT is set. */
+  readonly metricsPort: number | undefined;
+  /** Stops accepting, lets in-flight messages finish, closes every socket with 1001, stops the broker. */
+  close(): Promise<void>;
+  readiness(): Readiness;
+  readonly metrics: Metrics;
+}
+
+/** Stored messages beyond HISTORY_SIZE: streams are trimmed in batches of at most 100. */
+const TRIM_SLACK = 100;
+/** Cheap (one native call per socket) and frequent, so a flooded buffer overshoots little. */
+const SLOW_CONSUMER_SWEEP_MS = 100;
+
+export function createGateway({ config, broker, log, registry: injected }: GatewayOptions): Gateway {
+  const app = uWS.App();
+  const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
+  // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
+  const metricsApp = config.metricsPort === undefined ? app : uWS.App();
+  const listenSockets: uWS.us_listen_socket[] = [];
+  let metricsPort: number | undefined;
+  const sessions = new Set<Session>();
+  const inFlight = new InFlight();
+  const bootId = randomBytes(3).toString('hex');
+  let connectionCounter = 0;
+  /** Not ready, no new connections; existing ones are still served (SHUTDOWN_GRACE_MS). */
+  let draining = false;
+  /** Sockets about to close: new sends and joins are refused so in-flight ones can finish. */
+  let refusingWork = false;
+  let closing: Promise<void> | undefined;
+
+  const metrics = createMetrics(registry, {
+    connections: () => sessions.size,
+    rooms: () => rooms.size,
+    brokerUp: () => broker.up,
+    devIdentity: () => config.devIdentity,
+  });
+  const rooms = new RoomRegistry({
+    app, broker, log, metrics,
+    joinHistory: config.joinHistory,
+    replayLimit: config.historySize + TRIM_SLACK,
+    typingIntervalMs: config.typingIntervalMs,
+    liveWaitMs: config.brokerTimeoutMs,
+    track: (operation) => inFlight.track(operation),
+  });
+  const users = new UserRegistry(broker, log);
+  const commands = new CommandHandler({ config, broker, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
+
+  const readiness = (): Readiness => ({
+    ready: broker.up && listenSockets.length > 0 && !draining,
+    broker: broker.up ? 'up' : 'down',
+    draining,
+    devIdentity: config.devIdentity,
+  });
+
+  app.ws('/ws', createSocketBehavior({
+    config, log, metrics, commands, rooms, users, sessions,
+    accepting: () => !draining,
+    newConnectionId: () => `${config.nodeId}-${bootId}-${(++connectionCounter).toString(36)}`,
+    authenticator: new Authenticator(config),
+    limits: new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp),
+  }));
+  registerWebPage(app, new URL('./public/', import.meta.url));
+  registerPublishApi(app, { config, broker, rooms, inFlight, metrics });
+  for (const target of new Set([app, metricsApp])) {
+    registerHealthRoutes(target, readiness);
+    if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);
+    registerNotFound(target);
+  }
+  broker.start(new Relay(rooms, users, metrics, log));
+
+  // A socket whose send buffer stays over the limit belongs to a client that does
+  // not read: close it (it may reconnect and resume with `since`) before it costs memory.
+  const sweep = setInterval(() => {
+    for (const session of sessions) {
+      if (session.bufferedAmount() > config.sendBufferBytes) {
+        metrics.backpressureCloses.inc();
+        log.warn({ conn: session.id, user: session.user }, 'closing slow consumer');
+        session.end(CloseCode.TRY_AGAIN_LATER, 'send buffer overflow: client too slow');
+      }
+    }
+  }, SLOW_CONSUMER_SWEEP_MS);
+  sweep.unref();
+
+  return {
+    metrics,
+    readiness,
+    get metricsPort() {
+      return metricsPort;
+    },
+    async listen() {
+      const port = await listenOn(app, config.host, config.port, listenSockets);
+      if (config.metricsPort !== undefined) metricsPort = await listenOn(metricsApp, config.host, config.metricsPort, listenSockets);
+      return port;
+    },
+    close() {
+      closing ??= (async () => {
+        draining = true; // /readyz says so at once; new upgrades get 503
+        if (config.shutdownGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
+        for (const socket of listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
+        refusingWork = true;
+        clearInterval(sweep);
+        await inFlight.idle();
+        for (const session of [...sessions]) session.end(CloseCode.GOING_AWAY, 'server shutting down');
+        await inFlight.idle(); // presence withdrawals of the sockets just closed
+        await broker.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function listenOn(app: uWS.TemplatedApp, host: string, port: number, sockets: uWS.us_listen_socket[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (socket) => {
+      if (socket === false) {
+        reject(new Error(`cannot listen on ${host}:${port}`));
+        return;
+      }
+      sockets.push(socket);
+      resolve(uWS.us_socket_local_port(socket as unknown as uWS.us_socket));
+    });
+  });
+}

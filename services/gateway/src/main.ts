@@ -1,0 +1,77 @@
+import { KeySpace, MemoryBroker, RedisBroker, createRedisClients, type Broker, type RedisClients } from '@chat/broker';
+import uWS from 'uWebSockets.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createGateway } from './gateway.js';
+import { createLogger, type Logger } from './logger.js';
+
+/** The only place that reads the environment, handles signals and exits. */
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = createLogger(config.logLevel, config.nodeId);
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    process.exit(1);
+  });
+  if (!String(uWS.App).includes('[native code]')) {
+    log.warn('uWebSockets.js native addon did not load; running on its slow JavaScript fallback');
+  }
+
+  if (config.devIdentity) {
+    log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
+      + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
+  }
+  const { broker, redis } = createBroker(config, log);
+  const gateway = createGateway({ config, broker, log });
+  const port = await gateway.listen();
+  log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? 'redis' : 'memory' }, 'listening');
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      log.warn({ drainTimeoutMs: config.drainTimeoutMs }, 'drain timed out; exiting anyway');
+      process.exit(0);
+    }, config.drainTimeoutMs).unref();
+    gateway.close()
+      .then(() => redis?.close())
+      .then(() => log.info('stopped'), (err: unknown) => log.error({ err }, 'error while shutting down'))
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+function loadConfigOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+function createBroker(config: Config, log: Logger): { broker: Broker; redis?: RedisClients } {
+  if (config.redisUrl === undefined) {
+    log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
+    return { broker: new MemoryBroker({ historySize: config.historySize }) };
+  }
+  const redis = createRedisClients(config.redisUrl, {
+    commandTimeoutMs: config.brokerTimeoutMs, name: `chat-gw:${config.nodeId}`, tlsCa: config.redisTlsCa,
+  });
+  const broker = new RedisBroker({
+    command: redis.command,
+    subscriber: redis.subscriber,
+    keys: new KeySpace(config.redisPrefix),
+    historySize: config.historySize,
+    nodeId: config.nodeId,
+    presenceTtlMs: config.presenceTtlMs,
+    connectWaitMs: config.brokerTimeoutMs,
+    log: log.child({ component: 'broker' }),
+  });
+  return { broker, redis };
+}
+
+void main();

@@ -1,0 +1,131 @@
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import { CLIENT_FRAME_TYPES, ERROR_CODES } from '@chat/protocol';
+
+/**
+ * A counter for hot paths: increments are plain additions, flushed into
+ * prom-client when Prometheus scrapes (prom-client allocates on every inc).
+ */
+export class HotCounter<L extends string = never> {
+  #pending = 0;
+  readonly #byLabel = new Map<string, number>();
+
+  constructor(registry: Registry | null, name: string, help: string, label?: { name: string; values: readonly L[] }) {
+    if (registry === null) return; // metrics off: increments go nowhere
+    const self = this;
+    const counter: Counter<string> = new Counter({
+      name,
+      help,
+      labelNames: label ? [label.name] : [],
+      registers: [registry],
+      collect() {
+        if (self.#pending > 0) counter.inc(self.#pending);
+        self.#pending = 0;
+        for (const [value, n] of self.#byLabel) {
+          if (n > 0) counter.inc({ [label!.name]: value }, n);
+          self.#byLabel.set(value, 0);
+        }
+      },
+    });
+    // Known label values exist from the start, so rate() sees their first increment.
+    if (label) for (const value of label.values) counter.inc({ [label.name]: value }, 0);
+  }
+
+  inc(n = 1): void {
+    this.#pending += n;
+  }
+
+  incLabel(value: L | string, n = 1): void {
+    this.#byLabel.set(value, (this.#byLabel.get(value) ?? 0) + n);
+  }
+}
+
+export interface GaugeSources {
+  connections(): number;
+  rooms(): number;
+  brokerUp(): boolean;
+  devIdentity(): boolean;
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const CLOSE_CODES = ['1000', '1001', '1005', '1006', '1008', '1009', '1011', '1013', 'other'] as const;
+const FRAME_LABELS = [...CLIENT_FRAME_TYPES, 'invalid'] as const;
+
+/** What hot paths call to observe a duration; a no-op when metrics are off. */
+export interface Observer {
+  observe(value: number): void;
+}
+
+const ignore: Observer = { observe() {} };
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Every metric of a gateway, on an injected registry (two gateways in one
+ * process must not collide). With `registry` null, metrics are off: the same
+ * calls cost nothing, so their overhead can be measured.
+ */
+export function createMetrics(registry: Registry | null, sources: GaugeSources) {
+  if (registry === null) return instruments(null, ignore, ignore);
+  collectDefaultMetrics({ register: registry });
+  // Gauges named like counters (promtool rejects them); each repeats a gauge without the suffix.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
+  new Gauge({
+    name: 'chat_connections', help: 'WebSocket connections open now.', registers: [registry],
+    collect() { this.set(sources.connections()); },
+  });
+  new Gauge({
+    name: 'chat_rooms', help: 'Rooms with at least one local member.', registers: [registry],
+    collect() { this.set(sources.rooms()); },
+  });
+  new Gauge({
+    name: 'chat_dev_identity_enabled', help: '1 when ?user= development identities are accepted (never in production).', registers: [registry],
+    collect() { this.set(sources.devIdentity() ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'chat_broker_up', help: '1 while the broker serves commands and every subscription is live.', registers: [registry],
+    collect() { this.set(sources.brokerUp() ? 1 : 0); },
+  });
+  const brokerReconnects = new Counter({
+    name: 'chat_broker_reconnects_total', help: 'Times the broker came back after being down.', registers: [registry],
+  });
+  const brokerPublishSeconds = new Histogram({
+    name: 'chat_broker_publish_duration_seconds', help: 'Time to store and publish one room message.',
+    buckets: LATENCY_BUCKETS, registers: [registry],
+  });
+  const relayLatencySeconds = new Histogram({
+    name: 'chat_relay_latency_seconds',
+    help: 'From acceptance of a message (on any node) to its local fan-out on this node.',
+    buckets: LATENCY_BUCKETS, registers: [registry],
+  });
+  return instruments(registry, brokerPublishSeconds, relayLatencySeconds, brokerReconnects);
+}
+
+function instruments(registry: Registry | null, brokerPublishSeconds: Observer, relayLatencySeconds: Observer, brokerReconnects?: Counter) {
+  return {
+    registry,
+    enabled: registry !== null,
+    brokerPublishSeconds,
+    relayLatencySeconds,
+    brokerReconnects: { inc: () => brokerReconnects?.inc() },
+    connectionsOpened: new HotCounter(registry, 'chat_connections_opened_total', 'WebSocket connections accepted.'),
+    connectionsClosed: new HotCounter(registry, 'chat_connections_closed_total', 'WebSocket connections closed, by close code.',
+      { name: 'code', values: CLOSE_CODES }),
+    framesReceived: new HotCounter(registry, 'chat_frames_received_total', 'Client frames received, by type ("invalid" when undecodable).',
+      { name: 'type', values: FRAME_LABELS }),
+    framesRejected: new HotCounter(registry, 'chat_frames_rejected_total', 'Client frames answered with an error, by error code.',
+      { name: 'code', values: ERROR_CODES }),
+    messagesAccepted: new HotCounter(registry, 'chat_messages_accepted_total', 'Room messages stored and acknowledged.'),
+    deliveries: new HotCounter(registry, 'chat_deliveries_total', 'Room message copies written to local sockets.'),
+    backpressureCloses: new HotCounter(registry, 'chat_backpressure_closes_total',
+      'Sockets closed (1013) because their send buffer stayed over SEND_BUFFER_BYTES.'),
+    rateLimited: new HotCounter(registry, 'chat_rate_limited_total', 'Frames refused with rate_limited.'),
+    directMessages: new HotCounter(registry, 'chat_direct_messages_total', 'Direct messages delivered to at least one node.'),
+  };
+}
+
+export function closeCodeLabel(code: number): string {
+  const label = String(code);
+  return (CLOSE_CODES as readonly string[]).includes(label) ? label : 'other';
+}

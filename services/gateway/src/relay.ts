@@ -1,0 +1,48 @@
+import type { BrokerListener } from '@chat/broker';
+import { encodePresence } from '@chat/protocol';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { RoomRegistry } from './rooms.js';
+import type { UserRegistry } from './users.js';
+
+/** Turns broker events into local room deliveries. */
+export class Relay implements BrokerListener {
+  #wasUp = false;
+  #missedSomething = false;
+
+  constructor(
+    private readonly rooms: RoomRegistry,
+    private readonly users: UserRegistry,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void {
+    if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
+    this.rooms.deliver(room, id, frame);
+  }
+
+  onPresence(room: string, user: string, online: boolean): void {
+    this.rooms.deliverEvent(room, user, encodePresence(room, user, online ? 'online' : 'offline'));
+  }
+
+  onRoomEvent(room: string, user: string, frame: Uint8Array): void {
+    this.rooms.deliverEvent(room, user, frame);
+  }
+
+  onUserFrame(user: string, frame: Uint8Array): void {
+    this.users.deliver(user, frame);
+  }
+
+  onStatus(up: boolean): void {
+    if (!up) {
+      this.#missedSomething = this.#wasUp || this.#missedSomething;
+      return;
+    }
+    this.#wasUp = true;
+    if (!this.#missedSomething) return;
+    this.#missedSomething = false;
+    this.metrics.brokerReconnects.inc();
+    this.rooms.catchUpAll().catch((err: unknown) => this.log.error({ err }, 'catch-up failed'));
+  }
+}

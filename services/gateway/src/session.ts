@@ -1,0 +1,137 @@
+import type { WebSocket } from 'uWebSockets.js';
+import type { Identity } from './auth.js';
+import { TokenBucket } from './token-bucket.js';
+
+export interface SessionLimits {
+  rateLimitPerSec: number;
+  rateLimitBurst: number;
+  /** Frames refused for rate within about ten seconds before the connection is closed with 1008. */
+  rateLimitCloseAfter: number;
+}
+
+/** uWS copies user data onto the socket (own properties only), so a Session rides in a holder. */
+export interface SocketData {
+  session: Session;
+}
+
+const noop = (): void => {};
+
+/**
+ * One WebSocket connection: who it is, which rooms it joined, its rate limit.
+ * Every write goes through here, so nothing is ever written to a socket uWS
+ * already closed (which would throw).
+ */
+export class Session {
+  /** Rooms joined or being joined. */
+  readonly rooms = new Set<string>();
+  #ws: WebSocket<SocketData> | null = null;
+  #bucket: TokenBucket;
+  #strikes: TokenBucket | undefined;
+  #ops: Map<string, Promise<void>> | undefined;
+  /** Frames that arrived before `welcome` went out; handled right after it, in order. */
+  #early: Array<() => void> | null = [];
+
+  /** Closes the connection when its token expires. */
+  expiryTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly identity: Identity,
+    /** The client's address (behind trusted proxies, from X-Forwarded-For). */
+    readonly address: string,
+    private readonly limits: SessionLimits,
+    now: number,
+  ) {
+    this.#bucket = new TokenBucket(limits.rateLimitBurst, limits.rateLimitPerSec, now);
+  }
+
+  get user(): string {
+    return this.identity.user;
+  }
+
+  get open(): boolean {
+    return this.#ws !== null;
+  }
+
+  attach(ws: WebSocket<SocketData>): void {
+    this.#ws = ws;
+  }
+
+  /** Called from the close handler: the socket is gone from here on. */
+  detach(): void {
+    this.#ws = null;
+  }
+
+  send(data: string | Uint8Array): void {
+    this.#ws?.send(data, false);
+  }
+
+  /** Packs several writes into one syscall. */
+  cork(writes: () => void): void {
+    this.#ws?.cork(writes);
+  }
+
+  /** Publishes to every subscriber of `topic` but this socket. */
+  publishExceptSelf(topic: string, data: string | Uint8Array): void {
+    this.#ws?.publish(topic, data, false);
+  }
+
+  subscribe(topic: string): void {
+    this.#ws?.subscribe(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    this.#ws?.unsubscribe(topic);
+  }
+
+  bufferedAmount(): number {
+    return this.#ws?.getBufferedAmount() ?? 0;
+  }
+
+  /** Closes with a close frame; uWS runs the close handler before this returns. */
+  end(code: number, reason: string): void {
+    this.#ws?.end(code, reason);
+  }
+
+  /**
+   * Runs `handle` now, or right after `welcome` if that has not gone out yet, so
+   * that `welcome` is the first frame a client sees.
+   */
+  whenWelcomed(handle: () => void): void {
+    if (this.#early === null) handle();
+    else this.#early.push(handle);
+  }
+
+  /** Sends `welcome`, then handles the frames that arrived before it; drops them if the socket closed meanwhile. */
+  welcome(frame: string): void {
+    const early = this.#early;
+    if (early === null) return;
+    this.#early = null;
+    if (!this.open) return;
+    this.send(frame);
+    for (const handle of early) handle();
+  }
+
+  /** False when the frame is over the rate limit. */
+  takeToken(now: number): boolean {
+    return this.#bucket.take(now);
+  }
+
+  /** Records a refused frame; false once the client has kept flooding and must be closed. */
+  strike(now: number): boolean {
+    this.#strikes ??= new TokenBucket(this.limits.rateLimitCloseAfter, this.limits.rateLimitCloseAfter / 10, now);
+    return this.#strikes.take(now);
+  }
+
+  /** Runs operations that share `key` one after another, e.g. a join and a leave of one room. */
+  serialize(key: string, operation: () => Promise<void>): Promise<void> {
+    const ops = (this.#ops ??= new Map());
+    const next = (ops.get(key) ?? Promise.resolve()).then(operation);
+    const tail = next.then(noop, noop);
+    ops.set(key, tail);
+    void tail.then(() => {
+      if (ops.get(key) === tail) ops.delete(key);
+    });
+    return next;
+  }
+}

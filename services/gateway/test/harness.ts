@@ -1,0 +1,61 @@
+import { MemoryBroker, MemoryHub } from '@chat/broker';
+import { TestClient } from '@chat/testkit';
+import { afterEach } from 'vitest';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../src/config.js';
+import { createGateway, type Gateway } from '../src/gateway.js';
+
+export interface TestGateway {
+  gateway: Gateway;
+  broker: MemoryBroker;
+  config: Config;
+  wsUrl: string;
+  httpUrl: string;
+  connect(user: string): Promise<TestClient>;
+  close(): Promise<void>;
+}
+
+/** A gateway in this process on a free port; gateways given the same hub form one cluster. */
+export async function startTestGateway(
+  env: Record<string, string> = {}, hub = new MemoryHub(), deliveryDelayMs = 0,
+): Promise<TestGateway> {
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', NODE_ID: 'unit', LOG_LEVEL: 'silent', ...env });
+  const broker = new MemoryBroker({ historySize: config.historySize, hub, deliveryDelayMs });
+  const gateway = createGateway({ config, broker, log: pino({ level: 'silent' }) });
+  const port = await gateway.listen();
+  const wsUrl = `ws://127.0.0.1:${port}/ws`;
+  return {
+    gateway,
+    broker,
+    config,
+    wsUrl,
+    httpUrl: `http://127.0.0.1:${port}`,
+    connect: (user) => TestClient.connect(wsUrl, user),
+    close: () => gateway.close(),
+  };
+}
+
+/**
+ * Gateways and clients a test file starts, stopped after each test:
+ * `const { gateway, connect } = trackTestGateways();` at the top of a file.
+ */
+export function trackTestGateways() {
+  const started: TestGateway[] = [];
+  const clients: TestClient[] = [];
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.terminate()));
+    await Promise.all(started.splice(0).map((g) => g.close()));
+  });
+  return {
+    async gateway(env: Record<string, string> = {}, hub?: MemoryHub, deliveryDelayMs = 0): Promise<TestGateway> {
+      const g = await startTestGateway(env, hub, deliveryDelayMs);
+      started.push(g);
+      return g;
+    },
+    async connect(g: TestGateway, user: string): Promise<TestClient> {
+      const c = await g.connect(user);
+      clients.push(c);
+      return c;
+    },
+  };
+}

@@ -1,0 +1,121 @@
+import { sleep, waitFor } from '@chat/testkit';
+import { describe, expect, it } from 'vitest';
+import { trackTestGateways, type TestGateway } from './harness.js';
+
+const { gateway, connect } = trackTestGateways();
+async function metric(g: TestGateway, name: string): Promise<number> {
+  const text = await (await fetch(`${g.httpUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+describe('rate limit', () => {
+  it('answers frames over the bucket with rate_limited, then closes a client that keeps flooding with 1008', async () => {
+    const g = await gateway({ RATE_LIMIT_BURST: '5', RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_CLOSE_AFTER: '10' });
+    const flooder = await connect(g, 'flooder');
+    const bystander = await connect(g, 'bystander');
+    for (let i = 0; i < 5; i++) expect(await flooder.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    expect(await flooder.request({ type: 'ping' })).toMatchObject({ type: 'error', code: 'rate_limited' });
+    for (let i = 0; i < 50; i++) flooder.send({ type: 'ping', ref: `f${i}` });
+    expect(await flooder.closed).toMatchObject({ code: 1008 });
+    expect(await bystander.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    expect(await metric(g, 'chat_rate_limited_total')).toBeGreaterThanOrEqual(10);
+  });
+
+  it('accepts 20 frames per second sustained and a burst of 100 with the defaults', async () => {
+    const client = await connect(await gateway(), 'steady');
+    const burst = Array.from({ length: 100 }, () => client.request({ type: 'ping' }));
+    expect((await Promise.all(burst)).every((f) => f.type === 'pong')).toBe(true);
+    for (let i = 0; i < 30; i++) {
+      await sleep(50);
+      expect(await client.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('answers garbage with an error code and keeps the connection and everyone else served', async () => {
+    const g = await gateway();
+    const hostile = await connect(g, 'hostile');
+    const good = await connect(g, 'good');
+    await good.request({ type: 'join', room: 'r' });
+    hostile.send(Buffer.from([0xde, 0xad, 0xbe, 0xef]), true);
+    hostile.send('{"type":');
+    hostile.send({ type: 'explode', ref: 'e1' });
+    hostile.send({ type: 'send', room: 'r', text: 'x'.repeat(5000), ref: 'big' });
+    await hostile.until(() => hostile.ofType('error').length === 4, { what: 'four errors' });
+    expect(hostile.ofType('error').map((e) => e.code)).toEqual(['bad_request', 'bad_request', 'bad_request', 'payload_too_large']);
+    expect(hostile.ofType('error')[2]).toMatchObject({ ref: 'e1' });
+    expect(await hostile.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    expect(await good.request({ type: 'send', room: 'r', text: 'still here' })).toMatchObject({ type: 'ack' });
+  });
+
+  it('closes with 1009 on a frame over MAX_FRAME_BYTES, however large', async () => {
+    const g = await gateway({ MAX_FRAME_BYTES: '4096', MAX_TEXT_LENGTH: '1000' });
+    for (const size of [4097, 1024 * 1024]) {
+      const c = await connect(g, 'big');
+      c.send('x'.repeat(size));
+      expect((await c.closed).code).toBe(1009);
+    }
+    expect(await (await connect(g, 'next')).request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+  });
+});
+
+describe('slow consumers', () => {
+  it('closes a socket whose send buffer stays full with 1013, without stalling the room', async () => {
+    const g = await gateway({ SEND_BUFFER_BYTES: '65536', RATE_LIMIT_PER_SEC: '100000', RATE_LIMIT_BURST: '100000' });
+    const slow = await connect(g, 'slow');
+    const fast = await connect(g, 'fast');
+    await slow.request({ type: 'join', room: 'r' });
+    await fast.request({ type: 'join', room: 'r' });
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    const text = 'y'.repeat(4000);
+    const total = 2500; // 10 MB: more than loopback socket buffers absorb
+    for (let i = 0; i < total; i++) {
+      fast.send({ type: 'send', room: 'r', text });
+      if (i % 40 === 39) await sleep(20); // about 8 MB/s, as a busy room might see
+    }
+    await fast.until(() => fast.messages('r').length === total, { timeoutMs: 30_000, what: 'every message on the fast client' });
+    await waitFor(async () => (await metric(g, 'chat_backpressure_closes_total')) === 1, { what: 'a backpressure close' });
+    expect(await metric(g, 'chat_connections')).toBe(1);
+    (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
+    expect((await slow.closed).code).toBe(1013);
+    // Nothing after a gap: what the slow client did get is a prefix of the room.
+    const got = slow.messages('r').map((m) => m.id);
+    expect(got).toEqual(fast.messages('r').slice(0, got.length).map((m) => m.id));
+  }, 60_000);
+});
+
+describe('broker outage', () => {
+  it('answers unavailable, reports not ready, and recovers by itself', async () => {
+    const g = await gateway();
+    const a = await connect(g, 'alice');
+    await a.request({ type: 'join', room: 'r' });
+    g.broker.setAvailable(false);
+    expect(await a.request({ type: 'send', room: 'r', text: 'lost?' })).toMatchObject({ type: 'error', code: 'unavailable' });
+    expect(await a.request({ type: 'join', room: 'other' })).toMatchObject({ type: 'error', code: 'unavailable' });
+    const notReady = await fetch(`${g.httpUrl}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toMatchObject({ ready: false, broker: 'down' });
+    g.broker.setAvailable(true);
+    expect((await fetch(`${g.httpUrl}/readyz`)).status).toBe(200);
+    const ack = await a.request({ type: 'send', room: 'r', text: 'back' });
+    expect(ack).toMatchObject({ type: 'ack' });
+    await a.waitFor((f) => f.type === 'message' && f.text === 'back');
+    expect(a.messages('r').map((m) => m.text)).toEqual(['back']);
+  });
+});
+
+describe('shutdown', () => {
+  it('refuses new work, closes every socket with 1001 and reports not ready', async () => {
+    const g = await gateway();
+    const a = await connect(g, 'alice');
+    const b = await connect(g, 'bob');
+    await a.request({ type: 'join', room: 'r' });
+    const closing = g.gateway.close();
+    expect(g.gateway.readiness()).toMatchObject({ ready: false, draining: true });
+    await closing;
+    expect((await a.closed).code).toBe(1001);
+    expect((await b.closed).code).toBe(1001);
+  });
+});
