@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { runLoad, type LoadOptions, type LoadReport, type Scenario } from './coordinator.js';
+import type { TransportName } from './transport.js';
+
+const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]
+
+  --url URL             gateway or load-balancer WebSocket URL; repeat or comma-separate
+                        (default ws://127.0.0.1:8080/ws; Socket.IO: http://host:port)
+  --transport T         chat (this protocol, default) or socketio (the bench baseline)
+  --clients N           connect: connections to open (default 1000)
+  --rooms R             fanout/churn: rooms (default 10)
+  --members M           fanout/churn: members per room (default 100); clients = R x M
+  --senders S           clients that also send (default: one per room)
+  --rate N              messages per second, all senders together (default 100)
+  --size B              message text size in bytes (default 100)
+  --duration S          seconds of sending, or of holding for connect (default 10, at most 600)
+  --ramp N              connections opened per second (default 2000; 0: as fast as possible)
+  --workers W           load-generator processes (default: one per core, at least 2)
+  --churn F             churn: fraction of receivers reconnecting each second (default 0.05)
+  --find-max            raise the rate step by step until p99 > --max-p99 or anything is lost
+  --max-p99 MS          latency bound for --find-max (default 50)
+  --step-seconds S      seconds per --find-max step (default 5)
+  --step-factor X       rate multiplier between steps (default 1.5)
+  --max-steps N         at most this many steps (default 12)
+  --metrics URL         a server's /metrics, to report its memory per connection (repeatable)
+  --server-pid PID      a server process on this machine: each step reports its CPU (repeatable)
+  --local-addresses A   source addresses for the connections, e.g. 127.0.0.1-127.0.0.20
+  --json FILE           also write the report as JSON (- for stdout)
+  --quiet               no progress line
+
+Exits 1 when any message was lost, duplicated or reordered (or --find-max found no good step).`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boolean } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string', multiple: true }, transport: { type: 'string' }, clients: { type: 'string' },
+      rooms: { type: 'string' }, members: { type: 'string' }, senders: { type: 'string' }, rate: { type: 'string' },
+      size: { type: 'string' }, duration: { type: 'string' }, ramp: { type: 'string' }, workers: { type: 'string' },
+      churn: { type: 'string' }, 'find-max': { type: 'boolean' }, 'max-p99': { type: 'string' },
+      'step-seconds': { type: 'string' }, 'step-factor': { type: 'string' }, 'max-steps': { type: 'string' },
+      metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
+      quiet: { type: 'boolean' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help) { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+  const scenario = positionals[0] as Scenario | undefined;
+  if (scenario !== 'connect' && scenario !== 'fanout' && scenario !== 'churn') fail('give a scenario: connect, fanout or churn');
+  const num = (name: keyof typeof values, fallback: number, min: number, max: number): number => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) fail(`--${name} must be a number from ${min} to ${max}, got "${String(raw)}"`);
+    return n;
+  };
+  const transport = (values.transport ?? 'chat') as TransportName;
+  if (transport !== 'chat' && transport !== 'socketio') fail('--transport must be chat or socketio');
+  const urls = (values.url ?? ['ws://127.0.0.1:8080/ws']).flatMap((u) => u.split(',')).filter(Boolean);
+  const rooms = num('rooms', 10, 1, 100_000);
+  const members = num('members', 100, 1, 200_000);
+  const clients = scenario === 'connect' ? num('clients', 1000, 1, 200_000) : rooms * members;
+  if (clients > 200_000) fail('at most 200000 clients');
+  const workers = num('workers', Math.max(2, availableParallelism()), 1, 64);
+  return {
+    scenario, transport, urls, clients, rooms: scenario === 'connect' ? 1 : rooms,
+    senders: Math.min(clients, num('senders', scenario === 'connect' ? 0 : rooms, 0, clients)),
+    rate: num('rate', 100, 0, 10_000_000), size: num('size', 100, 24, 1_000_000), duration: num('duration', 10, 1, 600),
+    ramp: num('ramp', 2000, 0, 1_000_000), workers: Math.min(workers, clients), churn: num('churn', 0.05, 0, 1),
+    findMax: values['find-max'] ?? false, maxP99Ms: num('max-p99', 50, 0.1, 60_000), stepSeconds: num('step-seconds', 5, 1, 120),
+    stepFactor: num('step-factor', 1.5, 1.01, 10), maxSteps: num('max-steps', 12, 1, 50),
+    metricsUrls: values.metrics ?? [], serverPids: (values['server-pid'] ?? []).map(Number).filter((n) => n > 0), localAddresses: expandAddresses(values['local-addresses']),
+    quiet: values.quiet ?? false, json: values.json,
+    progress: () => {},
+  };
+}
+
+/** "127.0.0.1-127.0.0.20" -> every address of the range. */
+function expandAddresses(spec: string | undefined): string[] {
+  if (!spec) return [];
+  const [from, to = from] = spec.split('-');
+  const a = from!.split('.').map(Number);
+  const last = Number(to!.split('.').at(-1));
+  if (a.length !== 4 || a.some((n) => !(n >= 0 && n <= 255)) || !(last >= a[3]! && last <= 255)) fail(`bad --local-addresses "${spec}"`);
+  return Array.from({ length: last - a[3]! + 1 }, (_, i) => `${a[0]}.${a[1]}.${a[2]}.${a[3]! + i}`);
+}
+
+function table(report: LoadReport, options: LoadOptions): string {
+  const rows: Array<[string, string]> = [
+    ['scenario', `${report.scenario} (${report.transport}) against ${report.urls.length} URL(s)`],
+    ['clients', `${report.connected} connected of ${report.clients}${options.scenario !== 'connect' ? ` in ${options.rooms} rooms, ${options.senders} senders` : ''}`],
+    ['connect time', `p50 ${report.connectMs.p50} ms, p99 ${report.connectMs.p99} ms, max ${report.connectMs.max} ms`],
+  ];
+  if (report.serverMemory) rows.push(['server memory', `${(report.serverMemory.afterBytes / 1e6).toFixed(0)} MB, ${report.serverMemory.bytesPerConnection} bytes per connection`]);
+  for (const [i, s] of report.steps.entries()) {
+    const label = report.steps.length > 1 ? `step ${i + 1}` : 'result';
+    if (options.scenario === 'connect') continue;
+    rows.push([label, `${s.rate} msg/s offered: sent ${s.sent}, acked ${s.acked}, failed ${s.failed}, delivered ${s.delivered} (${s.deliveriesPerSec}/s)`]);
+    rows.push(['  latency', `p50 ${s.latencyMs.p50} ms, p90 ${s.latencyMs.p90} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms`]);
+    rows.push(['  integrity', `lost ${s.lost}, duplicated ${s.duplicates}, reordered ${s.reordered}, errors ${s.errors}${s.reconnects ? `, reconnects ${s.reconnects}` : ''}`]);
+    rows.push(['  loadgen cpu', `${s.loadgenCpuPercent}% (${options.workers} workers, ${availableParallelism()} cores)`]);
+    if (s.serverCpuPercent !== undefined) rows.push(['  server cpu', `${s.serverCpuPercent}% = ${s.serverCpuUsPerDelivery} µs per delivery`]);
+  }
+  if (report.best) rows.push(['highest sustainable', `${report.best.deliveriesPerSec} deliveries/s (p99 ${report.best.latencyMs.p99} ms <= ${options.maxP99Ms} ms, nothing lost)`]);
+  rows.push(['verdict', report.ok ? 'OK' : 'FAILED']);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  options.progress = options.quiet ? () => {} : (line) => process.stderr.write(`${line}\n`);
+  const report = await runLoad(options);
+  process.stdout.write(`${table(report, options)}\n`);
+  if (options.json === '-') process.stdout.write(`${JSON.stringify(report)}\n`);
+  else if (options.json) writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
+  process.exit(report.ok ? 0 : 1);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`load: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,142 @@
+import { CloseCode, encodeClientFrame, parseServerFrame } from '@chat/protocol';
+import type { Socket } from 'socket.io-client';
+import WebSocket from 'ws';
+
+/** A room message as a load client sees it. */
+export interface Received {
+  room: string;
+  id: string;
+  text: string;
+}
+
+export interface ClientEvents {
+  message(message: Received): void;
+  ack(ok: boolean): void;
+  closed(code: number): void;
+}
+
+/** One simulated user, whatever the server speaks. */
+export interface LoadClient {
+  /** Resolves with the node that welcomed it. */
+  connect(): Promise<string>;
+  join(room: string, since?: string): Promise<void>;
+  /** Fire and forget; the outcome arrives as `ack(ok)`, in send order. */
+  send(room: string, text: string): void;
+  close(): void;
+}
+
+export type TransportName = 'chat' | 'socketio';
+
+export interface ClientOptions {
+  url: string;
+  user: string;
+  localAddress?: string;
+  events: ClientEvents;
+}
+
+export function createClient(transport: TransportName, options: ClientOptions): LoadClient {
+  return transport === 'chat' ? new ChatClient(options) : new SocketIoClient(options);
+}
+
+const TEXT_FIELD = '"text":"';
+const ID_FIELD = '"id":"';
+const ROOM_FIELD = '"room":"';
+
+/** The protocol of docs/contract/PROTOCOL.md over `ws`; room messages are read without JSON.parse. */
+class ChatClient implements LoadClient {
+  #ws: WebSocket | null = null;
+  #pending = new Map<string, (frame: { type: string }) => void>();
+  #refs = 0;
+
+  constructor(private readonly options: ClientOptions) {}
+
+  connect(): Promise<string> {
+    const { url, user, localAddress, events } = this.options;
+    const ws = new WebSocket(`${url}${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}`, { localAddress, perMessageDeflate: false });
+    this.#ws = ws;
+    return new Promise((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('close', (code) => events.closed(code));
+      ws.on('message', (data: Buffer) => {
+        const raw = data.toString();
+        if (raw.startsWith('{"type":"message"')) return this.#onMessage(raw);
+        const frame = parseServerFrame(raw);
+        if (frame === null) return;
+        if (frame.type === 'welcome') resolve(frame.node);
+        else if (frame.type === 'ack') events.ack(true);
+        else if (frame.type === 'joined') {
+          for (const m of frame.history) events.message({ room: m.room, id: m.id, text: m.text });
+        } else if (frame.type === 'error' && frame.ref === undefined) events.ack(false);
+        if ('ref' in frame && frame.ref !== undefined) {
+          this.#pending.get(frame.ref)?.(frame);
+          this.#pending.delete(frame.ref);
+        }
+      });
+    });
+  }
+
+  join(room: string, since?: string): Promise<void> {
+    const ref = `j${++this.#refs}`;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(ref, (frame) => (frame.type === 'joined' ? resolve() : reject(new Error(JSON.stringify(frame)))));
+      this.#ws!.send(encodeClientFrame(since ? { type: 'join', room, since, ref } : { type: 'join', room, ref }));
+    });
+  }
+
+  send(room: string, text: string): void {
+    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
+    else this.options.events.ack(false);
+  }
+
+  close(): void {
+    this.#ws?.close(CloseCode.NORMAL);
+  }
+
+  #onMessage(raw: string): void {
+    const room = field(raw, ROOM_FIELD);
+    const id = field(raw, ID_FIELD);
+    const text = field(raw, TEXT_FIELD);
+    if (room !== null && id !== null && text !== null) this.options.events.message({ room, id, text });
+  }
+}
+
+function field(raw: string, name: string): string | null {
+  const start = raw.indexOf(name);
+  if (start < 0) return null;
+  const from = start + name.length;
+  const end = raw.indexOf('"', from);
+  return end < 0 ? null : raw.slice(from, end);
+}
+
+/** The comparison server in bench/baselines/socketio-server.mjs: join/send with acks, `message` events. */
+class SocketIoClient implements LoadClient {
+  #socket: Socket | null = null;
+
+  constructor(private readonly options: ClientOptions) {}
+
+  async connect(): Promise<string> {
+    const { url, user, events } = this.options;
+    // Optional dependency, loaded only for the Socket.IO baseline.
+    const { io } = await import('socket.io-client');
+    const socket = io(url, { transports: ['websocket'], query: { user }, reconnection: false, forceNew: true });
+    this.#socket = socket;
+    socket.on('message', (m: Received) => events.message(m));
+    socket.on('disconnect', () => events.closed(1006));
+    return new Promise((resolve, reject) => {
+      socket.once('connect_error', reject);
+      socket.once('welcome', (node: string) => resolve(node));
+    });
+  }
+
+  join(room: string): Promise<void> {
+    return new Promise((resolve) => this.#socket!.emit('join', room, () => resolve()));
+  }
+
+  send(room: string, text: string): void {
+    this.#socket!.emit('send', { room, text }, (ok: boolean) => this.options.events.ack(ok));
+  }
+
+  close(): void {
+    this.#socket?.close();
+  }
+}
