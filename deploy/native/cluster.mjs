@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// The docker compose topology without Docker: Redis, N gateways and HAProxy (same
+// config as compose), optionally Prometheus, all on 127.0.0.1. Ctrl-C stops it all.
+//   npm run cluster                          # LB on :8080, 3 gateways
+//   npm run cluster -- --gateways 5 --port 9000 --prometheus
+//   npm run cluster -- --port 0 --json       # free ports; one JSON "ready" line (tests use this)
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const args = parseArgs(process.argv.slice(2));
+const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-'));
+const children = []; // started, in order; stopped in reverse
+let stopping = false;
+
+function parseArgs(argv) {
+  const out = { gateways: 3, port: 8080, prometheus: false, json: false, env: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--gateways') out.gateways = Number(argv[++i]);
+    else if (arg === '--port') out.port = Number(argv[++i]);
+    else if (arg === '--prometheus') out.prometheus = true;
+    else if (arg === '--json') out.json = true;
+    else if (arg === '--env') { const [k, ...v] = argv[++i].split('='); out.env[k] = v.join('='); }
+    else fail(`unknown argument ${arg}; see the top of deploy/native/cluster.mjs`);
+  }
+  if (!Number.isInteger(out.gateways) || out.gateways < 1) fail('--gateways must be a positive integer');
+  return out;
+}
+
+function fail(message) {
+  process.stderr.write(`cluster: ${message}\n`);
+  process.exit(2);
+}
+
+function requireCommand(command, install) {
+  if (spawnSync('sh', ['-c', `command -v ${command}`]).status !== 0) fail(`${command} is not on PATH: ${install}`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name, command, argv, env = {}) {
+  const log = createWriteStream(join(dir, `${name}.log`));
+  const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.pipe(log);
+  child.stderr.pipe(log);
+  child.on('exit', (code, signal) => {
+    if (!stopping) say(`${name} (pid ${child.pid}) exited: ${signal ?? `status ${code}`}; see ${join(dir, `${name}.log`)}`);
+  });
+  children.push({ name, child });
+  return child;
+}
+
+async function waitFor(check, what, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function say(line) {
+  if (!args.json) process.stdout.write(`${line}\n`);
+}
+
+async function startRedis() {
+  const port = await freePort();
+  start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await waitFor(async () => spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() === 'PONG', 'redis');
+  return `redis://127.0.0.1:${port}`;
+}
+
+async function startGateway(index, redisUrl) {
+  const nodeId = `gw-${index}`;
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const child = start(nodeId, process.execPath, ['services/gateway/dist/main.js'], {
+    NODE_ID: nodeId, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(metricsPort), REDIS_URL: redisUrl,
+    SHUTDOWN_GRACE_MS: '5000', ...args.env, // as in docker-compose.yml
+  });
+  await new Promise((resolve, reject) => {
+    child.once('exit', () => reject(new Error(`${nodeId} exited during start-up; see ${join(dir, `${nodeId}.log`)}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => { if (line.includes('"msg":"listening"')) resolve(); });
+  });
+  return { nodeId, pid: child.pid, port, metricsPort, url: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * deploy/haproxy/haproxy.cfg with local addresses instead of Docker DNS, and a
+ * maxconn that fits this shell's file-descriptor limit (HAProxy needs two per connection).
+ */
+function haproxyConfig(lbPort, statsPort, gateways) {
+  const servers = gateways.map((g) => `  server ${g.nodeId} 127.0.0.1:${g.port} check`).join('\n');
+  const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n']).stdout.toString()) || 1024;
+  const maxconn = Math.max(100, Math.floor((fdLimit - 100) / 2));
+  return readFileSync(join(root, 'deploy/haproxy/haproxy.cfg'), 'utf8')
+    .replace(/^  maxconn \d+$/m, `  maxconn ${maxconn}`)
+    .replace(/^resolvers docker\n(?: .*\n)*/m, '')
+    .replace(/  # BEGIN servers\n[\s\S]*?  # END servers\n/, `${servers}\n`)
+    .replace(/^  bind :8080$/m, `  bind 127.0.0.1:${lbPort}`)
+    .replace(/^  bind :8404$/m, `  bind 127.0.0.1:${statsPort}`);
+}
+
+async function startPrometheus(gateways) {
+  const port = await freePort();
+  const config = join(dir, 'prometheus.yml');
+  writeFileSync(config, [
+    'global: { scrape_interval: 5s, evaluation_interval: 15s }',
+    `rule_files: ['${join(root, 'prometheus/alerts.yml')}']`,
+    'scrape_configs:',
+    '  - job_name: chat-gateway',
+    `    static_configs: [{ targets: [${gateways.map((g) => `'127.0.0.1:${g.metricsPort}'`).join(', ')}] }]`,
+  ].join('\n'));
+  start('prometheus', 'prometheus', [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'prometheus-data')}`,
+    `--web.listen-address=127.0.0.1:${port}`]);
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/-/ready`)).ok, 'prometheus');
+  return `http://127.0.0.1:${port}`;
+}
+
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  say('\nstopping...');
+  for (const { child } of [...children].reverse()) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  process.exit(code);
+}
+
+async function main() {
+  requireCommand('redis-server', 'install it (apt-get install redis-server)');
+  requireCommand('haproxy', 'install it (apt-get install haproxy)');
+  if (args.prometheus) requireCommand('prometheus', 'install it (apt-get install prometheus) or drop --prometheus');
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+
+  const redis = await startRedis();
+  const gateways = [];
+  for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, redis));
+  const lbPort = args.port === 0 ? await freePort() : args.port;
+  const statsPort = await freePort();
+  const config = join(dir, 'haproxy.cfg');
+  writeFileSync(config, haproxyConfig(lbPort, statsPort, gateways));
+  const haproxy = start('haproxy', 'haproxy', ['-f', config, '-db']);
+  const lb = `http://127.0.0.1:${lbPort}`;
+  await waitFor(async () => (await fetch(`${lb}/readyz`)).ok, `the load balancer on ${lb}`);
+  const prometheus = args.prometheus ? await startPrometheus(gateways) : undefined;
+
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ event: 'ready', lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
+      redis, haproxyPid: haproxy.pid, gateways, prometheus, logs: dir })}\n`);
+  } else {
+    say(`chat (load balancer)  ${lb}    WebSocket: ws://127.0.0.1:${lbPort}/ws?user=alice`);
+    for (const g of gateways) say(`${g.nodeId.padEnd(21)}${g.url}    metrics: http://127.0.0.1:${g.metricsPort}/metrics`);
+    say(`haproxy stats         http://127.0.0.1:${statsPort}`);
+    say(`redis                 ${redis}`);
+    if (prometheus) say(`prometheus            ${prometheus}`);
+    say(`logs                  ${dir}\nCtrl-C stops everything.`);
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`cluster: ${err.message}\n`);
+  void stop(1);
+});
