@@ -1,0 +1,108 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { requireTool, run } from './helpers/tools.js';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const read = (path: string) => readFileSync(`${root}${path}`, 'utf8');
+
+interface ComposeService {
+  image?: string;
+  build?: unknown;
+  ports?: string[];
+  environment?: Record<string, string>;
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+  deploy?: { replicas?: number };
+  volumes?: string[];
+}
+
+describe('docker-compose.yml', () => {
+  const compose = parse(read('docker-compose.yml')) as { services: Record<string, ComposeService> };
+  const { services } = compose;
+
+  it('is accepted by docker-compose config', () => {
+    requireTool('docker-compose', 'apt-get install docker-compose');
+    const result = run('docker-compose', ['-f', `${root}docker-compose.yml`, 'config', '-q']);
+    expect(result.status, result.output).toBe(0);
+  });
+
+  it('has Redis, three gateways behind a load balancer on 8080, Prometheus on 9090 and Grafana on 3000', () => {
+    expect(Object.keys(services).sort()).toEqual(['gateway', 'grafana', 'lb', 'prometheus', 'redis']);
+    expect(services.gateway!.deploy?.replicas).toBe(3);
+    expect(services.gateway!.build).toBeDefined();
+    expect(services.gateway!.environment?.REDIS_URL).toBe('redis://redis:6379');
+    expect(services.lb!.ports).toContain('8080:8080');
+    expect(services.prometheus!.ports).toContain('9090:9090');
+    expect(services.grafana!.ports).toContain('3000:3000');
+  });
+
+  it('starts in the right order on health, with healthchecks where others wait', () => {
+    const waitsFor = (service: string, on: string) => services[service]!.depends_on?.[on]?.condition;
+    expect(waitsFor('gateway', 'redis')).toBe('service_healthy');
+    expect(waitsFor('lb', 'gateway')).toBe('service_healthy');
+    expect(waitsFor('prometheus', 'gateway')).toBe('service_healthy');
+    expect(waitsFor('grafana', 'prometheus')).toBe('service_healthy');
+    for (const name of ['redis', 'gateway', 'prometheus']) expect(services[name]!.healthcheck?.test.length, name).toBeGreaterThan(0);
+  });
+
+  it('provisions Grafana with anonymous viewing, the datasource and the dashboard', () => {
+    const grafana = services.grafana!;
+    expect(grafana.environment?.GF_AUTH_ANONYMOUS_ENABLED).toBe('true');
+    expect(grafana.volumes).toEqual(expect.arrayContaining([
+      './grafana/provisioning:/etc/grafana/provisioning:ro', './grafana/dashboards:/var/lib/grafana/dashboards:ro']));
+    const datasource = parse(read('grafana/provisioning/datasources/prometheus.yml')) as { datasources: Array<{ url: string; uid: string }> };
+    expect(datasource.datasources[0]).toMatchObject({ url: 'http://prometheus:9090', uid: 'prometheus' });
+    const provider = parse(read('grafana/provisioning/dashboards/chat.yml')) as { providers: Array<{ options: { path: string } }> };
+    expect(provider.providers[0]!.options.path).toBe('/var/lib/grafana/dashboards');
+    const dashboard = JSON.parse(read('grafana/dashboards/chat-gateway.json')) as { panels: Array<{ datasource?: { uid: string } }> };
+    for (const panel of dashboard.panels) if (panel.datasource) expect(panel.datasource.uid).toBe('prometheus');
+  });
+
+  it('agrees with the load balancer and Prometheus on service names and ports', () => {
+    const haproxy = read('deploy/haproxy/haproxy.cfg');
+    expect(haproxy).toMatch(/server-template \S+ \S+ gateway:8080 check resolvers docker/);
+    expect(haproxy).toMatch(/^\s*bind :8080$/m);
+    const prometheus = parse(read('prometheus/prometheus.yml')) as { scrape_configs: Array<{ job_name: string; dns_sd_configs?: Array<{ names: string[]; port: number }> }> };
+    const job = prometheus.scrape_configs.find((j) => j.job_name === 'chat-gateway')!;
+    expect(job.dns_sd_configs![0]).toMatchObject({ names: ['gateway'], port: Number(services.gateway!.environment!.METRICS_PORT) });
+  });
+});
+
+describe('deploy/haproxy/haproxy.cfg', () => {
+  it('passes haproxy -c', () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    const result = run('haproxy', ['-c', '-f', `${root}deploy/haproxy/haproxy.cfg`]);
+    expect(result.status, result.output).toBe(0);
+  });
+});
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile').replace(/\\\n/g, ' ');
+  const stages = dockerfile.split(/^FROM /m).slice(1);
+  const final = stages.at(-1)!;
+
+  it('builds on Debian 12 (bookworm) Node 20 in every stage', () => {
+    for (const stage of stages) expect(stage.split('\n')[0]).toMatch(/^node:20-bookworm/);
+  });
+
+  it('runs the compiled gateway as a non-root user in its final stage, with a healthcheck', () => {
+    expect(final).toMatch(/^USER (node|[1-9]\d*)\s*$/m);
+    expect(final).toMatch(/^CMD \["node", "services\/gateway\/dist\/main\.js"\]/m);
+    expect(final).toMatch(/^HEALTHCHECK .*\/healthz/m);
+    expect(final).toMatch(/^EXPOSE 8080/m);
+    expect(final).not.toMatch(/^COPY (?!--from)/m); // nothing from the build context: no sources or tests
+  });
+
+  it('copies only paths that exist', () => {
+    const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+)$/gm)].map((m) => m[1]!.trim().split(/\s+/).slice(0, -1));
+    expect(copies.length).toBeGreaterThan(5);
+    for (const sources of copies) for (const source of sources) expect(existsSync(`${root}${source}`), source).toBe(true);
+  });
+
+  it('keeps sources, tests and host builds out of the build context', () => {
+    const ignored = read('.dockerignore').split('\n');
+    for (const entry of ['**/node_modules', '**/dist', 'tests', '.git']) expect(ignored).toContain(entry);
+  });
+});
