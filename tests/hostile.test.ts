@@ -28,6 +28,8 @@ const limits: FrameLimits = { maxFrameBytes: 65_536, maxTextLength: 4096 };
 const ROOM = 'hostile-calm-room';
 const TICK_MS = 20;
 const MIB = 1024 * 1024;
+const STALL_AT_MESSAGE = 900;
+const STALL_MS = 800;
 
 const figures: Record<string, unknown> = {};
 
@@ -218,11 +220,19 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
     const firstBulk = sent.length;
     const started = Date.now();
     let bulk = 0;
+    let frozen = false;
     // 10 messages of 4000 characters every 20 ms (~2 MB/s to each member), until every slow client is cut.
+    // Midway the gateway is frozen for a while, as a loaded machine would: what piled up
+    // meanwhile then arrives as one burst, which must still end in 1013, not a cut socket.
     while (bulk < 4000) {
       for (let k = 0; k < 10; k++) goodSend(`bulk ${++bulk} ${'x'.repeat(4000)}`);
+      if (bulk === STALL_AT_MESSAGE) {
+        frozen = true;
+        void freeze(gateway.pid, STALL_MS).finally(() => (frozen = false));
+      }
       await sleep(TICK_MS);
-      if (bulk % 100 === 0 && (await metric('chat_backpressure_closes_total')) - closesBefore >= SLOW) break;
+      if (frozen || bulk % 100 !== 0) continue;
+      if ((await metric('chat_backpressure_closes_total')) - closesBefore >= SLOW) break;
     }
     const closes = (await metric('chat_backpressure_closes_total')) - closesBefore;
     expect(closes, `backpressure closes after ${bulk} messages`).toBeGreaterThanOrEqual(SLOW);
@@ -670,5 +680,14 @@ function peakRss(pid: number): number | undefined {
     return match ? mb(Number(match[1]) * 1024) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+async function freeze(pid: number, ms: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await sleep(ms);
+  } finally {
+    process.kill(pid, 'SIGCONT');
   }
 }

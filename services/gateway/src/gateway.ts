@@ -15,6 +15,7 @@ import { Relay } from './relay.js';
 import { registerPublishApi } from './publish-api.js';
 import { RoomRegistry } from './rooms.js';
 import type { Session } from './session.js';
+import { SlowConsumerGuard } from './slow-consumers.js';
 import { createSocketBehavior } from './socket-behavior.js';
 import { UserRegistry } from './users.js';
 
@@ -39,8 +40,6 @@ export interface Gateway {
 
 /** Stored messages beyond HISTORY_SIZE: streams are trimmed in batches of at most 100. */
 const TRIM_SLACK = 100;
-/** Cheap (one native call per socket) and frequent, so a flooded buffer overshoots little. */
-const SLOW_CONSUMER_SWEEP_MS = 100;
 
 export function createGateway({ config, broker, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
@@ -97,20 +96,9 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);
     registerNotFound(target);
   }
-  broker.start(new Relay(rooms, users, metrics, log));
-
-  // A socket whose send buffer stays over the limit belongs to a client that does
-  // not read: close it (it may reconnect and resume with `since`) before it costs memory.
-  const sweep = setInterval(() => {
-    for (const session of sessions) {
-      if (session.bufferedAmount() > config.sendBufferBytes) {
-        metrics.backpressureCloses.inc();
-        log.warn({ conn: session.id, user: session.user }, 'closing slow consumer');
-        session.end(CloseCode.TRY_AGAIN_LATER, 'send buffer overflow: client too slow');
-      }
-    }
-  }, SLOW_CONSUMER_SWEEP_MS);
-  sweep.unref();
+  const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses, log);
+  slowConsumers.start();
+  broker.start(new Relay(rooms, users, slowConsumers, metrics, log));
 
   return {
     metrics,
@@ -129,7 +117,7 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
         if (config.shutdownGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
         for (const socket of listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
         refusingWork = true;
-        clearInterval(sweep);
+        slowConsumers.stop();
         await inFlight.idle();
         for (const session of [...sessions]) session.end(CloseCode.GOING_AWAY, 'server shutting down');
         await inFlight.idle(); // presence withdrawals of the sockets just closed

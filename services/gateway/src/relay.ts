@@ -3,6 +3,7 @@ import { encodePresence } from '@chat/protocol';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms.js';
+import type { SlowConsumerGuard } from './slow-consumers.js';
 import type { UserRegistry } from './users.js';
 
 /** Turns broker events into local room deliveries. */
@@ -13,6 +14,7 @@ export class Relay implements BrokerListener {
   constructor(
     private readonly rooms: RoomRegistry,
     private readonly users: UserRegistry,
+    private readonly slowConsumers: SlowConsumerGuard,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
@@ -20,6 +22,7 @@ export class Relay implements BrokerListener {
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void {
     if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
     this.rooms.deliver(room, id, frame);
+    this.slowConsumers.fannedOut(frame.byteLength);
   }
 
   onPresence(room: string, user: string, online: boolean): void {
@@ -28,10 +31,12 @@ export class Relay implements BrokerListener {
 
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {
     this.rooms.deliverEvent(room, user, frame);
+    this.slowConsumers.fannedOut(frame.byteLength);
   }
 
   onUserFrame(user: string, frame: Uint8Array): void {
     this.users.deliver(user, frame);
+    this.slowConsumers.fannedOut(frame.byteLength);
   }
 
   onStatus(up: boolean): void {

@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import { closeCodeLabel, type Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms.js';
 import { Session, type SocketData } from './session.js';
+import { hardBackpressureLimit } from './slow-consumers.js';
 import type { UserRegistry } from './users.js';
 
 /**
@@ -18,7 +19,6 @@ import type { UserRegistry } from './users.js';
  * gateway can answer an oversize frame with the protocol's 1009.
  */
 const READ_LIMIT_BYTES = 2 * 1024 * 1024; // also what one stalled partial frame can pin, until the idle timeout
-const HARD_BACKPRESSURE_FACTOR = 16;
 
 export interface SocketContext {
   config: Config;
@@ -49,10 +49,10 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
 
   return {
     maxPayloadLength: Math.max(READ_LIMIT_BYTES, config.maxFrameBytes + 1),
-    // The sweep in gateway.ts closes a socket over SEND_BUFFER_BYTES with 1013. This
+    // SlowConsumerGuard closes a socket over SEND_BUFFER_BYTES with 1013. This
     // is the last resort for a burst that outruns it: uWS cuts the socket rather than
     // drop a message, so a client never sees a gap.
-    maxBackpressure: config.sendBufferBytes * HARD_BACKPRESSURE_FACTOR,
+    maxBackpressure: hardBackpressureLimit(config.sendBufferBytes),
     closeOnBackpressureLimit: true as unknown as number,
     idleTimeout: config.idleTimeoutSec,
     sendPingsAutomatically: true,

@@ -1,0 +1,71 @@
+import { CloseCode } from '@chat/protocol';
+import type { Logger } from './logger.js';
+import type { Session } from './session.js';
+
+type Socket = Pick<Session, 'id' | 'user' | 'bufferedAmount' | 'end'>;
+
+/** uWS cuts a socket (1006, no close frame) past this many times SEND_BUFFER_BYTES. */
+const HARD_LIMIT_FACTOR = 16;
+/** Cheap (one native call per socket) and frequent, so a flooded buffer overshoots little. */
+const SWEEP_INTERVAL_MS = 100;
+
+export function hardBackpressureLimit(sendBufferBytes: number): number {
+  return sendBufferBytes * HARD_LIMIT_FACTOR;
+}
+
+/**
+ * Closes sockets whose send buffer stays over SEND_BUFFER_BYTES with 1013, so
+ * their clients reconnect and resume with `since` before they cost memory.
+ *
+ * A timer alone is not enough: after a stall the relay can fan out a burst in one
+ * tick and push a buffer past uWS's hard limit, which cuts the socket without a
+ * close frame. So the relay reports the bytes it fans out, and a sweep runs inline
+ * once they could have carried a socket halfway from the soft to the hard limit.
+ */
+export class SlowConsumerGuard {
+  readonly #headroomBytes: number;
+  #fannedOutBytes = 0;
+  #sweeping = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly sessions: ReadonlySet<Socket>,
+    private readonly limitBytes: number,
+    private readonly closes: { inc(): void },
+    private readonly log: Logger,
+  ) {
+    this.#headroomBytes = (hardBackpressureLimit(limitBytes) - limitBytes) / 2;
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Bytes just sent to every member of a room or every socket of a user. */
+  fannedOut(bytes: number): void {
+    this.#fannedOutBytes += bytes;
+    if (this.#fannedOutBytes >= this.#headroomBytes) this.sweep();
+  }
+
+  sweep(): void {
+    if (this.#sweeping) return; // closing a socket can publish presence, which reports here again
+    this.#sweeping = true;
+    this.#fannedOutBytes = 0;
+    try {
+      for (const session of this.sessions) {
+        if (session.bufferedAmount() <= this.limitBytes) continue;
+        this.closes.inc();
+        this.log.warn({ conn: session.id, user: session.user }, 'closing slow consumer');
+        session.end(CloseCode.TRY_AGAIN_LATER, 'send buffer overflow: client too slow');
+      }
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+}

@@ -1,0 +1,54 @@
+import { CloseCode } from '@chat/protocol';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { hardBackpressureLimit, SlowConsumerGuard } from '../src/slow-consumers.js';
+
+const LIMIT = 64 * 1024;
+
+class FakeSocket {
+  closedWith: number | undefined;
+  constructor(readonly id: string, public buffered: number, private readonly all: Set<FakeSocket>) {
+    all.add(this);
+  }
+  readonly user = 'u';
+  bufferedAmount(): number {
+    return this.buffered;
+  }
+  end(code: number): void {
+    this.closedWith = code;
+    this.all.delete(this); // uWS runs the close handler inside end()
+  }
+}
+
+function setup() {
+  const sockets = new Set<FakeSocket>();
+  let closes = 0;
+  const guard = new SlowConsumerGuard(sockets, LIMIT, { inc: () => void closes++ }, pino({ enabled: false }));
+  return { sockets, guard, closes: () => closes };
+}
+
+describe('SlowConsumerGuard', () => {
+  it('closes with 1013, and counts, only the sockets over the send buffer limit', () => {
+    const { sockets, guard, closes } = setup();
+    const reader = new FakeSocket('reader', LIMIT, sockets);
+    const slow = new FakeSocket('slow', LIMIT + 1, sockets);
+    guard.sweep();
+    expect(slow.closedWith).toBe(CloseCode.TRY_AGAIN_LATER);
+    expect(reader.closedWith).toBeUndefined();
+    expect(closes()).toBe(1);
+    expect([...sockets]).toEqual([reader]);
+  });
+
+  it('sweeps inline before a burst can carry a socket from the limit to the hard limit', () => {
+    const { sockets, guard } = setup();
+    const slow = new FakeSocket('slow', LIMIT, sockets);
+    const frame = 4000;
+    // Each fanned-out frame lands in the slow socket's buffer; no timer ever runs here.
+    while (slow.closedWith === undefined && slow.buffered < hardBackpressureLimit(LIMIT)) {
+      slow.buffered += frame;
+      guard.fannedOut(frame);
+    }
+    expect(slow.closedWith).toBe(CloseCode.TRY_AGAIN_LATER);
+    expect(slow.buffered).toBeLessThan(hardBackpressureLimit(LIMIT));
+  });
+});
