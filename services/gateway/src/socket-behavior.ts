@@ -77,14 +77,15 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
       });
       void ctx.authenticator.identify({ token, user }).then((result) => {
         if (aborted) return;
-        res.cork(() => {
-          if (!result.ok) return refuse(res, '401 Unauthorized', result.reason);
-          const address = clientAddress(peer, forwardedFor, config.trustedProxies);
-          const refusal = ctx.limits.refusal(result.identity.user, address);
-          if (refusal !== undefined) return refuse(res, '429 Too Many Requests', refusal);
-          const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now());
-          res.upgrade<SocketData>({ session }, key, protocol, extensions, context);
-        });
+        if (!result.ok) return res.cork(() => refuse(res, '401 Unauthorized', result.reason));
+        const address = clientAddress(peer, forwardedFor, config.trustedProxies);
+        const refusal = ctx.limits.refusal(result.identity.user, address);
+        if (refusal !== undefined) return res.cork(() => refuse(res, '429 Too Many Requests', refusal));
+        const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now());
+        // Not inside res.cork(): in this uWS build, cork() after an upgrade made outside the
+        // upgrade handler can shut the new socket down a millisecond after `open`
+        // (uNetworking/uWebSockets#1929). Seen here as clients cut 1006 before `welcome`.
+        res.upgrade<SocketData>({ session }, key, protocol, extensions, context);
       });
     },
 
