@@ -12,6 +12,9 @@ export interface Broker {
   /** True while commands can be served and every subscription is live. */
   readonly up: boolean;
 
+  /** Counters and gauges for metrics; read at scrape time. */
+  stats(): BrokerStats;
+
   /** Starts connecting. Never throws for an outage: it reports it through `onStatus`. */
   start(listener: BrokerListener): void;
 
@@ -68,6 +71,17 @@ export interface Broker {
 
   /** Delivers a finished frame to every node subscribed to `user`. */
   publishToUser(user: string, frame: string): Promise<void>;
+}
+
+export interface BrokerStats {
+  /** Subscriber connections (one per Redis Cluster shard). */
+  subscriberConnections: number;
+  /** Subscriber connections whose self-addressed probe is overdue. */
+  deafSubscribers: number;
+  /** Times a subscriber connection was found deaf (cumulative). */
+  probeFailures: number;
+  /** Appends the required replicas did not confirm in time (cumulative). */
+  replicationTimeouts: number;
 }
 
 export interface AppendRequest {

@@ -1,6 +1,8 @@
-export type { Broker, BrokerListener, AppendRequest, StoredMessage, RangeResult } from './broker.js';
+export type { Broker, BrokerListener, BrokerStats, AppendRequest, StoredMessage, RangeResult } from './broker.js';
 export { BrokerUnavailableError, BrokerCommandError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
-export { createRedisClients, type RedisClients, type RedisClientOptions } from './redis/clients.js';
+export { createRedisClients, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';
+export type { PubSub } from './redis/pubsub.js';
+export { keySlot } from './redis/slot.js';
 export { KeySpace } from './redis/keys.js';

@@ -12,7 +12,7 @@ brokerContract('RedisBroker', async () => {
     create() {
       const c = createRedisClients(url, { commandTimeoutMs: 2000 });
       clients.push(c);
-      return new RedisBroker({ command: c.command, subscriber: c.subscriber, keys, historySize: HISTORY_SIZE });
+      return new RedisBroker({ command: c.command, pubsub: c.pubsub, keys, historySize: HISTORY_SIZE });
     },
     async cleanup() {
       const admin = new Redis(url);
@@ -75,8 +75,7 @@ describe('RedisBroker presence when a node dies without a word', () => {
     await eventually(() => seen.presence.length === 2, 'two online');
 
     // The victim's process "dies": its connections drop and it never heartbeats again.
-    victimClients.command.disconnect();
-    victimClients.subscriber.disconnect();
+    await victimClients.close();
     const died = Date.now();
     await eventually(() => seen.presence.includes('r:goes:offline'), 'offline for the dead node', 5000);
     const took = Date.now() - died;

@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import type { HostPort, RedisTarget } from '@chat/broker';
 import { NAME_PATTERN } from '@chat/protocol';
 
 /** Validated, frozen settings. `loadConfig` is the only place that reads the environment. */
@@ -9,8 +10,14 @@ export interface Config {
   readonly host: string;
   readonly nodeId: string;
   /** Unset: a single node on the in-process broker. */
-  readonly redisUrl: string | undefined;
+  readonly redis: RedisTarget | undefined;
   readonly redisPrefix: string;
+  /** Replicas an append must reach (WAIT) before its ack; 0: the primary's write is enough. */
+  readonly redisWaitReplicas: number;
+  readonly redisWaitTimeoutMs: number;
+  /** The deaf-subscriber check: how often each subscriber connection probes itself, and how long it waits. */
+  readonly redisProbeIntervalMs: number;
+  readonly redisProbeTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly historySize: number;
   readonly joinHistory: number;
@@ -65,7 +72,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: read.int('PORT', 8080, 0, 65535),
     host: read.string('HOST', '0.0.0.0'),
     nodeId: read.name('NODE_ID', defaultNodeId()),
-    redisUrl: read.optionalUrl('REDIS_URL', ['redis:', 'rediss:']),
+    ...readRedis(read),
     redisPrefix: read.string('REDIS_PREFIX', 'chat:'),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     historySize,
@@ -94,6 +101,35 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(`MAX_TEXT_LENGTH (${config.maxTextLength}) must not exceed MAX_FRAME_BYTES (${config.maxFrameBytes})`);
   }
   return Object.freeze(config);
+}
+
+function readRedis(read: EnvReader) {
+  const url = read.optionalUrl('REDIS_URL', ['redis:', 'rediss:']);
+  const clusterNodes = read.hostPorts('REDIS_CLUSTER_NODES');
+  const sentinels = read.hostPorts('REDIS_SENTINELS');
+  const chosen = [url && 'REDIS_URL', clusterNodes && 'REDIS_CLUSTER_NODES', sentinels && 'REDIS_SENTINELS'].filter(Boolean);
+  if (chosen.length > 1) throw new ConfigError(`set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS; got ${chosen.join(' and ')}`);
+  const credentials = { username: read.optionalString('REDIS_USERNAME'), password: read.optionalString('REDIS_PASSWORD') };
+  if (url !== undefined && (credentials.username ?? credentials.password) !== undefined) {
+    throw new ConfigError('REDIS_USERNAME and REDIS_PASSWORD are for REDIS_CLUSTER_NODES and REDIS_SENTINELS; with REDIS_URL put them in the URL');
+  }
+  const masterName = read.string('REDIS_SENTINEL_MASTER', 'mymaster');
+  const redis: RedisTarget | undefined = url !== undefined ? { mode: 'standalone', url }
+    : clusterNodes !== undefined ? { mode: 'cluster', nodes: clusterNodes, ...credentials }
+      : sentinels !== undefined ? { mode: 'sentinel', sentinels, masterName, ...credentials }
+        : undefined;
+  const redisProbeIntervalMs = read.int('REDIS_PROBE_INTERVAL_MS', 1000, 50, 600_000);
+  const redisProbeTimeoutMs = read.int('REDIS_PROBE_TIMEOUT_MS', 3000, 100, 600_000);
+  if (redisProbeTimeoutMs <= redisProbeIntervalMs) {
+    throw new ConfigError(`REDIS_PROBE_TIMEOUT_MS (${redisProbeTimeoutMs}) must be greater than REDIS_PROBE_INTERVAL_MS (${redisProbeIntervalMs})`);
+  }
+  return {
+    redis,
+    redisWaitReplicas: read.int('REDIS_WAIT_REPLICAS', 0, 0, 100),
+    redisWaitTimeoutMs: read.int('REDIS_WAIT_TIMEOUT_MS', 1000, 1, 60_000),
+    redisProbeIntervalMs,
+    redisProbeTimeoutMs,
+  };
 }
 
 function readSecurity(read: EnvReader) {
@@ -202,6 +238,20 @@ class EnvReader {
       throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
     }
     return raw as T;
+  }
+
+  /** `host:port,host:port` */
+  hostPorts(name: string): HostPort[] | undefined {
+    const raw = this.#raw(name);
+    if (raw === undefined) return undefined;
+    return raw.split(',').map((entry) => {
+      const match = /^\s*\[?([^\]\s]+?)\]?:(\d{1,5})\s*$/.exec(entry);
+      const port = Number(match?.[2]);
+      if (match === null || port < 1 || port > 65535) {
+        throw new ConfigError(`${name} must be a comma-separated list of host:port, got "${entry.trim()}"`);
+      }
+      return { host: match[1]!, port };
+    });
   }
 
   optionalUrl(name: string, protocols: readonly string[]): string | undefined {

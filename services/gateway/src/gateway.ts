@@ -62,6 +62,7 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
     connections: () => sessions.size,
     rooms: () => rooms.size,
     brokerUp: () => broker.up,
+    brokerStats: () => broker.stats(),
     devIdentity: () => config.devIdentity,
   });
   const rooms = new RoomRegistry({
@@ -78,6 +79,7 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
   const readiness = (): Readiness => ({
     ready: broker.up && listenSockets.length > 0 && !draining,
     broker: broker.up ? 'up' : 'down',
+    deafSubscribers: broker.stats().deafSubscribers,
     draining,
     devIdentity: config.devIdentity,
   });

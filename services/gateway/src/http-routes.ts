@@ -6,6 +6,8 @@ import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 export interface Readiness {
   ready: boolean;
   broker: 'up' | 'down';
+  /** Redis subscriber connections that stopped hearing their own probes. */
+  deafSubscribers: number;
   draining: boolean;
   /** `?user=` identities are accepted: never in production. */
   devIdentity: boolean;

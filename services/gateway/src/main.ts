@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const { broker, redis } = createBroker(config, log);
   const gateway = createGateway({ config, broker, log });
   const port = await gateway.listen();
-  log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? 'redis' : 'memory' }, 'listening');
+  log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
@@ -54,22 +54,31 @@ function loadConfigOrExit(): Config {
 }
 
 function createBroker(config: Config, log: Logger): { broker: Broker; redis?: RedisClients } {
-  if (config.redisUrl === undefined) {
+  if (config.redis === undefined) {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
     return { broker: new MemoryBroker({ historySize: config.historySize }) };
   }
-  const redis = createRedisClients(config.redisUrl, {
-    commandTimeoutMs: config.brokerTimeoutMs, name: `chat-gw:${config.nodeId}`, tlsCa: config.redisTlsCa,
+  const brokerLog = log.child({ component: 'broker' });
+  const redis = createRedisClients(config.redis, {
+    commandTimeoutMs: config.brokerTimeoutMs,
+    name: `chat-gw:${config.nodeId}`,
+    tlsCa: config.redisTlsCa,
+    prefix: config.redisPrefix,
+    probeIntervalMs: config.redisProbeIntervalMs,
+    probeTimeoutMs: config.redisProbeTimeoutMs,
+    log: brokerLog,
   });
   const broker = new RedisBroker({
     command: redis.command,
-    subscriber: redis.subscriber,
+    pubsub: redis.pubsub,
     keys: new KeySpace(config.redisPrefix),
     historySize: config.historySize,
     nodeId: config.nodeId,
     presenceTtlMs: config.presenceTtlMs,
     connectWaitMs: config.brokerTimeoutMs,
-    log: log.child({ component: 'broker' }),
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
+    log: brokerLog,
   });
   return { broker, redis };
 }

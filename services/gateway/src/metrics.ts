@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
+import type { BrokerStats } from '@chat/broker';
 import { CLIENT_FRAME_TYPES, ERROR_CODES } from '@chat/protocol';
 
 /**
@@ -43,6 +44,7 @@ export interface GaugeSources {
   connections(): number;
   rooms(): number;
   brokerUp(): boolean;
+  brokerStats(): BrokerStats;
   devIdentity(): boolean;
 }
 
@@ -86,6 +88,22 @@ export function createMetrics(registry: Registry | null, sources: GaugeSources) 
   new Gauge({
     name: 'chat_broker_up', help: '1 while the broker serves commands and every subscription is live.', registers: [registry],
     collect() { this.set(sources.brokerUp() ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'chat_broker_subscriber_connections', help: 'Redis subscriber connections (one per Redis Cluster primary).', registers: [registry],
+    collect() { this.set(sources.brokerStats().subscriberConnections); },
+  });
+  new Gauge({
+    name: 'chat_broker_deaf_subscribers', help: 'Subscriber connections whose self-addressed probe is overdue (they hear nothing).', registers: [registry],
+    collect() { this.set(sources.brokerStats().deafSubscribers); },
+  });
+  new Counter({
+    name: 'chat_broker_probe_failures_total', help: 'Times a subscriber connection was found deaf and reconnected.', registers: [registry],
+    collect() { this.reset(); this.inc(sources.brokerStats().probeFailures); },
+  });
+  new Counter({
+    name: 'chat_replication_timeouts_total', help: 'Appends refused because REDIS_WAIT_REPLICAS replicas did not confirm them in time.', registers: [registry],
+    collect() { this.reset(); this.inc(sources.brokerStats().replicationTimeouts); },
   });
   const brokerReconnects = new Counter({
     name: 'chat_broker_reconnects_total', help: 'Times the broker came back after being down.', registers: [registry],

@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from '../src/config.js';
 describe('loadConfig', () => {
   it('has working defaults: a single node on the in-process broker', () => {
     const config = loadConfig({});
-    expect(config).toMatchObject({ port: 8080, host: '0.0.0.0', redisUrl: undefined, historySize: 1000, rateLimitBurst: 100 });
+    expect(config).toMatchObject({ port: 8080, host: '0.0.0.0', redis: undefined, historySize: 1000, rateLimitBurst: 100 });
     expect(config.rateLimitPerSec).toBeGreaterThanOrEqual(20);
     expect(Object.isFrozen(config)).toBe(true);
   });

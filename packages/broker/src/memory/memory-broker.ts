@@ -1,5 +1,5 @@
 import { compareIds } from '@chat/protocol';
-import type { AppendRequest, Broker, BrokerListener, RangeResult, StoredMessage } from '../broker.js';
+import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage } from '../broker.js';
 import { BrokerUnavailableError } from '../errors.js';
 import { MIN_STREAM_ID } from '../ids.js';
 import { trimBatch } from '../trim.js';
@@ -86,6 +86,10 @@ export class MemoryBroker implements Broker {
 
   get up(): boolean {
     return this.#listener !== null && this.#available;
+  }
+
+  stats(): BrokerStats {
+    return { subscriberConnections: 0, deafSubscribers: 0, probeFailures: 0, replicationTimeouts: 0 };
   }
 
   start(listener: BrokerListener): void {

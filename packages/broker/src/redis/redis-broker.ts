@@ -1,19 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { compareIds } from '@chat/protocol';
-import { ReplyError, type Redis } from 'ioredis';
-import type { AppendRequest, Broker, BrokerListener, RangeResult, StoredMessage } from '../broker.js';
+import { ReplyError, type Cluster, type Redis } from 'ioredis';
+import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage } from '../broker.js';
 import { BrokerCommandError, BrokerUnavailableError } from '../errors.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
 import { trimBatch } from '../trim.js';
 import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserPayload } from './envelope.js';
 import type { KeySpace } from './keys.js';
+import type { PubSub } from './pubsub.js';
+import { whenReady } from './ready.js';
 import { defineScripts, type ChatScripts, type RawEntry } from './scripts.js';
 
 export interface RedisBrokerOptions {
-  /** Owned by the caller, who also closes them. */
-  command: Redis;
-  subscriber: Redis;
+  /** Owned by the caller, who also closes them (see createRedisClients). */
+  command: Redis | Cluster;
+  pubsub: PubSub;
   keys: KeySpace;
   /** Messages kept per room. */
   historySize: number;
@@ -25,20 +27,30 @@ export interface RedisBrokerOptions {
   healthCheckMs?: number;
   /** How long a call waits for a connection that is (re)connecting before it fails as unavailable. */
   connectWaitMs?: number;
+  /**
+   * Replicas that must have an appended message before `append` resolves (WAIT);
+   * 0 acknowledges once the primary has it.
+   */
+  waitReplicas?: number;
+  /** How long an append waits for those replicas before it fails as unavailable. */
+  waitTimeoutMs?: number;
   log?: BrokerLog;
 }
 
 /** Errors Redis answers while it cannot serve, as opposed to errors in the request. */
 const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
-const SUBSCRIBE_BATCH = 1000;
-const PUBLISH = 'PUBLISH';
 const DIRECT_SEQUENCE_TTL_MS = 24 * 3600 * 1000;
 
 type Subscription = { kind: 'room' | 'user'; name: string };
+type Command = (Redis | Cluster) & ChatScripts;
 
 export class RedisBroker implements Broker {
-  readonly #command: Redis & ChatScripts;
-  readonly #subscriber: Redis;
+  readonly #command: Command;
+  readonly #pubsub: PubSub;
+  /** PUBLISH, or SPUBLISH on Redis Cluster: handed to the scripts. */
+  readonly #publish: string;
+  readonly #waitReplicas: number;
+  readonly #waitTimeoutMs: number;
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -55,14 +67,15 @@ export class RedisBroker implements Broker {
   #listener: BrokerListener | null = null;
   #up = false;
   #commandHealthy = true;
-  #subscriberLive = false;
-  /** Bumped on each subscriber reconnect so a stale resubscription cannot mark the newer one live. */
-  #subscriberGeneration = 0;
   #timers: NodeJS.Timeout[] = [];
+  readonly #counts = { probeFailures: 0, replicationTimeouts: 0 };
 
   constructor(options: RedisBrokerOptions) {
     this.#command = defineScripts(options.command);
-    this.#subscriber = options.subscriber;
+    this.#pubsub = options.pubsub;
+    this.#publish = options.pubsub.publishCommand;
+    this.#waitReplicas = options.waitReplicas ?? 0;
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
     this.#keys = options.keys;
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
@@ -77,21 +90,25 @@ export class RedisBroker implements Broker {
     return this.#up;
   }
 
+  stats(): BrokerStats {
+    return {
+      subscriberConnections: this.#pubsub.connectionCount,
+      deafSubscribers: this.#pubsub.deafCount,
+      ...this.#counts,
+    };
+  }
+
   start(listener: BrokerListener): void {
     this.#listener = listener;
     const command = this.#command;
-    const subscriber = this.#subscriber;
     command.on('ready', () => this.#refresh());
     command.on('close', () => this.#refresh());
     command.on('error', (err: Error) => this.#log.debug({ err, connection: 'command' }, 'redis connection error'));
-    subscriber.on('ready', () => void this.#resubscribe());
-    subscriber.on('close', () => {
-      this.#subscriberLive = false;
-      this.#refresh();
+    this.#pubsub.start({
+      message: (channel, payload) => this.#onPayload(channel, payload),
+      change: () => this.#refresh(),
+      deaf: () => this.#counts.probeFailures++,
     });
-    subscriber.on('error', (err: Error) => this.#log.debug({ err, connection: 'subscriber' }, 'redis connection error'));
-    subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.#onPayload(channel, payload));
-    if (subscriber.status === 'ready') void this.#resubscribe();
     this.#every(this.#healthCheckMs, () => this.#checkHealth());
     this.#every(Math.max(50, Math.floor(this.#presenceTtlMs / 4)), () => this.#heartbeat());
     this.#refresh();
@@ -104,7 +121,7 @@ export class RedisBroker implements Broker {
     this.#presence.clear();
     if (this.#command.status === 'ready') {
       await Promise.all(rooms.map((room) => this.#command.chatPresenceNodeLeave(
-        ...this.#presenceKeys(room), this.#incarnation, this.#keys.roomChannel(room), PUBLISH,
+        ...this.#presenceKeys(room), this.#incarnation, this.#keys.roomChannel(room), this.#publish,
       ).catch((err: unknown) => this.#log.warn({ err, room }, 'presence withdrawal failed'))));
     }
     this.#listener = null;
@@ -131,11 +148,33 @@ export class RedisBroker implements Broker {
 
   append(message: AppendRequest): Promise<string> {
     const { room } = message;
-    return this.#call(() => this.#command.chatAppend(
+    const args: Parameters<ChatScripts['chatAppend']> = [
       this.#keys.roomStream(room), this.#keys.roomTrimmed(room),
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
-      message.ts, message.head, message.body, PUBLISH,
-    ));
+      message.ts, message.head, message.body, this.#publish,
+    ];
+    if (this.#waitReplicas === 0) return this.#call(() => this.#command.chatAppend(...args));
+    return this.#call(() => this.#appendReplicated(args));
+  }
+
+  /**
+   * The append and a WAIT in one pipeline: same connection, same primary (on a
+   * cluster the pipeline goes to the room's shard), so WAIT covers this write.
+   */
+  async #appendReplicated(args: Parameters<ChatScripts['chatAppend']>): Promise<string> {
+    const pipeline = this.#command.pipeline() as unknown as ChatScripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
+    pipeline.chatAppend(...args);
+    pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
+    const [[appendError, id], [waitError, replicas]] = (await pipeline.exec()) as [[Error | null, string], [Error | null, number]];
+    if (appendError !== null) throw appendError;
+    if (waitError !== null) throw waitError;
+    if (replicas < this.#waitReplicas) {
+      this.#counts.replicationTimeouts++;
+      throw new BrokerUnavailableError(
+        `message ${id} is on the primary but reached ${replicas} of ${this.#waitReplicas} replicas within ${this.#waitTimeoutMs} ms; it may not survive a failover`,
+      );
+    }
+    return id;
   }
 
   async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
@@ -165,34 +204,37 @@ export class RedisBroker implements Broker {
     held?.delete(user);
     if (held?.size === 0) this.#presence.delete(room);
     await this.#call(() => this.#command.chatPresenceLeave(
-      ...this.#presenceKeys(room), this.#incarnation, user, this.#keys.roomChannel(room), PUBLISH,
+      ...this.#presenceKeys(room), this.#incarnation, user, this.#keys.roomChannel(room), this.#publish,
     ));
   }
 
   async publishRoomEvent(room: string, user: string, frame: string): Promise<void> {
-    await this.#call(() => this.#command.publish(this.#keys.roomChannel(room), encodeRoomEvent(user, frame)));
+    await this.#call(() => this.#publishTo(this.#keys.roomChannel(room), encodeRoomEvent(user, frame)));
   }
 
   async sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }> {
     const [id, receivers] = await this.#call(() => this.#command.chatDirect(
-      this.#keys.directSequence(to), this.#keys.userChannel(to), head, body, DIRECT_SEQUENCE_TTL_MS, PUBLISH,
+      this.#keys.directSequence(to), this.#keys.userChannel(to), head, body, DIRECT_SEQUENCE_TTL_MS, this.#publish,
     ));
     return { id, receivers };
   }
 
   async publishToUser(user: string, frame: string): Promise<void> {
-    await this.#call(() => this.#command.publish(this.#keys.userChannel(user), encodeUserPayload(frame)));
+    await this.#call(() => this.#publishTo(this.#keys.userChannel(user), encodeUserPayload(frame)));
+  }
+
+  #publishTo(channel: string, payload: string): Promise<unknown> {
+    return this.#publish === 'SPUBLISH' ? this.#command.spublish(channel, payload) : this.#command.publish(channel, payload);
   }
 
   async #subscribe(channel: string, subscription: Subscription, forgetOnFailure: boolean): Promise<void> {
     this.#channels.set(channel, subscription);
     try {
-      await whenReady(this.#subscriber, this.#connectWaitMs);
-      await this.#subscriber.subscribe(channel);
+      await this.#pubsub.subscribe(channel, this.#connectWaitMs);
     } catch (err) {
       if (forgetOnFailure && this.#channels.get(channel) === subscription) {
         this.#channels.delete(channel);
-        this.#subscriber.unsubscribe(channel).catch(() => {});
+        this.#pubsub.unsubscribe(channel).catch(() => {});
       }
       throw toBrokerError(err);
     }
@@ -201,7 +243,7 @@ export class RedisBroker implements Broker {
   async #unsubscribe(channel: string): Promise<void> {
     if (!this.#channels.delete(channel)) return;
     // A failure leaves a subscription whose messages #onPayload ignores; the next reconnect drops it.
-    await this.#subscriber.unsubscribe(channel).catch(() => {});
+    await this.#pubsub.unsubscribe(channel).catch(() => {});
   }
 
   #onPayload(channel: Buffer, payload: Buffer): void {
@@ -238,7 +280,7 @@ export class RedisBroker implements Broker {
   #presenceJoinScript(room: string, user: string): Promise<string[]> {
     return this.#command.chatPresenceJoin(
       ...this.#presenceKeys(room), this.#incarnation, user, this.#presenceTtlMs, this.#presenceTtlMs * 3,
-      this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), PUBLISH,
+      this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), this.#publish,
     );
   }
 
@@ -249,7 +291,7 @@ export class RedisBroker implements Broker {
       try {
         const alive = await this.#command.chatPresenceHeartbeat(
           ...this.#presenceKeys(room), this.#incarnation, this.#presenceTtlMs, this.#presenceTtlMs * 3,
-          this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), PUBLISH,
+          this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), this.#publish,
         );
         if (alive === 1 || users.size === 0) return;
         this.#log.warn({ room, users: users.size }, 'presence was lost (reaped or Redis restarted); re-announcing');
@@ -258,23 +300,6 @@ export class RedisBroker implements Broker {
         this.#log.debug({ err, room }, 'presence heartbeat failed');
       }
     }));
-  }
-
-  async #resubscribe(): Promise<void> {
-    const generation = ++this.#subscriberGeneration;
-    const channels = [...this.#channels.keys()];
-    try {
-      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) {
-        await this.#subscriber.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH));
-      }
-      if (generation !== this.#subscriberGeneration) return;
-      this.#subscriberLive = true;
-      if (channels.length > 0) this.#log.info({ channels: channels.length }, 'redis subscriptions restored');
-    } catch (err) {
-      // The connection dropped again; its next 'ready' retries.
-      this.#log.warn({ err }, 'redis resubscription failed');
-    }
-    this.#refresh();
   }
 
   async #checkHealth(): Promise<void> {
@@ -293,14 +318,15 @@ export class RedisBroker implements Broker {
     const up = this.#listener !== null
       && this.#command.status === 'ready'
       && this.#commandHealthy
-      && this.#subscriberLive;
+      && this.#pubsub.live
+      && this.#pubsub.deafCount === 0;
     if (up === this.#up) return;
     this.#up = up;
     if (up) {
       this.#log.info({}, 'broker up');
       void this.#heartbeat(); // re-announce presence at once if Redis lost it
     } else {
-      this.#log.warn({ command: this.#command.status, subscriber: this.#subscriber.status }, 'broker down');
+      this.#log.warn({ command: this.#command.status, subscribers: this.#pubsub.describe() }, 'broker down');
     }
     this.#listener?.onStatus(up);
   }
@@ -319,27 +345,6 @@ export class RedisBroker implements Broker {
     timer.unref();
     this.#timers.push(timer);
   }
-}
-
-/**
- * Waits for a connection that is (re)connecting, so calls ride out a start-up or a
- * short blip; fails as unavailable after `timeoutMs`. (ioredis's offline queue is
- * off on purpose: it could run a command after its caller was told it failed.)
- */
-function whenReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === 'ready') return Promise.resolve();
-  if (redis.status === 'end') return Promise.reject(new BrokerUnavailableError('redis connection closed'));
-  return new Promise((resolve, reject) => {
-    const onReady = (): void => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      redis.off('ready', onReady);
-      reject(new BrokerUnavailableError(`redis not reachable within ${timeoutMs} ms`));
-    }, timeoutMs);
-    redis.once('ready', onReady);
-  });
 }
 
 function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /*
  * Appends a message and publishes it in one atomic step, so the publish order
@@ -145,7 +145,7 @@ export interface ChatScripts {
 }
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
-export function defineScripts(redis: Redis): Redis & ChatScripts {
+export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
   redis.defineCommand('chatAppend', { numberOfKeys: 2, lua: APPEND });
   redis.defineCommand('chatAfter', { numberOfKeys: 2, lua: AFTER });
   redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
@@ -153,5 +153,5 @@ export function defineScripts(redis: Redis): Redis & ChatScripts {
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });
   redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 3, lua: PRESENCE_NODE_LEAVE });
   redis.defineCommand('chatDirect', { numberOfKeys: 1, lua: DIRECT });
-  return redis as Redis & ChatScripts;
+  return redis as C & ChatScripts;
 }

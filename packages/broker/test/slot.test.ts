@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { keySlot } from '../src/redis/slot.js';
+
+describe('keySlot', () => {
+  it('matches CLUSTER KEYSLOT for plain keys', () => {
+    expect(keySlot('foo')).toBe(12182);
+    expect(keySlot('somekey')).toBe(11058);
+  });
+
+  it('hashes only the first non-empty hash tag, so a room\'s keys and channel share a slot', () => {
+    expect(keySlot('chat:room:{lobby}:log')).toBe(keySlot('lobby'));
+    expect(keySlot('chat:room:{lobby}')).toBe(keySlot('chat:room:{lobby}:node:gw-1.ab12'));
+    expect(keySlot('a{}b')).not.toBe(keySlot(''));
+    expect(keySlot('x{y}z{w}')).toBe(keySlot('y'));
+    expect(keySlot('room:{général}')).toBe(keySlot('général'));
+  });
+});
