@@ -1,5 +1,5 @@
 export type { Broker, BrokerListener, BrokerStats, AppendRequest, StoredMessage, RangeResult } from './broker.js';
-export { BrokerUnavailableError, BrokerCommandError } from './errors.js';
+export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
 export { createRedisClients, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';

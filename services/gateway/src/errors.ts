@@ -1,4 +1,4 @@
-import { BrokerUnavailableError } from '@chat/broker';
+import { BrokerNotReplicatedError, BrokerUnavailableError } from '@chat/broker';
 import type { ErrorCode } from '@chat/protocol';
 
 /** A refusal the client is told about: its code goes on the wire, its message is for humans. */
@@ -12,6 +12,10 @@ export class ChatError extends Error {
 /** Maps any failure to what a client may see; unknown errors become `internal` and leak nothing. */
 export function toChatError(err: unknown): ChatError {
   if (err instanceof ChatError) return err;
+  if (err instanceof BrokerNotReplicatedError) {
+    // Others may already have it: say so, so a retry is a conscious choice (it would post it twice).
+    return new ChatError('unavailable', `delivered as ${err.id} but not yet copied to a replica; it may be lost if Redis fails over`, { cause: err });
+  }
   if (err instanceof BrokerUnavailableError) {
     return new ChatError('unavailable', 'the message broker is unavailable; retry later', { cause: err });
   }

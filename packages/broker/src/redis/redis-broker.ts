@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { compareIds } from '@chat/protocol';
 import { ReplyError, type Cluster, type Redis } from 'ioredis';
 import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage } from '../broker.js';
-import { BrokerCommandError, BrokerUnavailableError } from '../errors.js';
+import { BrokerCommandError, BrokerNotReplicatedError, BrokerUnavailableError } from '../errors.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
 import { trimBatch } from '../trim.js';
@@ -170,7 +170,7 @@ export class RedisBroker implements Broker {
     if (waitError !== null) throw waitError;
     if (replicas < this.#waitReplicas) {
       this.#counts.replicationTimeouts++;
-      throw new BrokerUnavailableError(
+      throw new BrokerNotReplicatedError(id,
         `message ${id} is on the primary but reached ${replicas} of ${this.#waitReplicas} replicas within ${this.#waitTimeoutMs} ms; it may not survive a failover`,
       );
     }

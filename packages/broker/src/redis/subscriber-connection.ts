@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { BrokerLog } from '../log.js';
+import { keySlot } from './slot.js';
 
 export type SubscribeMode = 'subscribe' | 'ssubscribe';
 
@@ -114,11 +115,8 @@ export class SubscriberConnection {
   async #restore(): Promise<void> {
     const generation = ++this.#generation;
     this.#pendingProbes.clear();
-    const channels = [this.probeChannel, ...this.#channels];
     try {
-      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) {
-        await this.#command('subscribe', channels.slice(i, i + SUBSCRIBE_BATCH));
-      }
+      await Promise.all(this.#batches([this.probeChannel, ...this.#channels]).map((batch) => this.#command('subscribe', batch)));
       if (generation !== this.#generation) return;
       if (this.#channels.size > 0) this.log.info({ channels: this.#channels.size, server: serverOf(this.redis) }, 'redis subscriptions restored');
       this.#setLive(true);
@@ -127,6 +125,23 @@ export class SubscriberConnection {
       // A dropped connection retries on its next 'ready'; a refused one is re-homed by the caller.
       this.log.warn({ err, server: serverOf(this.redis) }, 'redis resubscription failed');
     }
+  }
+
+  /** SUBSCRIBE takes any channels at once; SSUBSCRIBE only channels of one slot. */
+  #batches(channels: string[]): string[][] {
+    if (this.mode === 'subscribe') {
+      const batches: string[][] = [];
+      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) batches.push(channels.slice(i, i + SUBSCRIBE_BATCH));
+      return batches;
+    }
+    const bySlot = new Map<number, string[]>();
+    for (const channel of channels) {
+      const slot = keySlot(channel);
+      const batch = bySlot.get(slot);
+      if (batch === undefined) bySlot.set(slot, [channel]);
+      else batch.push(channel);
+    }
+    return [...bySlot.values()];
   }
 
   #command(action: 'subscribe' | 'unsubscribe', channels: string[]): Promise<unknown> {

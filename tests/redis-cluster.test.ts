@@ -1,0 +1,159 @@
+import { keySlot } from '@chat/broker';
+import { compareIds, type AckFrame, type ServerFrame } from '@chat/protocol';
+import { TestClient, sleep, startRedisCluster, uniquePrefix, waitFor, type RedisClusterHandle } from '@chat/testkit';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
+import { scrape } from './helpers/metrics.js';
+
+/*
+ * Real Redis Clusters (redis-server --cluster-enabled yes, redis-cli --cluster create)
+ * under real gateway processes: rooms spread over shards with sharded pub/sub, the
+ * gateways follow failovers by themselves, and the deaf-subscriber check catches a
+ * connection that stopped hearing.
+ */
+
+const FAST = {
+  REDIS_URL: '', // the cluster is chosen by REDIS_CLUSTER_NODES
+  RATE_LIMIT_PER_SEC: '2000',
+  RATE_LIMIT_BURST: '2000',
+  JOIN_HISTORY: '1000',
+  REDIS_PROBE_INTERVAL_MS: '200',
+  REDIS_PROBE_TIMEOUT_MS: '1000',
+  BROKER_TIMEOUT_MS: '1000',
+};
+
+async function startGateways(cluster: RedisClusterHandle, count: number, env: Record<string, string> = {}): Promise<GatewayProcess[]> {
+  const prefix = uniquePrefix('rc');
+  const gateways = await Promise.all(Array.from({ length: count }, (_, i) => startGateway({
+    ...FAST, REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: prefix, NODE_ID: `gw-${i + 1}`, ...env,
+  })));
+  await waitFor(async () => (await Promise.all(gateways.map(readyz))).every((s) => s === 200), { what: 'gateways ready', timeoutMs: 15_000 });
+  return gateways;
+}
+
+/** Room names whose slot each primary owns: `perShard` for each, keyed by the primary's port. */
+async function roomsByShard(cluster: RedisClusterHandle, prefix: string, perShard: number): Promise<Map<number, string[]>> {
+  const primaries = await cluster.primaries();
+  const owner = (slot: number) => primaries.find((p) => p.slots.some(([from, to]) => slot >= from && slot <= to))!.port;
+  const out = new Map<number, string[]>(primaries.map((p) => [p.port, []]));
+  for (let i = 0; [...out.values()].some((rooms) => rooms.length < perShard); i++) {
+    const room = `room-${i}`;
+    const rooms = out.get(owner(keySlot(`${prefix}room:{${room}}`)))!;
+    if (rooms.length < perShard) rooms.push(room);
+  }
+  return out;
+}
+
+describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
+  let cluster: RedisClusterHandle;
+  let gateways: GatewayProcess[];
+  let prefix: string;
+  const clients: TestClient[] = [];
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ primaries: 3, replicasPerPrimary: 1 });
+    prefix = uniquePrefix('rc');
+    gateways = await startGateways(cluster, 3, { REDIS_PREFIX: prefix });
+  }, 60_000);
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await Promise.all((gateways ?? []).map((g) => g.stop()));
+    await cluster?.stop();
+  });
+
+  const connect = async (gateway: number, user: string): Promise<TestClient> => {
+    const client = await TestClient.connect(gateways[gateway]!.wsUrl, user);
+    clients.push(client);
+    return client;
+  };
+
+  it('spreads rooms over the shards and delivers every message once, in order, through its room\'s shard only', async () => {
+    const byShard = await roomsByShard(cluster, prefix, 2);
+    const rooms = [...byShard.values()].flat();
+    expect(byShard.size).toBe(3);
+
+    const members = await Promise.all([0, 1, 2].map((g) => connect(g, `member${g}`)));
+    for (const member of members) for (const room of rooms) await member.request({ type: 'join', room });
+    // Each room's channel is subscribed on its own primary only, once per gateway.
+    for (const [port, owned] of byShard) {
+      for (const room of rooms) {
+        const reply = await cluster.command(port, 'PUBSUB', 'SHARDNUMSUB', `${prefix}room:{${room}}`);
+        const subscribers = Number(reply.trim().split('\n').at(-1));
+        expect(subscribers, `${room} on ${port}`).toBe(owned.includes(room) ? 3 : 0);
+      }
+    }
+
+    // Watch every primary while one room of the first shard gets traffic.
+    const [watchedPort, watchedRooms] = [...byShard][0]!;
+    const watched = watchedRooms[0]!;
+    const seenOn = new Map<number, number>();
+    const admins = [...byShard.keys()].map((port) => new Redis({ host: '127.0.0.1', port }));
+    const monitors = await Promise.all(admins.map(async (admin) => {
+      const port = admin.options.port!;
+      const monitor = await admin.monitor();
+      seenOn.set(port, 0);
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args.some((a) => a.includes(`{${watched}}`))) seenOn.set(port, seenOn.get(port)! + 1);
+      });
+      return monitor;
+    }));
+
+    const perMember = 15;
+    const acks = await Promise.all(members.flatMap((m, i) => rooms.flatMap((room) =>
+      Array.from({ length: perMember }, (_, n) => m.request({ type: 'send', room, text: `${i}:${room}:${n}` })))));
+    expect(acks.filter((a) => a.type !== 'ack')).toEqual([]);
+    const ackedByRoom = new Map<string, string[]>();
+    acks.forEach((ack, k) => {
+      const room = rooms[Math.floor(k / perMember) % rooms.length]!;
+      ackedByRoom.set(room, [...(ackedByRoom.get(room) ?? []), (ack as AckFrame).id]);
+    });
+    for (const room of rooms) {
+      const expected = ackedByRoom.get(room)!.sort(compareIds);
+      expect(expected).toHaveLength(members.length * perMember);
+      for (const member of members) {
+        await member.until(() => member.messages(room).length >= expected.length, { what: `${room} complete`, timeoutMs: 10_000 });
+        expect(member.messages(room).map((m) => m.id)).toEqual(expected);
+      }
+    }
+    await sleep(200);
+    for (const connection of [...monitors, ...admins]) connection.disconnect();
+    expect(seenOn.get(watchedPort), 'the room\'s own shard sees its traffic').toBeGreaterThanOrEqual(members.length * perMember);
+    for (const [port, seen] of seenOn) if (port !== watchedPort) expect(seen, `shard ${port} never sees room ${watched}`).toBe(0);
+  });
+
+  it('catches a subscriber that stopped hearing (CLIENT PAUSE WRITE), reports it, and recovers', async () => {
+    const [port] = [...(await roomsByShard(cluster, prefix, 1)).keys()];
+    // Writes (PUBLISH/SPUBLISH) stall on that primary; PING still answers, so only the probe can tell.
+    await cluster.command(port!, 'CLIENT', 'PAUSE', '2500', 'WRITE');
+    await waitFor(async () => (await readyz(gateways[0]!)) === 503, { what: '/readyz 503 while deaf', timeoutMs: 3000 });
+    const body = await (await fetch(`${gateways[0]!.httpUrl}/readyz`)).json() as { deafSubscribers: number };
+    expect(body.deafSubscribers).toBeGreaterThanOrEqual(1);
+    expect((await scrape(`${gateways[0]!.httpUrl}/metrics`)).get('chat_broker_deaf_subscribers')).toBeGreaterThanOrEqual(1);
+    await waitFor(async () => (await readyz(gateways[0]!)) === 200, { what: '/readyz 200 after the pause', timeoutMs: 8000 });
+    const metrics = await scrape(`${gateways[0]!.httpUrl}/metrics`);
+    expect(metrics.get('chat_broker_deaf_subscribers')).toBe(0);
+    expect(metrics.get('chat_broker_probe_failures_total')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('follows a manual failover, which drops shard subscriptions without closing the connection', async () => {
+    const byShard = await roomsByShard(cluster, prefix, 1);
+    const [primary, [room]] = [...byShard][1]!;
+    const replica = await cluster.replicaOf(primary);
+    const [a, b] = await Promise.all([connect(0, 'fa'), connect(2, 'fb')]);
+    await a.request({ type: 'join', room: room! });
+    await b.request({ type: 'join', room: room! });
+    await cluster.command(replica, 'CLUSTER', 'FAILOVER');
+    await waitFor(async () => (await cluster.primaryForSlot(keySlot(`${prefix}room:{${room}}`))) === replica, { what: 'replica promoted', timeoutMs: 10_000 });
+    // Sends may be refused while the gateways move their subscriptions; then everything flows again.
+    await waitFor(async () => (await a.request({ type: 'send', room: room!, text: 'after failover' })).type === 'ack', { what: 'send accepted', timeoutMs: 10_000 });
+    await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'after failover', { timeoutMs: 5000 });
+    // Both gateways with members re-make their subscription on the new primary (by slot-map refresh or probe).
+    await waitFor(async () => {
+      const reply = await cluster.command(replica, 'PUBSUB', 'SHARDNUMSUB', `${prefix}room:{${room}}`);
+      return Number(reply.trim().split('\n').at(-1)) === 2;
+    }, { what: 'two subscribers on the new primary', timeoutMs: 8000 });
+  });
+});
