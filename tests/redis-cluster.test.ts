@@ -157,3 +157,87 @@ describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
     }, { what: 'two subscribers on the new primary', timeoutMs: 8000 });
   });
 });
+
+/** Sends a message every `everyMs`, recording the ids of those acknowledged, until stopped. */
+function steadySender(client: TestClient, room: string, everyMs: number) {
+  let n = 0;
+  let running = true;
+  const refs = new Set<string>();
+  const loop = (async () => {
+    while (running) {
+      const ref = `s${++n}`;
+      refs.add(ref);
+      client.send({ type: 'send', room, text: `steady ${n}`, ref });
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    acked: () => client.ofType('ack').filter((a) => a.ref !== undefined && refs.has(a.ref)).map((a) => a.id),
+    refused: () => client.ofType('error').filter((e) => e.ref !== undefined && refs.has(e.ref)).length,
+    async stop() {
+      running = false;
+      await loop;
+      await sleep(1500); // replies to the last sends (a WAIT may take its full timeout)
+    },
+  };
+}
+
+describe('a primary killed while messages flow (3 primaries, 2 replicas each)', () => {
+  let cluster: RedisClusterHandle;
+  const gateways: GatewayProcess[] = [];
+  const clients: TestClient[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(gateways.map((g) => g.stop()));
+    await cluster?.stop();
+  });
+
+  it('loses no acknowledged message with REDIS_WAIT_REPLICAS=1, and reports what was lost without it', async () => {
+    cluster = await startRedisCluster({ primaries: 3, replicasPerPrimary: 2 });
+    const settings = [{ wait: '1', prefix: uniquePrefix('rcw') }, { wait: '0', prefix: uniquePrefix('rcp') }];
+    const sets = await Promise.all(settings.map(async ({ wait, prefix }) => {
+      const pair = await startGateways(cluster, 2, { REDIS_PREFIX: prefix, REDIS_WAIT_REPLICAS: wait, REDIS_WAIT_TIMEOUT_MS: '500' });
+      gateways.push(...pair);
+      return { wait, prefix, pair };
+    }));
+    // One room per setting, both on the primary that will be killed.
+    const victim = (await cluster.primaries())[0]!.port;
+    const rooms = await Promise.all(sets.map(async ({ prefix }) => (await roomsByShard(cluster, prefix, 1)).get(victim)![0]!));
+
+    const runs = await Promise.all(sets.map(async ({ pair }, i) => {
+      const [sender, reader] = await Promise.all([TestClient.connect(pair[0]!.wsUrl, 'sender'), TestClient.connect(pair[1]!.wsUrl, 'reader')]);
+      clients.push(sender, reader);
+      await sender.request({ type: 'join', room: rooms[i]! });
+      await reader.request({ type: 'join', room: rooms[i]! });
+      return { sender, reader, traffic: steadySender(sender, rooms[i]!, 10) };
+    }));
+    await waitFor(() => runs.every((r) => r.traffic.acked().length >= 100), { what: '100 acks each', timeoutMs: 10_000 });
+    const killedAt = Date.now();
+    await cluster.kill(victim);
+    await cluster.waitForFailover(victim);
+    const failoverMs = Date.now() - killedAt;
+    // Keep going until both settings get acks again after the failover.
+    const ackedBefore = runs.map((r) => r.traffic.acked().length);
+    await waitFor(() => runs.every((r, i) => r.traffic.acked().length >= ackedBefore[i]! + 50), { what: 'acks after the failover', timeoutMs: 20_000 });
+    await Promise.all(runs.map((r) => r.traffic.stop()));
+
+    const report = await Promise.all(runs.map(async ({ reader, traffic }, i) => {
+      // The reader rejoins with `since` = the last message it had, as a reconnecting client does.
+      const before = reader.messages(rooms[i]).map((m) => m.id);
+      await reader.close();
+      const again = await TestClient.connect(sets[i]!.pair[1]!.wsUrl, 'reader');
+      clients.push(again);
+      const joined = await again.request({ type: 'join', room: rooms[i]!, since: before.at(-1)! });
+      expect(joined).toMatchObject({ type: 'joined' });
+      const seen = [...before, ...again.messages(rooms[i]).map((m) => m.id)];
+      expect(new Set(seen).size, 'no duplicates').toBe(seen.length);
+      expect([...seen].sort(compareIds), 'in order').toEqual(seen);
+      const stored = new Set(seen);
+      const acked = traffic.acked();
+      return { waitReplicas: sets[i]!.wait, acked: acked.length, refused: traffic.refused(), lost: acked.filter((id) => !stored.has(id)).length };
+    }));
+    process.stdout.write(`${JSON.stringify({ failoverMs, report })}\n`);
+    expect(report[0]).toMatchObject({ waitReplicas: '1', lost: 0 });
+    expect(report.every((r) => r.acked >= 150)).toBe(true);
+  });
+});
