@@ -138,6 +138,32 @@ describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
     expect(metrics.get('chat_broker_probe_failures_total')).toBeGreaterThanOrEqual(1);
   });
 
+  it('follows a room whose slot moves to another primary while messages flow, and no member misses one', async () => {
+    const byShard = await roomsByShard(cluster, prefix, 1);
+    const shards = [...byShard];
+    const [from, [room]] = shards[0]!;
+    const [to] = shards[1]!;
+    const members = await Promise.all([0, 1, 2].map((g) => connect(g, `mover${g}`)));
+    for (const member of members) await member.request({ type: 'join', room: room! });
+    const traffic = steadySender(members[0]!, room!, 20);
+    await waitFor(() => traffic.acked().length >= 20, { what: 'traffic before the move' });
+    await moveSlot(cluster, keySlot(`${prefix}room:{${room}}`), from, to!);
+    const ackedAtMove = traffic.acked().length;
+    await waitFor(() => traffic.acked().length >= ackedAtMove + 50, { what: 'traffic after the move', timeoutMs: 15_000 });
+    await traffic.stop();
+    const acked = traffic.acked().sort(compareIds);
+    for (const member of members) {
+      await member.until(() => acked.every((id) => member.messages(room).some((m) => m.id === id)), { what: `${member.label} has every acked message`, timeoutMs: 10_000 });
+      const ids = member.messages(room).map((m) => m.id);
+      expect(new Set(ids).size, 'no duplicates').toBe(ids.length);
+      expect([...ids].sort(compareIds), 'in order').toEqual(ids);
+    }
+    await waitFor(async () => {
+      const reply = await cluster.command(to!, 'PUBSUB', 'SHARDNUMSUB', `${prefix}room:{${room}}`);
+      return Number(reply.trim().split('\n').at(-1)) === 3;
+    }, { what: 'subscriptions on the new owner', timeoutMs: 5000 });
+  });
+
   it('follows a manual failover, which drops shard subscriptions without closing the connection', async () => {
     const byShard = await roomsByShard(cluster, prefix, 1);
     const [primary, [room]] = [...byShard][1]!;
@@ -241,3 +267,17 @@ describe('a primary killed while messages flow (3 primaries, 2 replicas each)', 
     expect(report.every((r) => r.acked >= 150)).toBe(true);
   });
 });
+
+/** Moves one slot and its keys between primaries, as `redis-cli --cluster reshard` does. */
+async function moveSlot(cluster: RedisClusterHandle, slot: number, from: number, to: number): Promise<void> {
+  const id = async (port: number) => (await cluster.command(port, 'CLUSTER', 'MYID')).trim();
+  const [fromId, toId] = await Promise.all([id(from), id(to)]);
+  await cluster.command(to, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId);
+  await cluster.command(from, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId);
+  for (;;) {
+    const keys = (await cluster.command(from, 'CLUSTER', 'GETKEYSINSLOT', slot, 100)).split('\n').filter(Boolean);
+    if (keys.length === 0) break;
+    await cluster.command(from, 'MIGRATE', '127.0.0.1', to, '', 0, 5000, 'KEYS', ...keys);
+  }
+  for (const { port } of await cluster.primaries()) await cluster.command(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+}

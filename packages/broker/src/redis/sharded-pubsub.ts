@@ -36,6 +36,8 @@ export class ShardedPubSub implements PubSub {
   /** channel -> primary ("host:port") whose connection holds it */
   readonly #assigned = new Map<string, string>();
   #events: PubSubEvents | undefined;
+  /** Channels being re-subscribed on a new owner: until they are, messages may have been missed. */
+  #moving = 0;
   #refreshing = false;
   #closed = false;
 
@@ -46,7 +48,7 @@ export class ShardedPubSub implements PubSub {
   get live(): boolean {
     if (this.#cluster.status !== 'ready' || this.#connections.size === 0) return false;
     for (const connection of this.#connections.values()) if (!connection.live) return false;
-    return this.#assigned.size === this.#wanted.size;
+    return this.#moving === 0 && this.#assigned.size === this.#wanted.size;
   }
 
   get deafCount(): number {
@@ -67,12 +69,15 @@ export class ShardedPubSub implements PubSub {
   }
 
   async subscribe(channel: string, waitMs: number): Promise<void> {
-    this.#wanted.set(channel, keySlot(channel));
+    const slot = keySlot(channel);
+    this.#wanted.set(channel, slot);
     await whenReady(this.#cluster, waitMs);
     for (let attempt = 0; ; attempt++) {
-      this.#reconcile();
-      const connection = this.#connections.get(this.#assigned.get(channel) ?? '');
-      if (connection === undefined) throw new Error(`CLUSTERDOWN no primary owns slot ${this.#wanted.get(channel)}`);
+      if (this.#connections.size === 0) this.#reconcile();
+      const owner = this.#cluster.slots[slot]?.[0];
+      if (owner === undefined) throw new Error(`CLUSTERDOWN no primary owns slot ${slot}`);
+      const connection = this.#connections.get(owner) ?? this.#connect(owner);
+      this.#assigned.set(channel, owner);
       try {
         await whenReady(connection.redis, waitMs);
         await connection.add(channel);
@@ -115,7 +120,6 @@ export class ShardedPubSub implements PubSub {
       this.options.log.info({ server: node }, 'no longer a primary: moving its subscriptions');
       this.#drop(connection);
       this.#connections.delete(node);
-      for (const [channel, holder] of this.#assigned) if (holder === node) this.#assigned.delete(channel);
     }
     for (const node of primaries) {
       const connection = this.#connections.get(node) ?? this.#connect(node);
@@ -125,11 +129,18 @@ export class ShardedPubSub implements PubSub {
       const owner = slots[slot]?.[0];
       const holder = this.#assigned.get(channel);
       if (owner === undefined || owner === holder) continue;
-      if (holder !== undefined) void this.#connections.get(holder)?.remove(channel);
       this.#assigned.set(channel, owner);
-      this.#connections.get(owner)!.add(channel).catch((err: unknown) => {
-        this.options.log.warn({ err, channel, server: owner }, 'sharded subscribe failed; will follow the slot map');
-      });
+      if (holder === undefined) continue; // a new channel: subscribe() subscribes it and waits
+      void this.#connections.get(holder)?.remove(channel);
+      // Reported not live until subscribed there, so the broker goes down and back up
+      // and rooms read back what was published while the channel was on its way.
+      this.#moving++;
+      this.#connections.get(owner)!.add(channel)
+        .catch((err: unknown) => this.options.log.warn({ err, channel, server: owner }, 'sharded subscribe failed; will follow the slot map'))
+        .finally(() => {
+          this.#moving--;
+          this.#events?.change();
+        });
     }
     this.#events?.change();
   }
