@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +11,8 @@ const read = (path: string) => readFileSync(`${root}${path}`, 'utf8');
 interface ComposeService {
   image?: string;
   build?: unknown;
+  command?: string[];
+  profiles?: string[];
   ports?: string[];
   environment?: Record<string, string>;
   healthcheck?: { test: string[] };
@@ -67,6 +70,67 @@ describe('docker-compose.yml', () => {
     const prometheus = parse(read('prometheus/prometheus.yml')) as { scrape_configs: Array<{ job_name: string; dns_sd_configs?: Array<{ names: string[]; port: number }> }> };
     const job = prometheus.scrape_configs.find((j) => j.job_name === 'chat-gateway')!;
     expect(job.dns_sd_configs![0]).toMatchObject({ names: ['gateway'], port: Number(services.gateway!.environment!.METRICS_PORT) });
+  });
+});
+
+describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of one Redis)', () => {
+  const nodes = [1, 2, 3, 4, 5, 6].map((n) => `redis-node-${n}`);
+  let merged: Record<string, ComposeService> | undefined;
+  /** Both files as Compose combines them: docker-compose's own merge, not ours. */
+  const services = (): Record<string, ComposeService> => {
+    if (merged) return merged;
+    requireTool('docker-compose', 'apt-get install docker-compose');
+    const result = spawnSync('docker-compose', ['-f', `${root}docker-compose.yml`, '-f', `${root}docker-compose.redis-cluster.yml`, 'config'],
+      { encoding: 'utf8' });
+    expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+    merged = (parse(result.stdout) as { services: Record<string, ComposeService> }).services;
+    return merged;
+  };
+
+  it('is accepted by docker-compose config on top of docker-compose.yml', () => {
+    expect(Object.keys(services()).sort()).toEqual(
+      ['gateway', 'grafana', 'lb', 'prometheus', 'redis', 'redis-cluster-init', ...nodes].sort());
+  });
+
+  it('has six cluster-mode nodes, each announcing its own service name, with a healthcheck', () => {
+    for (const name of nodes) {
+      const node = services()[name]!;
+      const flag = (f: string) => node.command![node.command!.indexOf(f) + 1];
+      expect(node.image, name).toBe('redis:7-bookworm');
+      expect(node.command![0], name).toBe('redis-server');
+      expect(flag('--cluster-enabled'), name).toBe('yes');
+      expect(flag('--port'), name).toBe('6379');
+      expect(flag('--cluster-announce-hostname'), name).toBe(name);
+      expect(flag('--cluster-preferred-endpoint-type'), name).toBe('hostname');
+      expect(flag('--save'), name).toBe('');
+      expect(node.healthcheck?.test, name).toEqual(['CMD', 'redis-cli', 'ping']);
+      expect(node.profiles, name).toBeUndefined();
+    }
+  });
+
+  it('creates the cluster once all six are healthy, only if it is not up already, and waits for cluster_state:ok', () => {
+    const init = services()['redis-cluster-init']!;
+    expect(init.image).toBe('redis:7-bookworm');
+    for (const name of nodes) expect(init.depends_on?.[name]?.condition, name).toBe('service_healthy');
+    const script = init.command!.join(' ');
+    expect(script).toMatch(/redis-cli --cluster create .* --cluster-replicas 1 --cluster-yes/);
+    for (const name of nodes) expect(script).toContain(name);
+    expect(script.match(/cluster_state/g)?.length).toBeGreaterThanOrEqual(2); // checked before creating, and waited for
+  });
+
+  it('points the gateways at all six nodes, with no REDIS_URL, once the cluster is up', () => {
+    const gateway = services().gateway!;
+    expect(gateway.environment?.REDIS_URL ?? '').toBe('');
+    expect(gateway.environment?.REDIS_CLUSTER_NODES?.split(',').sort()).toEqual(nodes.map((n) => `${n}:6379`).sort());
+    expect(gateway.depends_on?.['redis-cluster-init']?.condition).toBe('service_completed_successfully');
+  });
+
+  it('depends on no service that profiles disable (Compose v2 refuses that; docker-compose v1 does not check)', () => {
+    const all = services();
+    for (const [name, service] of Object.entries(all)) {
+      if (service.profiles) continue;
+      for (const dependency of Object.keys(service.depends_on ?? {})) expect(all[dependency]?.profiles, `${name} -> ${dependency}`).toBeUndefined();
+    }
   });
 });
 

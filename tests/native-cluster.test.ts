@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TestClient, sleep, waitFor } from '@chat/testkit';
@@ -9,9 +10,45 @@ interface Ready {
   lb: string;
   ws: string;
   gateways: Array<{ nodeId: string; pid: number; url: string }>;
+  redisMode: 'single' | 'cluster';
+  redis?: string;
+  redisCluster?: string[];
+  redisPids: number[];
+  haproxyPid: number;
+  logs: string;
 }
 
 const script = fileURLToPath(new URL('../deploy/native/cluster.mjs', import.meta.url));
+
+/** Starts the script on free ports and resolves with its JSON ready line. */
+async function startScript(...extra: string[]): Promise<{ cluster: ReturnType<typeof spawn>; ready: Ready }> {
+  const cluster = spawn(process.execPath, [script, '--port', '0', '--json', '--env', 'SHUTDOWN_GRACE_MS=1000', ...extra],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    cluster.once('exit', (code) => reject(new Error(`cluster script exited with ${code}`)));
+    createInterface({ input: cluster.stdout! }).on('line', (line) => {
+      if (line.startsWith('{')) resolve(JSON.parse(line) as Ready);
+    });
+  });
+  return { cluster, ready };
+}
+
+/** SIGTERM, as Ctrl-C would do; resolves with the exit code. */
+async function stopScript(cluster: ReturnType<typeof spawn>): Promise<number | null> {
+  if (cluster.exitCode !== null || cluster.signalCode !== null) return cluster.exitCode;
+  const exited = new Promise<number | null>((resolve) => cluster.once('exit', resolve));
+  cluster.kill('SIGTERM');
+  return exited;
+}
+
+const running = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 describe('the native topology (npm run cluster): HAProxy in front of three gateways', () => {
   let cluster: ReturnType<typeof spawn>;
@@ -19,18 +56,10 @@ describe('the native topology (npm run cluster): HAProxy in front of three gatew
 
   beforeAll(async () => {
     requireTool('haproxy', 'apt-get install haproxy');
-    cluster = spawn(process.execPath, [script, '--port', '0', '--json', '--env', 'SHUTDOWN_GRACE_MS=1000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    ready = await new Promise<Ready>((resolve, reject) => {
-      cluster.once('exit', (code) => reject(new Error(`cluster script exited with ${code}`)));
-      createInterface({ input: cluster.stdout! }).on('line', (line) => {
-        if (line.startsWith('{')) resolve(JSON.parse(line) as Ready);
-      });
-    });
+    ({ cluster, ready } = await startScript());
   });
   afterAll(async () => {
-    const exited = new Promise((resolve) => cluster.once('exit', resolve));
-    cluster.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await stopScript(cluster)).toBe(0);
   });
 
   it('spreads clients over the gateways, routes around a stopped one, and its clients reconnect and keep chatting', async () => {
@@ -72,4 +101,46 @@ describe('the native topology (npm run cluster): HAProxy in front of three gatew
     expect(newcomers.every((c) => c.welcome.node !== victim.nodeId)).toBe(true);
     await Promise.all([...survivors, ...replacements, ...newcomers].map((c) => c.close()));
   });
+});
+
+describe('npm run cluster -- --redis-cluster: the same on a Redis Cluster of 3 primaries + 3 replicas', () => {
+  let cluster: ReturnType<typeof spawn> | undefined;
+  afterAll(async () => {
+    if (cluster) await stopScript(cluster); // if the test failed before stopping it
+  });
+
+  it('starts six nodes and gateways that are ready on them; clients chat through the balancer; SIGTERM stops it all', async () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    let ready: Ready;
+    ({ cluster, ready } = await startScript('--redis-cluster'));
+
+    expect(ready.redisMode).toBe('cluster');
+    expect(ready.redis).toBeUndefined();
+    expect(new Set(ready.redisCluster).size).toBe(6);
+    for (const node of ready.redisCluster!) expect(node).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(ready.redisPids).toHaveLength(6);
+    const info = spawnSync('redis-cli', ['-p', ready.redisCluster![0]!.split(':')[1]!, 'cluster', 'info'], { encoding: 'utf8' }).stdout;
+    expect(info).toMatch(/^cluster_state:ok\r?$/m);
+    expect(info).toMatch(/^cluster_size:3\r?$/m); // three primaries own the slots
+    expect(info).toMatch(/^cluster_known_nodes:6\r?$/m);
+    for (const g of ready.gateways) expect((await fetch(`${g.url}/readyz`)).status, g.nodeId).toBe(200);
+
+    // leastconn puts the second client on another gateway: the message crosses the cluster.
+    const alice = await TestClient.connect(ready.ws, 'alice');
+    const bob = await TestClient.connect(ready.ws, 'bob');
+    expect(alice.welcome.node).not.toBe(bob.welcome.node);
+    await alice.request({ type: 'join', room: 'sharded' });
+    await bob.request({ type: 'join', room: 'sharded' });
+    await alice.request({ type: 'send', room: 'sharded', text: 'hello from alice' });
+    await bob.waitFor((f) => f.type === 'message' && f.text === 'hello from alice');
+    await bob.request({ type: 'send', room: 'sharded', text: 'hello from bob' });
+    await alice.waitFor((f) => f.type === 'message' && f.text === 'hello from bob');
+    await Promise.all([alice.close(), bob.close()]);
+
+    const started = [...ready.redisPids, ...ready.gateways.map((g) => g.pid), ready.haproxyPid];
+    expect(started.filter(running)).toEqual(started);
+    expect(await stopScript(cluster)).toBe(0);
+    expect(started.filter(running)).toEqual([]);
+    expect(existsSync(ready.logs)).toBe(false); // the temp dir with nodes.conf and dumps is gone too
+  }, 30_000);
 });

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The docker compose topology without Docker: Redis, N gateways and HAProxy (same
 // config as compose), optionally Prometheus, all on 127.0.0.1. Ctrl-C stops it all.
-//   npm run cluster                          # LB on :8080, 3 gateways
+//   npm run cluster                          # LB on :8080, 3 gateways, one redis-server
 //   npm run cluster -- --gateways 5 --port 9000 --prometheus
+//   npm run cluster -- --redis-cluster       # a Redis Cluster instead: 3 primaries + 3 replicas
 //   npm run cluster -- --port 0 --json       # free ports; one JSON "ready" line (tests use this)
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,14 +18,19 @@ const args = parseArgs(process.argv.slice(2));
 const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-'));
 const children = []; // started, in order; stopped in reverse
 let stopping = false;
+/** 3 primaries + 3 replicas: the smallest cluster that survives losing a primary. */
+const CLUSTER_NODES = 6;
+/** A cluster node also listens on port + 10000, the cluster bus. */
+const BUS_OFFSET = 10_000;
 
 function parseArgs(argv) {
-  const out = { gateways: 3, port: 8080, prometheus: false, json: false, env: {} };
+  const out = { gateways: 3, port: 8080, prometheus: false, redisCluster: false, json: false, env: {} };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--gateways') out.gateways = Number(argv[++i]);
     else if (arg === '--port') out.port = Number(argv[++i]);
     else if (arg === '--prometheus') out.prometheus = true;
+    else if (arg === '--redis-cluster') out.redisCluster = true;
     else if (arg === '--json') out.json = true;
     else if (arg === '--env') { const [k, ...v] = argv[++i].split('='); out.env[k] = v.join('='); }
     else fail(`unknown argument ${arg}; see the top of deploy/native/cluster.mjs`);
@@ -52,16 +58,32 @@ function freePort() {
   });
 }
 
-function start(name, command, argv, env = {}) {
+function isFree(port) {
+  return new Promise((resolve) => {
+    const server = createServer().once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function start(name, command, argv, env = {}, { oneShot = false } = {}) {
   const log = createWriteStream(join(dir, `${name}.log`));
   const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   child.on('exit', (code, signal) => {
-    if (!stopping) say(`${name} (pid ${child.pid}) exited: ${signal ?? `status ${code}`}; see ${join(dir, `${name}.log`)}`);
+    if (!stopping && !oneShot) say(`${name} (pid ${child.pid}) exited: ${signal ?? `status ${code}`}; see ${join(dir, `${name}.log`)}`);
   });
   children.push({ name, child });
   return child;
+}
+
+/** A command that should finish by itself; tracked like the rest so that stopping meanwhile stops it too. */
+function run(name, command, argv) {
+  const child = start(name, command, argv, {}, { oneShot: true });
+  return new Promise((resolve, reject) => child.once('exit', (code, signal) => {
+    if (code === 0) resolve();
+    else reject(new Error(`${name} failed (${signal ?? `status ${code}`}); see ${join(dir, `${name}.log`)}`));
+  }));
 }
 
 async function waitFor(check, what, timeoutMs = 15_000) {
@@ -76,18 +98,69 @@ function say(line) {
   if (!args.json) process.stdout.write(`${line}\n`);
 }
 
-async function startRedis() {
-  const port = await freePort();
-  start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  await waitFor(async () => spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() === 'PONG', 'redis');
-  return `redis://127.0.0.1:${port}`;
+function redisCli(port, ...argv) {
+  return spawnSync('redis-cli', ['-p', String(port), ...argv]).stdout?.toString() ?? '';
 }
 
-async function startGateway(index, redisUrl) {
+/**
+ * What the gateways get, and the other two modes' variables blanked: one
+ * inherited from this shell would be a second Redis target, a config error.
+ */
+function redisEnv(mode) {
+  return { REDIS_URL: '', REDIS_CLUSTER_NODES: '', REDIS_SENTINELS: '', ...mode };
+}
+
+async function startRedis() {
+  const port = await freePort();
+  const child = start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  await waitFor(async () => redisCli(port, 'ping').trim() === 'PONG', 'redis');
+  const url = `redis://127.0.0.1:${port}`;
+  return { mode: 'single', url, pids: [child.pid], env: redisEnv({ REDIS_URL: url }) };
+}
+
+/** Free ports whose bus port is free too, at most 65535, and clashes with no other chosen port. */
+async function clusterPorts(count) {
+  const ports = [];
+  const taken = new Set();
+  for (let attempt = 0; ports.length < count; attempt++) {
+    if (attempt > 500) throw new Error(`found only ${ports.length} of ${count} free port pairs for the Redis Cluster`);
+    const port = await freePort();
+    const bus = port + BUS_OFFSET;
+    if (bus > 65_535 || taken.has(port) || taken.has(bus) || !(await isFree(bus))) continue;
+    taken.add(port).add(bus);
+    ports.push(port);
+  }
+  return ports;
+}
+
+/**
+ * Six cluster-mode redis-servers joined by `redis-cli --cluster create`. Each has
+ * its own nodes.conf and dump file: a replica saves the snapshot it receives under
+ * its dbfilename, so two sharing one could load each other's. No diskless-sync
+ * delay: the default waits 5 s for more replicas before the first sync.
+ */
+async function startRedisCluster() {
+  const ports = await clusterPorts(CLUSTER_NODES);
+  const pids = ports.map((port) => start(`redis-${port}`, 'redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+    '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
+    '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--repl-diskless-sync-delay', '0',
+  ]).pid);
+  await waitFor(async () => ports.every((port) => redisCli(port, 'ping').trim() === 'PONG'), 'the Redis Cluster nodes');
+  const nodes = ports.map((port) => `127.0.0.1:${port}`);
+  await run('redis-cluster-create', 'redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '1', '--cluster-yes']);
+  // `create` returns before every node is usable: a new primary stays in
+  // cluster_state:fail for up to the node timeout (Redis delays its rejoin on purpose).
+  await waitFor(async () => ports.every((port) => /^cluster_state:ok\r?$/m.test(redisCli(port, 'cluster', 'info'))),
+    'cluster_state:ok on every Redis Cluster node', 30_000);
+  return { mode: 'cluster', nodes, pids, env: redisEnv({ REDIS_CLUSTER_NODES: nodes.join(',') }) };
+}
+
+async function startGateway(index, brokerEnv) {
   const nodeId = `gw-${index}`;
   const [port, metricsPort] = [await freePort(), await freePort()];
   const child = start(nodeId, process.execPath, ['services/gateway/dist/main.js'], {
-    NODE_ID: nodeId, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(metricsPort), REDIS_URL: redisUrl,
+    NODE_ID: nodeId, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(metricsPort), ...brokerEnv,
     SHUTDOWN_GRACE_MS: '5000', ...args.env, // as in docker-compose.yml
   });
   await new Promise((resolve, reject) => {
@@ -147,14 +220,18 @@ async function stop(code = 0) {
 
 async function main() {
   requireCommand('redis-server', 'install it (apt-get install redis-server)');
+  requireCommand('redis-cli', 'install it (apt-get install redis-server, which ships it)');
   requireCommand('haproxy', 'install it (apt-get install haproxy)');
   if (args.prometheus) requireCommand('prometheus', 'install it (apt-get install prometheus) or drop --prometheus');
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
 
-  const redis = await startRedis();
+  const redis = args.redisCluster ? await startRedisCluster() : await startRedis();
   const gateways = [];
-  for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, redis));
+  for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, redis.env));
+  // Listening comes before the broker is connected: "ready" means every gateway
+  // is, not just the first one the balancer found.
+  for (const g of gateways) await waitFor(async () => (await fetch(`${g.url}/readyz`)).ok, `${g.nodeId} to be ready`);
   const lbPort = args.port === 0 ? await freePort() : args.port;
   const statsPort = await freePort();
   const config = join(dir, 'haproxy.cfg');
@@ -166,12 +243,14 @@ async function main() {
 
   if (args.json) {
     process.stdout.write(`${JSON.stringify({ event: 'ready', lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
-      redis, haproxyPid: haproxy.pid, gateways, prometheus, logs: dir })}\n`);
+      redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids,
+      haproxyPid: haproxy.pid, gateways, prometheus, logs: dir })}\n`);
   } else {
     say(`chat (load balancer)  ${lb}    WebSocket: ws://127.0.0.1:${lbPort}/ws?user=alice`);
-    for (const g of gateways) say(`${g.nodeId.padEnd(21)}${g.url}    metrics: http://127.0.0.1:${g.metricsPort}/metrics`);
+    for (const g of gateways) say(`${g.nodeId.padEnd(22)}${g.url}    metrics: http://127.0.0.1:${g.metricsPort}/metrics`);
     say(`haproxy stats         http://127.0.0.1:${statsPort}`);
-    say(`redis                 ${redis}`);
+    if (redis.mode === 'cluster') say(`redis cluster         ${redis.nodes.join(' ')}    (3 primaries + 3 replicas)`);
+    else say(`redis                 ${redis.url}`);
     if (prometheus) say(`prometheus            ${prometheus}`);
     say(`logs                  ${dir}\nCtrl-C stops everything.`);
   }
