@@ -79,6 +79,8 @@ class LocalRoom {
   settled: Promise<void>;
   /** Live messages that arrive while a catch-up reads the stream. */
   catchUp: Held[] | null = null;
+  /** Another outage ended while a catch-up was reading: what it missed may be newer than that read. */
+  catchUpAgain = false;
 
   constructor(readonly name: string, settled: Promise<void>) {
     this.topic = `room:${name}`;
@@ -262,7 +264,11 @@ export class RoomRegistry {
 
   async #catchUp(room: LocalRoom): Promise<void> {
     const from = room.lastId;
-    if (from === undefined || room.catchUp !== null) return;
+    if (from === undefined) return;
+    if (room.catchUp !== null) {
+      room.catchUpAgain = true;
+      return;
+    }
     room.catchUp = [];
     let settle!: () => void;
     room.settled = new Promise((resolve) => (settle = resolve));
@@ -281,6 +287,10 @@ export class RoomRegistry {
     } finally {
       room.catchUp = null;
       settle();
+    }
+    if (room.catchUpAgain) {
+      room.catchUpAgain = false;
+      await this.#catchUp(room);
     }
   }
 

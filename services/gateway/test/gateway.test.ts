@@ -229,4 +229,38 @@ describe('a node whose broker was down', () => {
     expect(reader.messages('r').map((m) => m.text)).toEqual(['before', 'during1', 'during2', 'during3', 'after']);
     expect(ids(reader.messages('r'))).toEqual(ids(writer.messages('r')));
   });
+
+  it('catches up again when a second outage ends while the first catch-up is still reading', async () => {
+    const hub = new MemoryHub();
+    const g1 = await gateway({ NODE_ID: 'n1' }, hub);
+    const g2 = await gateway({ NODE_ID: 'n2' }, hub);
+    const writer = await connect(g1, 'writer');
+    const reader = await connect(g2, 'reader');
+    await writer.request({ type: 'join', room: 'r2' });
+    await reader.request({ type: 'join', room: 'r2' });
+    await writer.request({ type: 'send', room: 'r2', text: 'before' });
+    await reader.waitFor((f) => f.type === 'message' && f.text === 'before');
+
+    // The first catch-up reads at once but answers late, as a loaded Redis does.
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const after = g2.broker.after.bind(g2.broker);
+    g2.broker.after = async (...args) => {
+      const read = await after(...args);
+      await slow;
+      return read;
+    };
+    g2.broker.setAvailable(false);
+    await writer.request({ type: 'send', room: 'r2', text: 'first outage' });
+    g2.broker.setAvailable(true);
+    g2.broker.setAvailable(false);
+    await writer.request({ type: 'send', room: 'r2', text: 'second outage' });
+    g2.broker.setAvailable(true);
+    g2.broker.after = after;
+    release();
+    await writer.request({ type: 'send', room: 'r2', text: 'after' });
+    await reader.until(() => reader.messages('r2').some((m) => m.text === 'after'), { what: 'the last message' });
+    await reader.until(() => reader.messages('r2').length === 4, { what: 'four messages' });
+    expect(reader.messages('r2').map((m) => m.text)).toEqual(['before', 'first outage', 'second outage', 'after']);
+  });
 });

@@ -130,13 +130,17 @@ export class ShardedPubSub implements PubSub {
       const holder = this.#assigned.get(channel);
       if (owner === undefined || owner === holder) continue;
       this.#assigned.set(channel, owner);
-      if (holder === undefined) continue; // a new channel: subscribe() subscribes it and waits
-      void this.#connections.get(holder)?.remove(channel);
+      // No holder: a subscribe that failed, or one racing a cluster (re)start. Either way, take it.
+      if (holder !== undefined) void this.#connections.get(holder)?.remove(channel);
       // Reported not live until subscribed there, so the broker goes down and back up
       // and rooms read back what was published while the channel was on its way.
       this.#moving++;
       this.#connections.get(owner)!.add(channel)
-        .catch((err: unknown) => this.options.log.warn({ err, channel, server: owner }, 'sharded subscribe failed; will follow the slot map'))
+        .catch((err: unknown) => {
+          this.options.log.warn({ err, channel, server: owner }, 'sharded subscribe failed; will follow the slot map');
+          // Unassigned keeps the broker down (not live) until a later reconcile subscribes it.
+          if (this.#assigned.get(channel) === owner) this.#assigned.delete(channel);
+        })
         .finally(() => {
           this.#moving--;
           this.#events?.change();

@@ -24,6 +24,7 @@ export interface SubscriberEvents {
 }
 
 const SUBSCRIBE_BATCH = 1000;
+const RESTORE_RETRY_MS = 250;
 
 /**
  * One subscriber connection to one Redis server and the channels it should hold.
@@ -81,7 +82,12 @@ export class SubscriberConnection {
   async add(channel: string): Promise<void> {
     this.#channels.add(channel);
     if (this.redis.status !== 'ready') return; // #restore subscribes it
-    await this.#command('subscribe', [channel]);
+    try {
+      await this.#command('subscribe', [channel]);
+    } catch (err) {
+      this.#onSubscribeError(err);
+      throw err;
+    }
   }
 
   async remove(channel: string): Promise<void> {
@@ -122,8 +128,14 @@ export class SubscriberConnection {
       this.#setLive(true);
     } catch (err) {
       this.#onSubscribeError(err);
-      // A dropped connection retries on its next 'ready'; a refused one is re-homed by the caller.
       this.log.warn({ err, server: serverOf(this.redis) }, 'redis resubscription failed');
+      // A dropped connection retries on its next 'ready'. A refused channel (its slot moved)
+      // is taken away by the caller meanwhile; then the rest must still be subscribed.
+      if (generation === this.#generation && this.redis.status === 'ready' && !this.#closed) {
+        setTimeout(() => {
+          if (generation === this.#generation && this.redis.status === 'ready' && !this.#closed) void this.#restore();
+        }, RESTORE_RETRY_MS).unref();
+      }
     }
   }
 
