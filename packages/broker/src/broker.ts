@@ -112,8 +112,10 @@ export interface BrokerListener {
   /**
    * A room message, in id order per room. `frame` holds the finished bytes and
    * may be a view into a larger buffer: copy it to keep it past the call.
+   * `prev` is the id stored just before it ('0-0' for the first): a listener whose
+   * last message is older than `prev` missed something and can read it back.
    */
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void;
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void;
 
   /**
    * The broker became usable (`true`) or not (`false`). After `false`, messages

@@ -11,7 +11,7 @@ export interface BrokerHarness {
 export const HISTORY_SIZE = 20;
 
 export class RecordingListener implements BrokerListener {
-  readonly messages: Array<{ room: string; id: string; ts: number; frame: string }> = [];
+  readonly messages: Array<{ room: string; id: string; ts: number; frame: string; prev: string }> = [];
   readonly statuses: boolean[] = [];
   readonly presence: string[] = [];
   readonly events: string[] = [];
@@ -25,8 +25,8 @@ export class RecordingListener implements BrokerListener {
   onUserFrame(user: string, frame: Uint8Array): void {
     this.userFrames.push(`${user}:${Buffer.from(frame).toString()}`);
   }
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void {
-    this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString() });
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
+    this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev });
   }
   onStatus(up: boolean): void {
     this.statuses.push(up);
@@ -89,6 +89,8 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       for (const m of la.inRoom('r1')) expect(m.frame).toMatch(new RegExp(`^<r1\\|${m.id}\\|m\\d+>$`));
       const first = la.inRoom('r1').find((m) => m.frame.endsWith('|m0>'))!;
       expect(first.ts).toBe(1000);
+      // Each message names the one stored before it, so a gap can be seen.
+      expect(la.inRoom('r1').map((m) => m.prev)).toEqual(['0-0', ...seenA.slice(0, -1)]);
     });
 
     it('delivers only rooms a broker subscribed to, and stops after unsubscribe', async () => {

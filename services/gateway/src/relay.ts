@@ -19,9 +19,9 @@ export class Relay implements BrokerListener {
     private readonly log: Logger,
   ) {}
 
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array): void {
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
     if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
-    this.rooms.deliver(room, id, frame);
+    this.rooms.deliver(room, id, frame, prev);
     this.slowConsumers.fannedOut(frame.byteLength);
   }
 

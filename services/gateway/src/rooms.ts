@@ -219,11 +219,18 @@ export class RoomRegistry {
   }
 
   /** A room message from the broker. */
-  deliver(name: string, id: string, frame: Frame): void {
+  /** `prev`: the id stored before this one; newer than the last one here means some were missed. */
+  deliver(name: string, id: string, frame: Frame, prev?: string): void {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
     // At or below the watermark: every joiner has it from the stream already.
     if (room.lastId !== undefined && compareIds(id, room.lastId) <= 0) return;
+    if (room.catchUp === null && prev !== undefined && room.lastId !== undefined && compareIds(prev, room.lastId) > 0) {
+      // A gap in the live stream (a subscription that was briefly deaf, moving or failing
+      // over): read the missed ones back before this one, so members still get all, in order.
+      this.#options.log.warn({ room: name, lastId: room.lastId, prev }, 'gap in the live stream; reading back');
+      void this.#catchUp(room);
+    }
     if (room.catchUp !== null) {
       room.catchUp.push({ id, frame });
       return;
@@ -277,7 +284,7 @@ export class RoomRegistry {
       if (!complete) throw new Error('messages missed during the outage are no longer stored');
       for (const m of messages) this.#fanOut(room, m.id, room.frame(m));
       for (const h of room.catchUp) if (compareIds(h.id!, room.lastId!) > 0) this.#fanOut(room, h.id!, h.frame);
-      if (messages.length > 0) this.#options.log.info({ room: room.name, recovered: messages.length }, 'caught up after broker outage');
+      if (messages.length > 0) this.#options.log.info({ room: room.name, recovered: messages.length }, 'read back what the live stream missed');
     } catch (err) {
       this.#options.log.warn({ err, room: room.name }, 'catch-up failed; closing local members so they resync');
       for (const p of room.pending) if (p.waitingFor !== undefined) p.resume(new BrokerUnavailableError('room resync failed; retry'));

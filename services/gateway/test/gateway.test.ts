@@ -230,6 +230,23 @@ describe('a node whose broker was down', () => {
     expect(ids(reader.messages('r'))).toEqual(ids(writer.messages('r')));
   });
 
+  it('reads back messages its subscription silently missed, before the next one', async () => {
+    const hub = new MemoryHub();
+    const g1 = await gateway({ NODE_ID: 'n1' }, hub);
+    const g2 = await gateway({ NODE_ID: 'n2' }, hub);
+    const writer = await connect(g1, 'writer');
+    const reader = await connect(g2, 'reader');
+    await writer.request({ type: 'join', room: 'gap' });
+    await reader.request({ type: 'join', room: 'gap' });
+    await writer.request({ type: 'send', room: 'gap', text: 'one' });
+    await reader.waitFor((f) => f.type === 'message' && f.text === 'one');
+    g2.broker.dropRoomMessages(2);
+    for (const text of ['two', 'three', 'four']) await writer.request({ type: 'send', room: 'gap', text });
+    await reader.until(() => reader.messages('gap').length === 4, { what: 'four messages' });
+    expect(reader.messages('gap').map((m) => m.text)).toEqual(['one', 'two', 'three', 'four']);
+    expect(ids(reader.messages('gap'))).toEqual(ids(writer.messages('gap')));
+  });
+
   it('catches up again when a second outage ends while the first catch-up is still reading', async () => {
     const hub = new MemoryHub();
     const g1 = await gateway({ NODE_ID: 'n1' }, hub);

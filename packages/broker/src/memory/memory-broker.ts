@@ -75,6 +75,7 @@ export class MemoryBroker implements Broker {
   readonly #presence = new Map<string, Set<string>>();
   #listener: BrokerListener | null = null;
   #available = true;
+  #dropping = 0;
   #reported = false;
 
   constructor(options: MemoryBrokerOptions) {
@@ -107,6 +108,14 @@ export class MemoryBroker implements Broker {
     this.#listener = null;
   }
 
+  /**
+   * Simulates, for tests, a subscription that silently misses the next `count` room
+   * messages while everything else works (a deaf subscriber).
+   */
+  dropRoomMessages(count: number): void {
+    this.#dropping = count;
+  }
+
   /** Simulates an outage, for tests: while unavailable every call fails as a RedisBroker's would. */
   setAvailable(available: boolean): void {
     if (available === this.#available) return;
@@ -136,11 +145,15 @@ export class MemoryBroker implements Broker {
     this.#check();
     const room = this.#hub.room(message.room);
     const id = room.ids.next();
+    const prev = room.messages.at(-1)?.id ?? room.trimmed;
     room.messages.push({ id, body: message.body });
     const excess = room.messages.length - this.#historySize;
     if (excess >= this.#trimBatch) room.trimmed = room.messages.splice(0, excess).at(-1)!.id;
     const frame = encoder.encode(message.head + id + message.body);
-    this.#toRoom(message.room, (b) => b.#listener?.onRoomMessage(message.room, id, message.ts, frame));
+    this.#toRoom(message.room, (b) => {
+      if (b.#dropping > 0) b.#dropping--;
+      else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev);
+    });
     return id;
   }
 

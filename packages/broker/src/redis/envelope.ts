@@ -1,6 +1,6 @@
 /*
  * What travels on channels, private to brokers. Room channel:
- *   m|<id>|<ts>|<frame>   a stored message: id and ts ride in front so no subscriber parses JSON
+ *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
  *   p|+|<user>, p|-|<user> presence changes (written by the presence scripts)
  *   e|<user>|<frame>      an ephemeral event about <user> (typing)
  * User channel:
@@ -15,7 +15,7 @@ const D = 0x64;
 const PLUS = 0x2b;
 
 export type RoomPayload =
-  | { kind: 'message'; id: string; ts: number; frame: Uint8Array }
+  | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array }
   | { kind: 'presence'; user: string; online: boolean }
   | { kind: 'event'; user: string; frame: Uint8Array };
 
@@ -25,12 +25,14 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
   switch (payload[0]) {
     case M: {
       const idEnd = payload.indexOf(PIPE, 2);
-      if (idEnd < 0) return null;
+      const prevEnd = idEnd < 0 ? -1 : payload.indexOf(PIPE, idEnd + 1);
+      if (prevEnd < 0) return null;
       let ts = 0;
-      let i = idEnd + 1;
+      let i = prevEnd + 1;
       for (let c = payload[i]; c !== undefined && c !== PIPE; c = payload[++i]) ts = ts * 10 + (c - 48);
       if (i >= payload.length) return null;
-      return { kind: 'message', id: payload.toString('latin1', 2, idEnd), ts, frame: payload.subarray(i + 1) };
+      const id = payload.toString('latin1', 2, idEnd);
+      return { kind: 'message', id, prev: payload.toString('latin1', idEnd + 1, prevEnd), ts, frame: payload.subarray(i + 1) };
     }
     case P:
       if (payload[3] !== PIPE) return null;

@@ -259,7 +259,7 @@ export class RedisBroker implements Broker {
     const decoded = decodeRoomPayload(payload);
     switch (decoded?.kind) {
       case 'message':
-        return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame);
+        return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame, decoded.prev);
       case 'presence':
         return listener.onPresence(room, decoded.user, decoded.online);
       case 'event':

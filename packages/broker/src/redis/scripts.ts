@@ -1,7 +1,8 @@
 import type { Cluster, Redis } from 'ioredis';
 
 /*
- * Appends a message and publishes it in one atomic step, so the publish order
+ * Appends a message and publishes it in one atomic step, with the id of the
+ * message before it, so a subscriber can tell it missed one. The publish order
  * of a room is its stream order. Trims in batches and records the newest
  * trimmed id: MAXLEN trimming does not update the stream's own
  * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
@@ -10,6 +11,8 @@ import type { Cluster, Redis } from 'ioredis';
  * ARGV: channel, history size, trim batch, ts, head, body, publish command
  */
 const APPEND = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local prev = last and last[1] or '0-0'
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[6])
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
 if excess >= tonumber(ARGV[3]) then
@@ -17,7 +20,7 @@ if excess >= tonumber(ARGV[3]) then
   redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
   redis.call('SET', KEYS[2], cut[#cut - 1][1])
 end
-redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
+redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
 return id
 `;
 
