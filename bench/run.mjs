@@ -5,13 +5,17 @@
 //   - Socket.IO 4.8 + @socket.io/redis-adapter, 3 nodes (bench/baselines/socketio-server.mjs)
 //   - raw uWebSockets.js, 1 node, no Redis (bench/baselines/raw-uws-server.mjs)
 // and holds 100,000 idle connections on a cluster of this gateway.
-// Usage: npm run bench [-- --quick] [-- --skip-100k]
+// With --redis-cluster, then also runs bench/redis-cluster.mjs (3 gateways on standalone
+// Redis vs Redis Cluster of 1 and 3 shards, and REDIS_WAIT_REPLICAS=0 vs 1), which writes
+// the "## Redis Cluster" section; without it that section is kept from its last run.
+// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --redis-cluster]
 import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -266,10 +270,11 @@ load-generator processes using source addresses 127.0.0.1–127.0.0.40. Held at
 once: ${fmt(big.heldByGateways)} (per gateway: ${big.perGateway.map((n) => fmt(n)).join(', ')}); gateway memory
 ${fmt(big.bytesPerConnection)} bytes per connection; connect time p99 ${fmt(big.connectP99Ms, 1)} ms.
 ` : ''}
-## Commands
+${clusterSection() ? `${clusterSection()}\n` : ''}## Commands
 
 \`\`\`sh
 npm run bench                 # everything above (about 10 minutes); --quick for a short pass, --skip-100k to skip the big hold
+${CLUSTER_COMMAND}
 \`\`\`
 
 Each row runs, against freshly started servers:
@@ -305,4 +310,11 @@ try {
   log('\nwrote BENCHMARKS.md and bench/results/latest.json');
 } finally {
   await stopAll(children);
+}
+if (process.argv.includes('--redis-cluster')) {
+  // Its own processes, started and stopped by itself; it rewrites the Redis Cluster section.
+  const child = start(process.execPath, ['bench/redis-cluster.mjs', ...(quick ? ['--quick'] : [])]);
+  child.stdout.resume();
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  if (code !== 0) process.exitCode = 1;
 }
