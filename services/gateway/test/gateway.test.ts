@@ -207,17 +207,23 @@ describe('joins while live delivery lags behind the stream', () => {
   });
 });
 
+/** A writer on one node and a reader on another, both in `room`, the reader having got `first`. */
+async function twoNodesInRoom(room: string, first: string) {
+  const hub = new MemoryHub();
+  const g1 = await gateway({ NODE_ID: 'n1' }, hub);
+  const g2 = await gateway({ NODE_ID: 'n2' }, hub);
+  const writer = await connect(g1, 'writer');
+  const reader = await connect(g2, 'reader');
+  await writer.request({ type: 'join', room });
+  await reader.request({ type: 'join', room });
+  await writer.request({ type: 'send', room, text: first });
+  await reader.waitFor((f) => f.type === 'message' && f.text === first);
+  return { g2, writer, reader };
+}
+
 describe('a node whose broker was down', () => {
   it('catches up on what the room missed, in order, once, before newer messages', async () => {
-    const hub = new MemoryHub();
-    const g1 = await gateway({ NODE_ID: 'n1' }, hub);
-    const g2 = await gateway({ NODE_ID: 'n2' }, hub);
-    const writer = await connect(g1, 'writer');
-    const reader = await connect(g2, 'reader');
-    await writer.request({ type: 'join', room: 'r' });
-    await reader.request({ type: 'join', room: 'r' });
-    await writer.request({ type: 'send', room: 'r', text: 'before' });
-    await reader.waitFor((f) => f.type === 'message' && f.text === 'before');
+    const { g2, writer, reader } = await twoNodesInRoom('r', 'before');
 
     g2.broker.setAvailable(false);
     for (const text of ['during1', 'during2', 'during3']) await writer.request({ type: 'send', room: 'r', text });
@@ -231,15 +237,7 @@ describe('a node whose broker was down', () => {
   });
 
   it('reads back messages its subscription silently missed, before the next one', async () => {
-    const hub = new MemoryHub();
-    const g1 = await gateway({ NODE_ID: 'n1' }, hub);
-    const g2 = await gateway({ NODE_ID: 'n2' }, hub);
-    const writer = await connect(g1, 'writer');
-    const reader = await connect(g2, 'reader');
-    await writer.request({ type: 'join', room: 'gap' });
-    await reader.request({ type: 'join', room: 'gap' });
-    await writer.request({ type: 'send', room: 'gap', text: 'one' });
-    await reader.waitFor((f) => f.type === 'message' && f.text === 'one');
+    const { g2, writer, reader } = await twoNodesInRoom('gap', 'one');
     g2.broker.dropRoomMessages(2);
     for (const text of ['two', 'three', 'four']) await writer.request({ type: 'send', room: 'gap', text });
     await reader.until(() => reader.messages('gap').length === 4, { what: 'four messages' });
@@ -248,15 +246,7 @@ describe('a node whose broker was down', () => {
   });
 
   it('catches up again when a second outage ends while the first catch-up is still reading', async () => {
-    const hub = new MemoryHub();
-    const g1 = await gateway({ NODE_ID: 'n1' }, hub);
-    const g2 = await gateway({ NODE_ID: 'n2' }, hub);
-    const writer = await connect(g1, 'writer');
-    const reader = await connect(g2, 'reader');
-    await writer.request({ type: 'join', room: 'r2' });
-    await reader.request({ type: 'join', room: 'r2' });
-    await writer.request({ type: 'send', room: 'r2', text: 'before' });
-    await reader.waitFor((f) => f.type === 'message' && f.text === 'before');
+    const { g2, writer, reader } = await twoNodesInRoom('r2', 'before');
 
     // The first catch-up reads at once but answers late, as a loaded Redis does.
     let release!: () => void;
