@@ -129,6 +129,26 @@ describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
     expect(metrics.get('chat_broker_probe_failures_total')).toBeGreaterThanOrEqual(1);
   });
 
+  it('recovers by itself when the primary kills its subscriber connections (CLIENT KILL TYPE pubsub), with no gap', async () => {
+    const [port, [room]] = [...(await roomsByShard(cluster, prefix, 1))][0]!;
+    const members = await Promise.all([0, 1, 2].map((g) => connect(g, `killed${g}`)));
+    for (const member of members) await member.request({ type: 'join', room: room! });
+    const traffic = steadySender(members[0]!, room!, 20);
+    await waitFor(() => traffic.acked().length >= 20, { what: 'traffic before the kill' });
+    expect(Number(await cluster.command(port!, 'CLIENT', 'KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(3);
+    const ackedAtKill = traffic.acked().length;
+    await waitFor(() => traffic.acked().length >= ackedAtKill + 30, { what: 'traffic after the kill', timeoutMs: 10_000 });
+    await traffic.stop();
+    await waitFor(async () => (await Promise.all(gateways.map(readyz))).every((s) => s === 200), { what: 'ready again' });
+    const acked = traffic.acked().sort(compareIds);
+    for (const member of members) {
+      await member.until(() => acked.every((id) => member.messages(room).some((m) => m.id === id)), { what: `${member.label} has every acked message`, timeoutMs: 10_000 });
+      const ids = member.messages(room).map((m) => m.id);
+      expect(new Set(ids).size, 'no duplicates').toBe(ids.length);
+      expect([...ids].sort(compareIds), 'in order').toEqual(ids);
+    }
+  });
+
   it('follows a room whose slot moves to another primary while messages flow, and no member misses one', async () => {
     const byShard = await roomsByShard(cluster, prefix, 1);
     const shards = [...byShard];
