@@ -140,13 +140,7 @@ describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
     await waitFor(() => traffic.acked().length >= ackedAtKill + 30, { what: 'traffic after the kill', timeoutMs: 10_000 });
     await traffic.stop();
     await waitFor(async () => (await Promise.all(gateways.map(readyz))).every((s) => s === 200), { what: 'ready again' });
-    const acked = traffic.acked().sort(compareIds);
-    for (const member of members) {
-      await member.until(() => acked.every((id) => member.messages(room).some((m) => m.id === id)), { what: `${member.label} has every acked message`, timeoutMs: 10_000 });
-      const ids = member.messages(room).map((m) => m.id);
-      expect(new Set(ids).size, 'no duplicates').toBe(ids.length);
-      expect([...ids].sort(compareIds), 'in order').toEqual(ids);
-    }
+    await expectEveryAckedOnceInOrder(members, room!, traffic.acked());
   });
 
   it('follows a room whose slot moves to another primary while messages flow, and no member misses one', async () => {
@@ -162,13 +156,7 @@ describe('gateways on a Redis Cluster (3 primaries, 3 replicas)', () => {
     const ackedAtMove = traffic.acked().length;
     await waitFor(() => traffic.acked().length >= ackedAtMove + 50, { what: 'traffic after the move', timeoutMs: 15_000 });
     await traffic.stop();
-    const acked = traffic.acked().sort(compareIds);
-    for (const member of members) {
-      await member.until(() => acked.every((id) => member.messages(room).some((m) => m.id === id)), { what: `${member.label} has every acked message`, timeoutMs: 10_000 });
-      const ids = member.messages(room).map((m) => m.id);
-      expect(new Set(ids).size, 'no duplicates').toBe(ids.length);
-      expect([...ids].sort(compareIds), 'in order').toEqual(ids);
-    }
+    await expectEveryAckedOnceInOrder(members, room!, traffic.acked());
     await waitFor(async () => {
       const reply = await cluster.command(to!, 'PUBSUB', 'SHARDNUMSUB', `${prefix}room:{${room}}`);
       return Number(reply.trim().split('\n').at(-1)) === 3;
@@ -279,6 +267,16 @@ describe('a primary killed while messages flow (3 primaries, 2 replicas each)', 
     expect(report.every((r) => r.acked >= 150)).toBe(true);
   });
 });
+
+/** Every member ends with every acknowledged message of `room`, none twice, in id order. */
+async function expectEveryAckedOnceInOrder(members: TestClient[], room: string, acked: string[]): Promise<void> {
+  for (const member of members) {
+    await member.until(() => acked.every((id) => member.messages(room).some((m) => m.id === id)), { what: `${member.label} has every acked message`, timeoutMs: 10_000 });
+    const ids = member.messages(room).map((m) => m.id);
+    expect(new Set(ids).size, 'no duplicates').toBe(ids.length);
+    expect([...ids].sort(compareIds), 'in order').toEqual(ids);
+  }
+}
 
 /** Moves one slot and its keys between primaries, as `redis-cli --cluster reshard` does. */
 async function moveSlot(cluster: RedisClusterHandle, slot: number, from: number, to: number): Promise<void> {

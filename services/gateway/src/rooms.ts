@@ -225,7 +225,7 @@ export class RoomRegistry {
     if (room === undefined) return;
     // At or below the watermark: every joiner has it from the stream already.
     if (room.lastId !== undefined && compareIds(id, room.lastId) <= 0) return;
-    if (room.catchUp === null && prev !== undefined && room.lastId !== undefined && compareIds(prev, room.lastId) > 0) {
+    if (room.catchUp === null && prev !== undefined && prev !== room.lastId && room.lastId !== undefined && compareIds(prev, room.lastId) > 0) {
       // A gap in the live stream (a subscription that was briefly deaf, moving or failing
       // over): read the missed ones back before this one, so members still get all, in order.
       this.#options.log.warn({ room: name, lastId: room.lastId, prev }, 'gap in the live stream; reading back');

@@ -12,7 +12,7 @@ export class SinglePubSub implements PubSub {
   constructor(
     private readonly subscriber: Redis,
     private readonly probeChannel: string,
-    private readonly probe: Omit<ProbeSettings, 'publish'> & { publish(channel: string, payload: string): Promise<unknown> },
+    private readonly probe: ProbeSettings,
     private readonly log: BrokerLog,
   ) {}
 

@@ -75,10 +75,6 @@ export class SubscriberConnection {
     return this.#deaf;
   }
 
-  get channels(): ReadonlySet<string> {
-    return this.#channels;
-  }
-
   async add(channel: string): Promise<void> {
     this.#channels.add(channel);
     if (this.redis.status !== 'ready') return; // #restore subscribes it
