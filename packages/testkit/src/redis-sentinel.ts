@@ -25,6 +25,18 @@ export interface RedisSentinelHandle {
   currentPrimary(): Promise<number>;
   /** SIGKILL, as a crash would. */
   kill(port: number): Promise<void>;
+  /**
+   * Starts a killed data node again with its first arguments (empty: nothing is
+   * persisted), as a replica of `replicaOf` when given (else a former primary comes
+   * back as a primary, until the sentinel demotes it, which takes it ~10 s).
+   * Resolves once it answers PING.
+   */
+  restart(port: number, options?: { replicaOf?: number }): Promise<void>;
+  /**
+   * Resolves once `port` is a replica whose link to its primary is up and synced,
+   * and the primary lists it online: only then does WAIT count it.
+   */
+  waitForReplica(port: number, timeoutMs?: number): Promise<void>;
   /** Resolves with the new primary's port once the sentinel reports it and it says role:master. */
   waitForFailover(oldPrimaryPort: number, timeoutMs?: number): Promise<number>;
   /** One command on one process; replies read like `redis-cli --raw`, error replies reject. */
@@ -45,9 +57,11 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
   requireRedisBinaries('startRedisSentinel', ['redis-server']);
   const dir = await mkdtemp(join(tmpdir(), 'redis-sentinel-'));
   const procs: RedisProcess[] = [];
+  const argsByPort = new Map<number, readonly string[]>();
   const launch = async (port: number, args: readonly string[]): Promise<RedisProcess> => {
     const proc = await launchRedis(port, args);
     procs.push(proc);
+    argsByPort.set(port, args);
     return proc;
   };
   try {
@@ -63,7 +77,7 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     await waitFor(() => sentinelReady(sentinelPort, primary.port, replica.port), {
       what: 'the sentinel to see the primary and the replica',
     });
-    return sentinelHandle(procs, dir, sentinelPort, primary.port, replica.port);
+    return sentinelHandle(procs, launch, argsByPort, dir, sentinelPort, primary.port, replica.port);
   } catch (err) {
     await stopAll(procs);
     await rm(dir, { recursive: true, force: true });
@@ -119,7 +133,10 @@ function asRecords(reply: RedisReply): Array<Record<string, string>> {
 }
 
 function sentinelHandle(
-  procs: RedisProcess[], dir: string, sentinelPort: number, primaryPort: number, replicaPort: number,
+  procs: RedisProcess[],
+  launch: (port: number, args: readonly string[]) => Promise<RedisProcess>,
+  argsByPort: ReadonlyMap<number, readonly string[]>,
+  dir: string, sentinelPort: number, primaryPort: number, replicaPort: number,
 ): RedisSentinelHandle {
   const byPort = new Map(procs.map((p) => [p.port, p]));
   return {
@@ -132,6 +149,17 @@ function sentinelHandle(
       const proc = byPort.get(port);
       if (!proc) throw new Error(`port ${port} is not a process of this setup (${[...byPort.keys()].join(', ')})`);
       await proc.halt('SIGKILL');
+    },
+    restart: async (port, { replicaOf } = {}) => {
+      const args = argsByPort.get(port);
+      if (!args || port === sentinelPort) throw new Error(`port ${port} is not a data node of this setup`);
+      if (byPort.get(port)?.running()) throw new Error(`port ${port} is still running`);
+      const base = args.slice(0, args.indexOf('--replicaof') >= 0 ? args.indexOf('--replicaof') : args.length);
+      const role = replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(replicaOf)];
+      byPort.set(port, await launch(port, [...base, ...role]));
+    },
+    waitForReplica: async (port, timeoutMs = 20_000) => {
+      await waitFor(() => onlineReplica(port), { timeoutMs, intervalMs: 50, what: `${port} to become a synced replica` });
     },
     waitForFailover: (oldPrimaryPort, timeoutMs = 20_000) =>
       waitFor(() => promoted(sentinelPort, oldPrimaryPort), { timeoutMs, intervalMs: 50, what: `a failover away from ${oldPrimaryPort}` }),
@@ -150,4 +178,14 @@ async function promoted(sentinelPort: number, oldPrimaryPort: number): Promise<n
   const role = infoField(await command(port, 'INFO', 'replication'), 'role');
   if (role !== 'master') throw new Error(`the sentinel reports ${port}, which says role:${role}`);
   return port;
+}
+
+/** True once `port` is synced with its primary and the primary reports it `state=online`. */
+async function onlineReplica(port: number): Promise<true> {
+  await replicaLinkUp(port);
+  const primary = infoField(await command(port, 'INFO', 'replication'), 'master_port');
+  const listed = (await command(Number(primary), 'INFO', 'replication')).split(/\r?\n/).some((line) =>
+    /^slave\d+:/.test(line) && line.includes(`port=${port},`) && line.includes('state=online'));
+  if (!listed) throw new Error(`primary ${primary} does not list ${port} as an online replica yet`);
+  return true;
 }
