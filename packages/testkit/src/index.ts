@@ -1,7 +1,7 @@
 export { freePort, freeStablePort } from './ports.js';
 export { sleep, waitFor, uniquePrefix } from './wait.js';
 export { spawnService, type ServiceProcess, type SpawnOptions, type Exit } from './process.js';
-export { redisForTests, startRedisServer, hasRedisBinary, waitForPing, type RedisServer } from './redis.js';
+export { redisForTests, startRedisServer, hasRedisBinary, waitForPing, type RedisServer, type RedisPersistence, type RedisServerOptions } from './redis.js';
 export { TestClient, HttpRefusal, type CloseInfo, type WaitOptions } from './ws-client.js';
 export { startRedisCluster, type RedisClusterHandle, type RedisClusterOptions } from './redis-cluster.js';
 export { startRedisSentinel, type RedisSentinelHandle, type RedisSentinelOptions } from './redis-sentinel.js';

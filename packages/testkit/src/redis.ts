@@ -1,5 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { sleep } from './wait.js';
 
@@ -7,13 +10,32 @@ import { sleep } from './wait.js';
 export interface RedisServer {
   readonly url: string;
   readonly port: number;
-  /** Graceful stop. */
+  /** Graceful stop (SHUTDOWN: an append-only file is flushed first). */
   stop(): Promise<void>;
   /** SIGKILL (or a container kill), as a crash would. */
   kill(): Promise<void>;
-  /** Starts it again, empty, on the same port. */
+  /** Starts it again on the same port: empty, or from what its persistence kept. */
   start(): Promise<void>;
+  /** Stops it and removes its data directory. */
+  cleanup(): Promise<void>;
 }
+
+/**
+ * What a restarted server gets back: nothing (the default, as tests want it
+ * fast); the snapshot a test made with SAVE; or an append-only file fsynced
+ * once a second or before every reply.
+ */
+export type RedisPersistence = 'none' | 'snapshot' | 'aof-everysec' | 'aof-always';
+
+export interface RedisServerOptions {
+  persistence?: RedisPersistence;
+}
+
+const PERSISTENCE_ARGS: Record<Exclude<RedisPersistence, 'none'>, readonly string[]> = {
+  snapshot: ['--dbfilename', 'dump.rdb'],
+  'aof-everysec': ['--appendonly', 'yes', '--appendfsync', 'everysec'],
+  'aof-always': ['--appendonly', 'yes', '--appendfsync', 'always'],
+};
 
 const INSTALL_HINT =
   'Tests need Redis: set REDIS_URL, or install redis-server (apt-get install redis-server), ' +
@@ -27,12 +49,13 @@ export async function redisForTests(): Promise<{ url: string; close(): Promise<v
   const fromEnv = process.env.REDIS_URL?.trim();
   if (fromEnv) return { url: fromEnv, close: async () => {} };
   const server = await startRedisServer();
-  return { url: server.url, close: () => server.stop() };
+  return { url: server.url, close: () => server.cleanup() };
 }
 
-/** Starts a private Redis: a redis-server binary when there is one, else a container. */
-export async function startRedisServer(extraArgs: readonly string[] = []): Promise<RedisServer> {
-  if (hasRedisBinary()) return startBinary(await freePort(), extraArgs);
+/** Starts a private Redis: a redis-server binary when there is one, else a container (no persistence). */
+export async function startRedisServer({ persistence = 'none' }: RedisServerOptions = {}): Promise<RedisServer> {
+  if (hasRedisBinary()) return startBinary(await freePort(), persistence);
+  if (persistence !== 'none') throw new Error(`persistence '${persistence}' needs redis-server on PATH (${INSTALL_HINT})`);
   return startContainer(await freePort());
 }
 
@@ -40,12 +63,15 @@ export function hasRedisBinary(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
-async function startBinary(port: number, extraArgs: readonly string[]): Promise<RedisServer> {
+async function startBinary(port: number, persistence: RedisPersistence): Promise<RedisServer> {
   let child: ChildProcess | null = null;
+  // Own directory even without persistence: redis-server would otherwise write into the working directory.
+  const dir = await mkdtemp(join(tmpdir(), 'redis-test-'));
+  const kept = persistence === 'none' ? [] : PERSISTENCE_ARGS[persistence];
   const launch = async (): Promise<void> => {
     const proc = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-      '--loglevel', 'warning', ...extraArgs,
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--loglevel', 'warning', ...kept,
     ], { stdio: 'ignore' });
     child = proc;
     proc.once('exit', () => {
@@ -67,6 +93,10 @@ async function startBinary(port: number, extraArgs: readonly string[]): Promise<
     stop: () => halt('SIGTERM'),
     kill: () => halt('SIGKILL'),
     start: launch,
+    cleanup: async () => {
+      await halt('SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 
@@ -99,6 +129,10 @@ async function startContainer(port: number): Promise<RedisServer> {
       container = null;
     },
     start: launch,
+    cleanup: async () => {
+      await container?.stop();
+      container = null;
+    },
   };
 }
 

@@ -1,0 +1,280 @@
+import type { Broker, StoredMessage } from '@chat/broker';
+import { CloseCode, compareIds, encodeJoined, messageFrameHead } from '@chat/protocol';
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { Session } from '../session.js';
+import { CatchUp, type ResyncReason } from './catch-up.js';
+import { PendingJoin, type Frame } from './join-sync.js';
+import { LocalRoom } from './local-room.js';
+
+interface JoinRead {
+  messages: StoredMessage[];
+  /** Whether every message after `since` is in `messages` and none was lost; undefined for a join without `since`. */
+  recovered: boolean | undefined;
+  /** The newest id stored when the read ran. */
+  newest: string;
+}
+
+export interface RoomRegistryOptions {
+  app: TemplatedApp;
+  broker: Broker;
+  log: Logger;
+  metrics: Metrics;
+  /** Messages in `joined` without `since`. */
+  joinHistory: number;
+  /** Most messages replayed for `since` and read back by a catch-up: everything a room stores. */
+  replayLimit: number;
+  /** Minimum time between two typing events of one user in one room. */
+  typingIntervalMs: number;
+  /** Longest a join waits for the live copy of a message it already read. */
+  liveWaitMs: number;
+  /** Keeps track of broker calls that shutdown should wait for. */
+  track<T>(operation: Promise<T>): Promise<T>;
+}
+
+/**
+ * Local rooms: who is in them on this node, and the broker subscription that
+ * feeds them. A room is subscribed while it has a local member or a join in
+ * progress. Every message reaches each member once, in id order, with no gap;
+ * a member who may have missed one is closed (1013) to rejoin with `since`.
+ */
+export class RoomRegistry {
+  readonly #rooms = new Map<string, LocalRoom>();
+  readonly #options: RoomRegistryOptions;
+  readonly #catchUp: CatchUp;
+  /** Losses found while Redis could not record them: room -> newest lost id, recorded on the next catch-up. */
+  readonly #unmarked = new Map<string, string>();
+
+  constructor(options: RoomRegistryOptions) {
+    this.#options = options;
+    this.#catchUp = new CatchUp({
+      broker: options.broker,
+      log: options.log,
+      replayLimit: options.replayLimit,
+      fanOut: (room, id, frame) => this.#fanOut(room, id, frame),
+      resync: (room, why) => this.#resync(room, why, room.sessions()),
+      markLost: (room, upTo) => {
+        options.metrics.historyLosses.inc();
+        return this.#markLost(room.name, upTo);
+      },
+    });
+  }
+
+  get size(): number {
+    return this.#rooms.size;
+  }
+
+  /** Rooms reading back what their live stream missed; the node is not ready meanwhile. */
+  get catchingUp(): number {
+    return this.#catchUp.running;
+  }
+
+  /** The newest id delivered (or known stored) here, for appends to check that the stream still has it. */
+  lastDelivered(room: string): string | undefined {
+    return this.#rooms.get(room)?.lastId;
+  }
+
+  /** The frame head of a room, for building frames from stored messages. */
+  head(room: string): string {
+    return this.#rooms.get(room)?.head ?? messageFrameHead(room);
+  }
+
+  /**
+   * Sends `joined` (members, then stored messages: the latest, or all after
+   * `since`), then live traffic, with no gap and no duplicate: the subscription
+   * is live before the stream is read, live traffic is held until the read is
+   * in, and only messages newer than what was read are passed on.
+   * Joining a room already joined re-syncs it the same way.
+   */
+  async join(session: Session, name: string, since: string | undefined, ref: string | undefined): Promise<void> {
+    const { broker } = this.#options;
+    if (!session.open) return;
+    const room = this.#acquire(name);
+    room.hold(session);
+    session.unsubscribe(room.topic);
+    room.joined.delete(session);
+    const pending = new PendingJoin(session);
+    room.pending.add(pending);
+    try {
+      await room.settled;
+      // Left or closed while the subscription came up: its release already ran, so
+      // writing presence now would leave a member nobody withdraws.
+      if (!room.pending.has(pending) || !session.open) return;
+      const [members, { messages, recovered, newest }] = await Promise.all([
+        this.#options.track(broker.presenceJoin(name, session.user)),
+        this.#readForJoin(name, since),
+      ]);
+      // A message stored before the read may still be on its way here live (pub/sub
+      // and commands travel on different connections, and other gateways may be
+      // ahead): subscribing before it arrived would deliver it twice.
+      if (compareIds(newest, room.lastId!) > 0) await pending.waitForLive(newest, this.#options.liveWaitMs);
+      // From here to the subscribe nothing awaits, so no live message can slip between.
+      if (!room.pending.delete(pending) || !session.open) return; // left or closed meanwhile
+      const newestRead = messages.at(-1)?.id ?? since;
+      session.cork(() => {
+        session.send(encodeJoined(name, ref, members, messages.map((m) => room.frame(m)), recovered));
+        for (const h of pending.held) {
+          if (h.kind === 'event' ? h.about !== session.user : newestRead === undefined || compareIds(h.id, newestRead) > 0) {
+            session.send(h.frame);
+          }
+        }
+        session.subscribe(room.topic);
+      });
+      room.joined.add(session);
+      if (since !== undefined) this.#options.metrics.rejoins.incLabel(recovered ? 'recovered' : 'gap');
+    } catch (err) {
+      room.pending.delete(pending);
+      this.#release(room, session);
+      throw err;
+    }
+  }
+
+  leave(session: Session, name: string): void {
+    const room = this.#rooms.get(name);
+    if (room === undefined) return;
+    session.unsubscribe(room.topic);
+    room.joined.delete(session);
+    for (const p of room.pending) if (p.session === session) room.pending.delete(p);
+    this.#release(room, session);
+  }
+
+  /**
+   * A room message from the broker. `prev` is the id stored before it: anything
+   * but the last id delivered here means the live stream skipped messages (read
+   * them back) or the stream lost the last one delivered here (a loss).
+   */
+  deliver(name: string, id: string, frame: Frame, prev: string): void {
+    const room = this.#rooms.get(name);
+    if (room === undefined) return;
+    // At or below the watermark: every joiner has it from the stream already.
+    if (room.lastId !== undefined && compareIds(id, room.lastId) <= 0) return;
+    if (room.catchUp === null && prev !== room.lastId && room.lastId !== undefined) {
+      this.#options.log.warn({ room: name, lastId: room.lastId, prev }, 'live stream does not follow on; reading back');
+      void this.#catchUp.run(room);
+    }
+    if (room.catchUp !== null) {
+      room.catchUp.push({ kind: 'message', id, frame });
+      return;
+    }
+    this.#fanOut(room, id, frame);
+  }
+
+  /** An event about `about` (presence, typing): to every local member but that user's sessions. */
+  deliverEvent(name: string, about: string, frame: Frame): void {
+    const room = this.#rooms.get(name);
+    if (room === undefined) return;
+    for (const p of room.pending) p.held.push({ kind: 'event', about, frame });
+    const own = room.joinedSessionsOf(about);
+    if (own.length === 0) this.#options.app.publish(room.topic, frame, false);
+    else if (own.length === 1) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
+    else for (const s of room.joined) if (s.user !== about) s.send(frame);
+  }
+
+  /**
+   * Some node found that the room's stream lost messages it had delivered, up to
+   * `upTo`. Unless every member here already knows of that loss, they are
+   * resynced: this node cannot tell which of them saw the lost messages (its
+   * live stream may never have carried them), and a rejoin tells each the truth.
+   */
+  lossReported(name: string, upTo: string): void {
+    const room = this.#rooms.get(name);
+    // Not settled yet: the room's head, and every join's range, is read after the mark.
+    if (room?.lastId === undefined || compareIds(upTo, room.knownLoss) <= 0) return;
+    room.knowLoss(upTo);
+    this.#resync(room, 'lost', room.sessions());
+  }
+
+  /** Whether a typing event of `user` may go out now (one per user and room per interval). */
+  claimTyping(name: string, user: string, now: number): boolean {
+    const room = this.#rooms.get(name);
+    if (room === undefined) return false;
+    const last = room.typingAt.get(user);
+    if (last !== undefined && now - last < this.#options.typingIntervalMs) return false;
+    room.typingAt.set(user, now);
+    return true;
+  }
+
+  /** After a broker outage: records losses it kept from recording, then reads back what each room missed. */
+  async catchUpAll(): Promise<void> {
+    for (const [room, upTo] of [...this.#unmarked]) {
+      this.#unmarked.delete(room);
+      await this.#markLost(room, upTo);
+    }
+    await Promise.all([...this.#rooms.values()].map((room) => this.#catchUp.run(room)));
+  }
+
+  /** Closes `sessions` with 1013: each client rejoins its rooms with `since` and learns in `recovered` what it missed. */
+  #resync(room: LocalRoom, why: ResyncReason, sessions: Session[]): void {
+    const open = sessions.filter((s) => s.open);
+    if (open.length === 0) return;
+    this.#options.log.warn({ room: room.name, why, members: open.length }, 'members may have missed messages; closing them to rejoin with since');
+    this.#options.metrics.memberResyncs.incLabel(why, open.length);
+    for (const session of open) session.end(CloseCode.TRY_AGAIN_LATER, 'missed messages; rejoin with since');
+  }
+
+  async #markLost(room: string, upTo: string): Promise<void> {
+    const { broker, log, track } = this.#options;
+    try {
+      await track(broker.markLost(room, upTo));
+    } catch (err) {
+      log.warn({ err, room, upTo }, 'could not record the loss yet; retrying when the broker is back');
+      const kept = this.#unmarked.get(room);
+      if (kept === undefined || compareIds(upTo, kept) > 0) this.#unmarked.set(room, upTo);
+    }
+  }
+
+  #fanOut(room: LocalRoom, id: string, frame: Frame): void {
+    const { app, metrics } = this.#options;
+    room.lastId = id;
+    for (const p of room.pending) p.held.push({ kind: 'message', id, frame });
+    app.publish(room.topic, frame, false);
+    if (metrics.enabled) metrics.deliveries.inc(app.numSubscribers(room.topic));
+    // After the publish: a join resumed now subscribes too late to get this message twice.
+    for (const p of room.pending) if (p.waitingFor !== undefined && compareIds(id, p.waitingFor) >= 0) p.resume();
+  }
+
+  async #readForJoin(name: string, since: string | undefined): Promise<JoinRead> {
+    const { broker, replayLimit, joinHistory } = this.#options;
+    if (since !== undefined) {
+      const { messages, gap, newest } = await broker.after(name, since, replayLimit);
+      return { messages, recovered: gap === undefined, newest };
+    }
+    const messages = await broker.history(name, undefined, Math.max(joinHistory, 1));
+    const newest = messages.at(-1)?.id ?? '0-0';
+    return { messages: messages.slice(messages.length - joinHistory), recovered: undefined, newest };
+  }
+
+  /**
+   * Subscribes, then reads the newest stored id as the watermark (every message
+   * after it will arrive live, and everything up to it is in the stream for
+   * joiners) and the loss mark, which every joiner from now on is told of.
+   */
+  #acquire(name: string): LocalRoom {
+    let room = this.#rooms.get(name);
+    if (room === undefined) {
+      const { broker } = this.#options;
+      const created: LocalRoom = new LocalRoom(name, broker.subscribeRoom(name)
+        .then(() => broker.streamHead(name))
+        .then(({ newest, lost }) => {
+          created.advance(newest);
+          created.knowLoss(lost);
+        }));
+      room = created;
+      this.#rooms.set(name, room);
+    }
+    return room;
+  }
+
+  /** Withdraws the user's presence when their last session here is gone, and the room when it is empty. */
+  #release(room: LocalRoom, session: Session): void {
+    const { broker, log, track } = this.#options;
+    if (room.release(session)) {
+      track(broker.presenceLeave(room.name, session.user))
+        .catch((err: unknown) => log.warn({ err, room: room.name }, 'presence leave failed'));
+    }
+    if (room.holders.size > 0 || this.#rooms.get(room.name) !== room) return;
+    this.#rooms.delete(room.name);
+    broker.unsubscribeRoom(room.name).catch((err: unknown) => log.warn({ err, room: room.name }, 'unsubscribe failed'));
+  }
+}
