@@ -27,19 +27,32 @@ export interface Broker {
 
   /**
    * Stores a message and publishes it in one atomic step, so publish order is
-   * store order. Resolves with the message id.
+   * store order. Resolves with the message id. Subscribers get a loss the
+   * append found (see `lastDelivered`) before the message.
    */
   append(message: AppendRequest): Promise<string>;
+
+  /** The room's newest stored id and its loss mark (see markLost), read together. */
+  streamHead(room: string): Promise<StreamHead>;
 
   /** Up to `limit` stored messages older than `before` (newest when absent), oldest first. */
   history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]>;
 
   /**
    * Stored messages newer than `after`, oldest first: the newest `limit` of them.
-   * `complete` is false when some message newer than `after` is no longer stored
-   * (trimmed) or did not fit in `limit`.
+   * `gap` says why they may not be every message ever stored after `after`; it is
+   * absent only when the stream proves continuity from `after` (see RangeGap).
    */
   after(room: string, after: string, limit: number): Promise<RangeResult>;
+
+  /**
+   * Records that messages of `room` up to `upTo` were delivered but the stream no
+   * longer holds them (Redis restarted without them, or failed over to a replica
+   * that lacked them). From then on `after()` from an id before `upTo` reports gap
+   * `lost`, and every subscriber of the room gets `onRoomLoss` if this raised the
+   * room's mark. Marks only rise.
+   */
+  markLost(room: string, upTo: string): Promise<void>;
 
   /**
    * Marks `user` present in `room` through this node and resolves with every
@@ -92,6 +105,11 @@ export interface AppendRequest {
   body: string;
   /** Time of acceptance (ms since the epoch), handed to subscribers for latency measurement. */
   ts: number;
+  /**
+   * The newest id the sending node delivered in the room. If nothing that new is
+   * stored, the stream lost it: the append marks that (see markLost) first.
+   */
+  lastDelivered?: string;
 }
 
 /** A stored room message: its frame is `head + id + body`. */
@@ -100,12 +118,30 @@ export interface StoredMessage {
   body: string;
 }
 
-export interface RangeResult {
-  messages: StoredMessage[];
-  complete: boolean;
-  /** The newest id stored in the room when it was read ('0-0' when none). */
+export interface StreamHead {
+  /** The newest id stored in the room ('0-0' when none). */
   newest: string;
+  /** The newest id marked lost in the room ('0-0' when none). */
+  lost: string;
 }
+
+export interface RangeResult extends StreamHead {
+  messages: StoredMessage[];
+  /** Absent when `messages` is every message stored after the id, and none after it was ever lost. */
+  gap?: RangeGap;
+}
+
+/**
+ * Why a range after an id may be incomplete, in the order they are checked:
+ * - `trimmed`: messages after the id were trimmed from the stream (it keeps a room's latest);
+ * - `unproven`: the id is not stored and is not a point the stream knows it continues
+ *   from (the newest trimmed id, or '0-0'), so nothing shows that no message after it
+ *   was lost: the stream lost it (a restart, a failover), or it never was an id of this room;
+ * - `limit`: more messages came after it than the limit allowed;
+ * - `lost`: the loss mark is after the id: messages after it were delivered and are gone.
+ * `lost` comes last, so a reader that already knows of that loss can tell that nothing else is missing.
+ */
+export type RangeGap = 'trimmed' | 'unproven' | 'limit' | 'lost';
 
 /** Callbacks from the broker. They must not throw. */
 export interface BrokerListener {
@@ -123,6 +159,12 @@ export interface BrokerListener {
    * every message reads them back with `after()`.
    */
   onStatus(up: boolean): void;
+
+  /**
+   * Some node found that the room's stream lost messages it had delivered, up to
+   * `upTo` (see Broker.markLost). Members that may have missed them must be told.
+   */
+  onRoomLoss(room: string, upTo: string): void;
 
   /** `user` became present in `room` on some node (online), or is present nowhere any more. */
   onPresence(room: string, user: string, online: boolean): void;

@@ -16,6 +16,16 @@ export class RecordingListener implements BrokerListener {
   readonly presence: string[] = [];
   readonly events: string[] = [];
   readonly userFrames: string[] = [];
+  readonly losses: string[] = [];
+  /** Messages and losses as they arrived, per room: `m:<id>` and `l:<id>`. */
+  readonly arrivals = new Map<string, string[]>();
+  onRoomLoss(room: string, upTo: string): void {
+    this.losses.push(`${room}:${upTo}`);
+    this.#arrived(room, `l:${upTo}`);
+  }
+  #arrived(room: string, what: string): void {
+    this.arrivals.set(room, [...(this.arrivals.get(room) ?? []), what]);
+  }
   onPresence(room: string, user: string, online: boolean): void {
     this.presence.push(`${room}:${user}:${online ? 'online' : 'offline'}`);
   }
@@ -27,6 +37,7 @@ export class RecordingListener implements BrokerListener {
   }
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
     this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev });
+    this.#arrived(room, `m:${id}`);
   }
   onStatus(up: boolean): void {
     this.statuses.push(up);
@@ -124,17 +135,60 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       const ids: string[] = [];
       for (let i = 0; i < 8; i++) ids.push(await append(a, 'q', `m${i}`));
       const all = await b.after('q', '0-0', 100);
-      expect(all).toEqual({ complete: true, newest: ids[7], messages: ids.map((id, i) => ({ id, body: `|m${i}>` })) });
+      expect(all).toEqual({ newest: ids[7], lost: '0-0', messages: ids.map((id, i) => ({ id, body: `|m${i}>` })) });
       const tail = await b.after('q', ids[5]!, 100);
       expect(tail.messages.map((m) => m.id)).toEqual(ids.slice(6));
-      expect(tail.complete).toBe(true);
+      expect(tail.gap).toBeUndefined();
       // Truncated by the limit: the newest ones, not complete.
       const cut = await b.after('q', ids[1]!, 3);
       expect(cut.messages.map((m) => m.id)).toEqual(ids.slice(5));
-      expect(cut.complete).toBe(false);
-      expect(await b.after('q', ids[7]!, 10)).toEqual({ messages: [], complete: true, newest: ids[7] });
-      expect(await b.after('empty-room', '0-0', 10)).toEqual({ messages: [], complete: true, newest: '0-0' });
-      expect(await b.after('q', '18446744073709551615-18446744073709551615', 10)).toEqual({ messages: [], complete: true, newest: ids[7] });
+      expect(cut.gap).toBe('limit');
+      expect(await b.after('q', ids[7]!, 10)).toEqual({ messages: [], newest: ids[7], lost: '0-0' });
+      expect(await b.after('empty-room', '0-0', 10)).toEqual({ messages: [], newest: '0-0', lost: '0-0' });
+      expect(await b.streamHead('q')).toEqual({ newest: ids[7], lost: '0-0' });
+    });
+
+    it('proves continuity only from an id it still stores: anything else is unproven', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push(await append(a, 'u', `m${i}`));
+      const [ms, seq] = ids[1]!.split('-').map(Number) as [number, number];
+      // Between two stored ids, newer than all of them, or never in the room: the stream cannot vouch for it.
+      expect((await b.after('u', `${ms}-${seq + 1000}`, 100)).gap).toBe('unproven');
+      expect((await b.after('u', '18446744073709551615-18446744073709551615', 100)).gap).toBe('unproven');
+      const beyond = await b.after('u', `${Number(ids[3]!.split('-')[0]) + 60_000}-0`, 100);
+      expect(beyond).toMatchObject({ gap: 'unproven', messages: [], newest: ids[3] });
+      expect((await b.after('never-used', '1-0', 100)).gap).toBe('unproven');
+    });
+
+    it('records a loss mark that only rises, tells subscribers when it rises, and reports rejoins from before it', async () => {
+      await a.subscribeRoom('l');
+      await b.subscribeRoom('l');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await append(a, 'l', `m${i}`));
+      await a.markLost('l', ids[3]!);
+      await a.markLost('l', ids[2]!); // lower: ignored, not announced
+      await eventually(() => la.losses.length === 1 && lb.losses.length === 1, 'one loss report each');
+      expect(lb.losses).toEqual([`l:${ids[3]}`]);
+      expect(await b.streamHead('l')).toEqual({ newest: ids[4], lost: ids[3] });
+      const before = await b.after('l', ids[1]!, 100);
+      expect(before).toMatchObject({ gap: 'lost', lost: ids[3] });
+      expect(before.messages.map((m) => m.id)).toEqual(ids.slice(2));
+      expect((await b.after('l', ids[3]!, 100)).gap).toBeUndefined(); // still stored here, and at the mark
+      expect((await b.after('l', ids[4]!, 100)).gap).toBeUndefined();
+    });
+
+    it('marks a loss before appending when the sender delivered an id newer than anything stored', async () => {
+      await b.subscribeRoom('d');
+      const first = await append(a, 'd', 'first');
+      const [ms] = first.split('-');
+      const delivered = `${ms}-999`; // delivered once, gone from the stream now
+      const id = await a.append({ room: 'd', head: '<d|', body: '|next>', ts: 1, lastDelivered: delivered });
+      const again = await a.append({ room: 'd', head: '<d|', body: '|again>', ts: 1, lastDelivered: id }); // in step: nothing to mark
+      await eventually(() => lb.inRoom('d').length === 3, 'three messages');
+      // The loss reaches subscribers before the message appended after it.
+      expect(lb.arrivals.get('d')).toEqual([`m:${first}`, `l:${delivered}`, `m:${id}`, `m:${again}`]);
+      expect((await b.streamHead('d')).lost).toBe(delivered);
+      expect((await b.after('d', first, 100)).gap).toBe('lost');
     });
 
     it('announces a user online when the first node has them, offline when the last lets go', async () => {
@@ -198,10 +252,10 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       expect(stored.at(-1)!.id).toBe(ids.at(-1));
       const oldestKept = stored[0]!.id;
       const beforeOldest = ids[ids.indexOf(oldestKept) - 1]!;
-      expect((await b.after('t', beforeOldest, 1000)).complete).toBe(true);
+      expect((await b.after('t', beforeOldest, 1000)).gap).toBeUndefined(); // the newest trimmed id: continuous
       const twoBefore = ids[ids.indexOf(oldestKept) - 2]!;
-      expect((await b.after('t', twoBefore, 1000)).complete).toBe(false);
-      expect((await b.after('t', '0-0', 1000)).complete).toBe(false);
+      expect((await b.after('t', twoBefore, 1000)).gap).toBe('trimmed');
+      expect((await b.after('t', '0-0', 1000)).gap).toBe('trimmed');
     });
   });
 }

@@ -29,7 +29,7 @@ describe('RedisBroker when Redis goes away', () => {
   let clients: RedisClients | undefined;
   afterEach(async () => {
     await clients?.close();
-    await server?.stop();
+    await server?.cleanup();
   });
 
   it('reports down, fails within its wait bound, then restores its subscriptions by itself', async () => {

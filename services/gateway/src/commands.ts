@@ -22,7 +22,7 @@ import { ChatError, toChatError } from './errors.js';
 import type { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { RoomRegistry } from './rooms.js';
+import type { RoomRegistry } from './rooms/registry.js';
 import type { Session } from './session.js';
 
 export interface CommandDeps {
@@ -101,7 +101,9 @@ export class CommandHandler {
     this.#refuseWhileClosing();
     const { broker, rooms, inFlight, metrics } = this.deps;
     const ts = Date.now();
-    const append = broker.append({ room, head: rooms.head(room), body: messageFrameBody(session.user, text, ts), ts });
+    const append = broker.append({
+      room, head: rooms.head(room), body: messageFrameBody(session.user, text, ts), ts, lastDelivered: rooms.lastDelivered(room),
+    });
     const id = await inFlight.track(append);
     metrics.brokerPublishSeconds.observe((Date.now() - ts) / 1000);
     metrics.messagesAccepted.inc();

@@ -13,7 +13,7 @@ import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Relay } from './relay.js';
 import { registerPublishApi } from './publish-api.js';
-import { RoomRegistry } from './rooms.js';
+import { RoomRegistry } from './rooms/registry.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
 import { createSocketBehavior } from './socket-behavior.js';
@@ -77,10 +77,11 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
   const commands = new CommandHandler({ config, broker, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
 
   const readiness = (): Readiness => ({
-    ready: broker.up && listenSockets.length > 0 && !draining,
+    ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining,
     broker: broker.up ? 'up' : 'down',
     deafSubscribers: broker.stats().deafSubscribers,
     draining,
+    catchingUp: rooms.catchingUp,
     devIdentity: config.devIdentity,
   });
 

@@ -9,6 +9,8 @@ export interface Readiness {
   /** Redis subscriber connections that stopped hearing their own probes. */
   deafSubscribers: number;
   draining: boolean;
+  /** Rooms reading back what their live stream missed (after a Redis outage): members may lag meanwhile. */
+  catchingUp: number;
   /** `?user=` identities are accepted: never in production. */
   devIdentity: boolean;
 }

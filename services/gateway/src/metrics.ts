@@ -51,6 +51,8 @@ export interface GaugeSources {
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const CLOSE_CODES = ['1000', '1001', '1005', '1006', '1008', '1009', '1011', '1013', 'other'] as const;
 const FRAME_LABELS = [...CLIENT_FRAME_TYPES, 'invalid'] as const;
+const RESYNC_REASONS = ['trimmed', 'unproven', 'limit', 'lost', 'failed'] as const;
+const REJOIN_RESULTS = ['recovered', 'gap'] as const;
 
 /** What hot paths call to observe a duration; a no-op when metrics are off. */
 export interface Observer {
@@ -140,6 +142,13 @@ function instruments(registry: Registry | null, brokerPublishSeconds: Observer, 
       'Sockets closed (1013) because their send buffer stayed over SEND_BUFFER_BYTES.'),
     rateLimited: new HotCounter(registry, 'chat_rate_limited_total', 'Frames refused with rate_limited.'),
     directMessages: new HotCounter(registry, 'chat_direct_messages_total', 'Direct messages delivered to at least one node.'),
+    historyLosses: new HotCounter(registry, 'chat_history_losses_total',
+      'Times this node found that a room\'s stream lost messages it had delivered (Redis restarted without them, failover onto a lagging replica).'),
+    memberResyncs: new HotCounter(registry, 'chat_member_resyncs_total',
+      'Room members closed with 1013 to rejoin with since, because they may have missed messages, by why (a gap kind, or failed).',
+      { name: 'type', values: RESYNC_REASONS }),
+    rejoins: new HotCounter(registry, 'chat_rejoins_total', 'Joins with since, by whether they were told recovered (every message) or a gap.',
+      { name: 'type', values: REJOIN_RESULTS }),
   };
 }
 

@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import { toChatError } from './errors.js';
 import type { InFlight } from './in-flight.js';
 import type { Metrics } from './metrics.js';
-import type { RoomRegistry } from './rooms.js';
+import type { RoomRegistry } from './rooms/registry.js';
 
 export interface PublishApiDeps {
   config: Config;
@@ -59,7 +59,9 @@ async function publish(deps: PublishApiDeps, room: string, body: Buffer): Promis
   }
   const ts = Date.now();
   try {
-    const id = await deps.inFlight.track(deps.broker.append({ room, head: deps.rooms.head(room), body: messageFrameBody(user, input.text, ts), ts }));
+    const id = await deps.inFlight.track(deps.broker.append({
+      room, head: deps.rooms.head(room), body: messageFrameBody(user, input.text, ts), ts, lastDelivered: deps.rooms.lastDelivered(room),
+    }));
     deps.metrics.messagesAccepted.inc();
     return ['201 Created', { id, ts }];
   } catch (err) {

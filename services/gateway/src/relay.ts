@@ -2,7 +2,7 @@ import type { BrokerListener } from '@chat/broker';
 import { encodePresence } from '@chat/protocol';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import type { RoomRegistry } from './rooms.js';
+import type { RoomRegistry } from './rooms/registry.js';
 import type { SlowConsumerGuard } from './slow-consumers.js';
 import type { UserRegistry } from './users.js';
 
@@ -23,6 +23,10 @@ export class Relay implements BrokerListener {
     if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
     this.rooms.deliver(room, id, frame, prev);
     this.slowConsumers.fannedOut(frame.byteLength);
+  }
+
+  onRoomLoss(room: string, upTo: string): void {
+    this.rooms.lossReported(room, upTo);
   }
 
   onPresence(room: string, user: string, online: boolean): void {

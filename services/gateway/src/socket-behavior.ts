@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { ChatError } from './errors.js';
 import type { Logger } from './logger.js';
 import { closeCodeLabel, type Metrics } from './metrics.js';
-import type { RoomRegistry } from './rooms.js';
+import type { RoomRegistry } from './rooms/registry.js';
 import { Session, type SocketData } from './session.js';
 import { hardBackpressureLimit } from './slow-consumers.js';
 import type { UserRegistry } from './users.js';

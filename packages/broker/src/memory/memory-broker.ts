@@ -1,5 +1,6 @@
 import { compareIds } from '@chat/protocol';
-import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage } from '../broker.js';
+import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage, StreamHead } from '../broker.js';
+import { rangeGap } from '../continuity.js';
 import { BrokerUnavailableError } from '../errors.js';
 import { MIN_STREAM_ID } from '../ids.js';
 import { trimBatch } from '../trim.js';
@@ -30,6 +31,14 @@ class MemoryRoom {
   readonly presence = new Map<string, Set<MemoryBroker>>();
   readonly ids = new IdSequence();
   trimmed = MIN_STREAM_ID;
+  lost = MIN_STREAM_ID;
+
+  /** Index of the first message newer than `id`. */
+  firstAfter(id: string): number {
+    let start = this.messages.length;
+    while (start > 0 && compareIds(this.messages[start - 1]!.id, id) > 0) start--;
+    return start;
+  }
 }
 
 class MemoryUser {
@@ -52,6 +61,21 @@ export class MemoryHub {
     let user = this.#users.get(name);
     if (user === undefined) this.#users.set(name, (user = new MemoryUser()));
     return user;
+  }
+
+  /** Simulates, for tests, a failover onto a replica that lacked the room's newest `count` messages. */
+  loseNewest(room: string, count: number): void {
+    const messages = this.room(room).messages;
+    messages.splice(Math.max(0, messages.length - count));
+  }
+
+  /** Simulates, for tests, a Redis restart without persistence: every stored message and marker is gone. */
+  forgetStored(): void {
+    for (const room of this.#rooms.values()) {
+      room.messages.length = 0;
+      room.trimmed = MIN_STREAM_ID;
+      room.lost = MIN_STREAM_ID;
+    }
   }
 }
 
@@ -146,6 +170,7 @@ export class MemoryBroker implements Broker {
     const room = this.#hub.room(message.room);
     const id = room.ids.next();
     const prev = room.messages.at(-1)?.id ?? room.trimmed;
+    if (message.lastDelivered !== undefined && compareIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
     room.messages.push({ id, body: message.body });
     const excess = room.messages.length - this.#historySize;
     if (excess >= this.#trimBatch) room.trimmed = room.messages.splice(0, excess).at(-1)!.id;
@@ -168,14 +193,30 @@ export class MemoryBroker implements Broker {
   async after(room: string, after: string, limit: number): Promise<RangeResult> {
     this.#check();
     const state = this.#hub.room(room);
-    let start = state.messages.length;
-    while (start > 0 && compareIds(state.messages[start - 1]!.id, after) > 0) start--;
-    const newer = state.messages.length - start;
-    return {
-      messages: state.messages.slice(Math.max(start, state.messages.length - limit)),
-      complete: newer <= limit && compareIds(state.trimmed, after) <= 0,
-      newest: state.messages.at(-1)?.id ?? MIN_STREAM_ID,
-    };
+    const start = state.firstAfter(after);
+    const afterStored = start > 0 && state.messages[start - 1]!.id === after;
+    const gap = rangeGap(after, { trimmed: state.trimmed, lost: state.lost, afterStored }, state.messages.length - start, limit);
+    const messages = state.messages.slice(Math.max(start, state.messages.length - limit));
+    const { newest, lost } = await this.streamHead(room);
+    return gap === undefined ? { messages, newest, lost } : { messages, gap, newest, lost };
+  }
+
+  async streamHead(room: string): Promise<StreamHead> {
+    this.#check();
+    const state = this.#hub.room(room);
+    return { newest: state.messages.at(-1)?.id ?? MIN_STREAM_ID, lost: state.lost };
+  }
+
+  async markLost(room: string, upTo: string): Promise<void> {
+    this.#check();
+    this.#raiseLost(room, upTo);
+  }
+
+  #raiseLost(room: string, upTo: string): void {
+    const state = this.#hub.room(room);
+    if (compareIds(upTo, state.lost) <= 0) return;
+    state.lost = upTo;
+    this.#toRoom(room, (b) => b.#listener?.onRoomLoss(room, upTo));
   }
 
   async presenceJoin(room: string, user: string): Promise<string[]> {

@@ -2,6 +2,7 @@
  * What travels on channels, private to brokers. Room channel:
  *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
  *   p|+|<user>, p|-|<user> presence changes (written by the presence scripts)
+ *   l|<id>                the stream lost delivered messages up to <id> (written by the mark script)
  *   e|<user>|<frame>      an ephemeral event about <user> (typing)
  * User channel:
  *   d|<frame>             a frame for every connection of the user
@@ -11,13 +12,15 @@ const PIPE = 0x7c;
 const M = 0x6d;
 const P = 0x70;
 const E = 0x65;
+const L = 0x6c;
 const D = 0x64;
 const PLUS = 0x2b;
 
 export type RoomPayload =
   | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array }
   | { kind: 'presence'; user: string; online: boolean }
-  | { kind: 'event'; user: string; frame: Uint8Array };
+  | { kind: 'event'; user: string; frame: Uint8Array }
+  | { kind: 'loss'; upTo: string };
 
 /** Returns null for a payload that is none of the known kinds. */
 export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
@@ -37,6 +40,8 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
     case P:
       if (payload[3] !== PIPE) return null;
       return { kind: 'presence', online: payload[2] === PLUS, user: payload.toString('latin1', 4) };
+    case L:
+      return { kind: 'loss', upTo: payload.toString('latin1', 2) };
     case E: {
       const userEnd = payload.indexOf(PIPE, 2);
       if (userEnd < 0) return null;

@@ -19,6 +19,11 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:trimmed`;
   }
 
+  /** Holds the newest id some node delivered that the stream then lost (restart, failover). */
+  roomLost(room: string): string {
+    return `${this.prefix}room:{${room}}:lost`;
+  }
+
   /** Sorted set: node incarnation -> expiry (ms, Redis clock). */
   presenceNodes(room: string): string {
     return `${this.prefix}room:{${room}}:nodes`;

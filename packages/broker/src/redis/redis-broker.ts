@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { compareIds } from '@chat/protocol';
 import { ReplyError, type Cluster, type Redis } from 'ioredis';
-import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage } from '../broker.js';
+import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage, StreamHead } from '../broker.js';
 import { BrokerCommandError, BrokerNotReplicatedError, BrokerUnavailableError } from '../errors.js';
+import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
 import { trimBatch } from '../trim.js';
@@ -149,9 +149,9 @@ export class RedisBroker implements Broker {
   append(message: AppendRequest): Promise<string> {
     const { room } = message;
     const args: Parameters<ChatScripts['chatAppend']> = [
-      this.#keys.roomStream(room), this.#keys.roomTrimmed(room),
+      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
-      message.ts, message.head, message.body, this.#publish,
+      message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
     ];
     if (this.#waitReplicas === 0) return this.#call(() => this.#command.chatAppend(...args));
     return this.#call(() => this.#appendReplicated(args));
@@ -185,11 +185,22 @@ export class RedisBroker implements Broker {
   }
 
   async after(room: string, after: string, limit: number): Promise<RangeResult> {
-    const [trimmed, newest, raw] = await this.#call(() => this.#command.chatAfter(
-      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), after === MAX_STREAM_ID ? BEFORE_MAX_STREAM_ID : after, limit + 1,
+    const [trimmed, lost, newest, stored, raw] = await this.#call(() => this.#command.chatAfter(
+      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
+      after, after === MAX_STREAM_ID ? BEFORE_MAX_STREAM_ID : after, limit + 1,
     ));
-    const complete = raw.length <= limit && compareIds(trimmed, after) <= 0;
-    return { messages: toStoredOldestFirst(raw.slice(0, limit)), complete, newest };
+    const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, raw.length, limit);
+    const messages = toStoredOldestFirst(raw.slice(0, limit));
+    return gap === undefined ? { messages, newest, lost } : { messages, gap, newest, lost };
+  }
+
+  async streamHead(room: string): Promise<StreamHead> {
+    const [newest, lost] = await this.#call(() => this.#command.chatHead(this.#keys.roomStream(room), this.#keys.roomLost(room)));
+    return { newest, lost };
+  }
+
+  async markLost(room: string, upTo: string): Promise<void> {
+    await this.#call(() => this.#command.chatMarkLost(this.#keys.roomLost(room), upTo, this.#keys.roomChannel(room), this.#publish));
   }
 
   async presenceJoin(room: string, user: string): Promise<string[]> {
@@ -264,6 +275,8 @@ export class RedisBroker implements Broker {
         return listener.onPresence(room, decoded.user, decoded.online);
       case 'event':
         return listener.onRoomEvent(room, decoded.user, decoded.frame);
+      case 'loss':
+        return listener.onRoomLoss(room, decoded.upTo);
       default:
         this.#log.warn({ room }, 'ignored a malformed room payload');
     }

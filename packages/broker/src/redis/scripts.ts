@@ -1,18 +1,44 @@
 import type { Cluster, Redis } from 'ioredis';
 
 /*
+ * Ids are Redis's own: decimals without leading zeros, so a longer part is a larger one.
+ * raiseLost raises a room's lost-marker to an id (never lowers it) and, when it
+ * rose, tells the room's subscribers, ahead of anything published after it.
+ */
+const LOST = `
+local function newer(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if #am ~= #bm then return #am > #bm end
+  if am ~= bm then return am > bm end
+  if #as ~= #bs then return #as > #bs end
+  return as > bs
+end
+local function raiseLost(key, id, pub, channel)
+  local current = redis.call('GET', key)
+  if current and not newer(id, current) then return 0 end
+  redis.call('SET', key, id)
+  redis.call(pub, channel, 'l|' .. id)
+  return 1
+end
+`;
+
+/*
  * Appends a message and publishes it in one atomic step, with the id of the
  * message before it, so a subscriber can tell it missed one. The publish order
  * of a room is its stream order. Trims in batches and records the newest
  * trimmed id: MAXLEN trimming does not update the stream's own
  * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
+ * When the sender's node delivered an id newer than anything stored, the stream
+ * lost it (a restart, a failover): that is marked, and announced, first.
  *
- * KEYS: stream, trimmed-marker
- * ARGV: channel, history size, trim batch, ts, head, body, publish command
+ * KEYS: stream, trimmed-marker, lost-marker
+ * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none)
  */
-const APPEND = `
+const APPEND = LOST + `
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local prev = last and last[1] or '0-0'
+if ARGV[8] ~= '' and ARGV[8] ~= prev and newer(ARGV[8], prev) then raiseLost(KEYS[3], ARGV[8], ARGV[7], ARGV[1]) end
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[6])
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
 if excess >= tonumber(ARGV[3]) then
@@ -25,14 +51,35 @@ return id
 `;
 
 /*
- * Reads the newest messages after an id, with the trimmed-marker and the newest id, atomically.
- * KEYS: stream, trimmed-marker
- * ARGV: exclusive start id, count
+ * Reads the newest messages after an id atomically with what proves (or
+ * disproves) continuity from it: the trimmed and lost markers, whether the id
+ * itself is stored, and the newest id.
+ * KEYS: stream, trimmed-marker, lost-marker
+ * ARGV: the id, exclusive start id (the id, or one below the largest), count
  */
 const AFTER = `
 local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+local lost = redis.call('GET', KEYS[3]) or '0-0'
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-return { trimmed, newest and newest[1] or '0-0', redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[1], 'COUNT', ARGV[2]) }
+local stored = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[2], 'COUNT', ARGV[3]) }
+`;
+
+/*
+ * The newest id and the lost-marker, together.
+ * KEYS: stream, lost-marker
+ */
+const HEAD = `
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+return { newest and newest[1] or '0-0', redis.call('GET', KEYS[2]) or '0-0' }
+`;
+
+/*
+ * Raises a room's lost-marker; returns 1 when it rose.
+ * KEYS: lost-marker. ARGV: id, channel, publish command
+ */
+const MARK_LOST = LOST + `
+return raiseLost(KEYS[1], ARGV[1], ARGV[3], ARGV[2])
 `;
 
 /*
@@ -128,10 +175,15 @@ export type RawEntry = [id: string, fields: string[]];
 
 export interface ChatScripts {
   chatAppend(
-    stream: string, trimmed: string,
+    stream: string, trimmed: string, lost: string,
     channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
+    lastDelivered: string,
   ): Promise<string>;
-  chatAfter(stream: string, trimmed: string, after: string, count: number): Promise<[string, string, RawEntry[]]>;
+  chatAfter(
+    stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
+  ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
+  chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
+  chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
   chatPresenceJoin(
     nodes: string, users: string, nodeSet: string,
     node: string, user: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
@@ -149,8 +201,10 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 2, lua: APPEND });
-  redis.defineCommand('chatAfter', { numberOfKeys: 2, lua: AFTER });
+  redis.defineCommand('chatAppend', { numberOfKeys: 3, lua: APPEND });
+  redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
+  redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
+  redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
   redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
   redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });

@@ -1,0 +1,56 @@
+import type { Session } from '../session.js';
+
+export type Frame = string | Uint8Array;
+
+/** A room message held back until the stored range before it is out. */
+export interface HeldMessage {
+  kind: 'message';
+  id: string;
+  frame: Frame;
+}
+
+/** An event about a user (presence, typing): never stored, so never in a range. */
+export interface HeldEvent {
+  kind: 'event';
+  about: string;
+  frame: Frame;
+}
+
+export type Held = HeldMessage | HeldEvent;
+
+/**
+ * A join waiting for its stored range; live traffic of the room collects here
+ * meanwhile and follows the range, so the joiner gets no gap and no duplicate.
+ */
+export class PendingJoin {
+  readonly held: Held[] = [];
+  /** Set while the join waits for the room's live stream to reach this id. */
+  waitingFor: string | undefined;
+  #resume: ((err?: Error) => void) | undefined;
+
+  constructor(readonly session: Session) {}
+
+  /**
+   * Resolves when `resume` is called (live delivery reached `id`), or after
+   * `timeoutMs`: a copy that has not come by then is not coming (it was stored
+   * while this node was not subscribed).
+   */
+  waitForLive(id: string, timeoutMs: number): Promise<void> {
+    this.waitingFor = id;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.resume(), timeoutMs);
+      this.#resume = (err) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+  }
+
+  resume(err?: Error): void {
+    this.waitingFor = undefined;
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.(err);
+  }
+}
