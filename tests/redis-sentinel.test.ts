@@ -2,13 +2,16 @@ import { TestClient, startRedisSentinel, uniquePrefix, waitFor, type RedisSentin
 import type { ServerFrame } from '@chat/protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
+import { expectTruthful, rejoin, storedIds } from './helpers/history.js';
+import { cutReplication, replicaCaughtUp } from './helpers/replication.js';
 
 /*
  * One primary, one replica, one sentinel. What survives the primary's death
  * depends on REDIS_WAIT_REPLICAS (docs/redis-topologies.md#durability): with 1,
  * an ack means the only replica, the one Sentinel promotes, has the message;
- * with 0, replication is asynchronous and an acknowledged message may be lost,
- * so that test asserts only that chat resumes by itself.
+ * with 0, replication is asynchronous and acknowledged messages can be lost.
+ * The replica is made to lag on purpose (cut off before the messages), so what
+ * is lost is certain, and so is that every member is told.
  */
 describe('gateways on a Sentinel-managed primary', () => {
   let sentinel: RedisSentinelHandle | undefined;
@@ -54,29 +57,55 @@ describe('gateways on a Sentinel-managed primary', () => {
     return joined.type === 'joined' ? joined.history.map((m) => m.text) : [];
   };
 
-  it('with REDIS_WAIT_REPLICAS=1, a message acknowledged before the primary dies is still there after the failover', async () => {
+  const send = async (client: TestClient, text: string): Promise<string> => {
+    const reply = await client.request({ type: 'send', room: 'ops', text });
+    if (reply.type !== 'ack') throw new Error(`not acknowledged: ${JSON.stringify(reply)}`);
+    return reply.id;
+  };
+  const member = async (user: string): Promise<TestClient> => {
+    const client = await TestClient.connect(gateways[0]!.wsUrl, user);
+    clients.push(client);
+    await client.request({ type: 'join', room: 'ops' });
+    return client;
+  };
+
+  it('with REDIS_WAIT_REPLICAS=1, an acknowledged message survives the failover; an unconfirmed one is refused, and its readers are told it is gone', async () => {
     const { sentinel, a, b } = await setUp('1');
-    expect(await a.request({ type: 'send', room: 'ops', text: 'before' })).toMatchObject({ type: 'ack' });
+    await send(a, 'before');
     await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'before');
+    await cutReplication(sentinel.command, sentinel.primaryPort, sentinel.replicaPort);
+    // Published at once, but no replica confirms it: refused, with the warning that it may be lost.
+    expect(await a.request({ type: 'send', room: 'ops', text: 'unconfirmed' })).toMatchObject({ type: 'error', code: 'unavailable' });
+    const unconfirmed = await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'unconfirmed');
 
     const { old, promoted } = await failOver(sentinel);
+    for (const c of [a, b]) expect((await c.closed).code).toBe(1013);
+    expect((await rejoin(gateways[1]!.wsUrl, 'b', 'ops', unconfirmed.type === 'message' ? unconfirmed.id : '')).joined.recovered).toBe(false);
     // WAIT 1 needs a replica again: the old primary comes back, empty, as one.
     await sentinel.restart(old, { replicaOf: promoted });
     await sentinel.waitForReplica(old);
-    expect(await a.request({ type: 'send', room: 'ops', text: 'after' })).toMatchObject({ type: 'ack' });
-    await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'after', { timeoutMs: 5000 });
+    await send(await member('a2'), 'after');
     expect(await newcomerHistory()).toEqual(['before', 'after']);
   });
 
-  it('with REDIS_WAIT_REPLICAS=0, chat resumes on both gateways by themselves after the failover', async () => {
+  it('with REDIS_WAIT_REPLICAS=0, acknowledged messages a lagging replica lacked are lost in the failover, and every member is told', async () => {
     const { sentinel, a, b } = await setUp('0');
-    expect(await a.request({ type: 'send', room: 'ops', text: 'before' })).toMatchObject({ type: 'ack' });
-    await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'before');
+    const before = await send(a, 'before');
+    await replicaCaughtUp(sentinel.command, sentinel.primaryPort, sentinel.replicaPort);
+    await cutReplication(sentinel.command, sentinel.primaryPort, sentinel.replicaPort);
+    const acked = [before];
+    for (let i = 0; i < 3; i++) acked.push(await send(a, `lost ${i}`));
+    await b.until(() => b.messages('ops').length === 4, { what: 'four messages' });
 
     await failOver(sentinel);
-    await waitFor(async () => (await a.request({ type: 'send', room: 'ops', text: 'after' })).type === 'ack', { what: 'send accepted', timeoutMs: 10_000 });
-    await b.waitFor((f: ServerFrame) => f.type === 'message' && f.text === 'after', { timeoutMs: 5000 });
-    // 'before' may or may not have reached the replica in time: only 'after' is certain.
-    expect(await newcomerHistory()).toContain('after');
+    for (const c of [a, b]) expect((await c.closed).code).toBe(1013);
+    const rejoins = [
+      await rejoin(gateways[1]!.wsUrl, 'b', 'ops', acked[3]!),
+      await rejoin(gateways[0]!.wsUrl, 'early', 'ops', before),
+    ];
+    expect(rejoins.map((r) => r.joined.recovered)).toEqual([false, false]);
+    acked.push(await send(await member('a2'), 'after'));
+    expect(await newcomerHistory()).toEqual(['before', 'after']);
+    expectTruthful(rejoins, acked, await storedIds(gateways[1]!.wsUrl, 'ops'));
   });
 });

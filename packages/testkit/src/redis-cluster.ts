@@ -24,6 +24,11 @@ export interface RedisClusterHandle {
   replicaOf(primaryPort: number): Promise<number>;
   /** SIGKILL, as a crash would. */
   kill(port: number): Promise<void>;
+  /**
+   * Starts a killed node again with its cluster config (and no data): a former
+   * primary whose slots were taken over rejoins as a replica of the new owner.
+   */
+  restart(port: number): Promise<void>;
   /** Resolves with the port of the node that took over the killed primary's slots, once live nodes say `cluster_state:ok`. */
   waitForFailover(deadPrimaryPort: number, timeoutMs?: number): Promise<number>;
   /** One command on one node; replies read like `redis-cli --raw`, error replies reject. */
@@ -193,6 +198,14 @@ function clusterHandle(nodes: RedisProcess[], dir: string, nodeTimeoutMs: number
       const before = (await view().catch(() => [])).find((n) => n.port === port);
       killedSlots.set(port, before?.slots ?? []);
       await target.halt('SIGKILL');
+    },
+    restart: async (port) => {
+      const index = nodes.findIndex((n) => n.port === port);
+      if (index < 0) throw new Error(`port ${port} is not a node of this cluster`);
+      if (nodes[index]!.running()) throw new Error(`node ${port} is still running`);
+      const proc = await launchRedis(port, [...dataNodeArgs(port, dir), ...clusterArgs(port, dir, nodeTimeoutMs)]);
+      nodes[index] = proc;
+      byPort.set(port, proc);
     },
     waitForFailover: async (deadPrimaryPort, timeoutMs = Math.max(20_000, nodeTimeoutMs * 20)) => {
       const slots = killedSlots.get(deadPrimaryPort);
