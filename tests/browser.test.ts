@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { freeStablePort, waitFor } from '@chat/testkit';
+import { freeStablePort, startRedisServer, waitFor, type RedisServer } from '@chat/testkit';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
@@ -95,4 +95,41 @@ describe.skipIf(!existsSync(CHROMIUM))('the chat page in headless Chromium, on a
     await alice.screenshot({ path: `${artifacts}browser-alice-recovered.png` });
     await bob.screenshot({ path: `${artifacts}browser-bob-final.png` });
   }, 90_000);
+});
+
+describe.skipIf(!existsSync(CHROMIUM))('the chat page when Redis loses the room\'s history', () => {
+  let redis: RedisServer;
+  let gateway: GatewayProcess;
+  let browser: Browser;
+  beforeAll(async () => {
+    redis = await startRedisServer(); // memory only: a restart forgets everything
+    gateway = await startGateway({ REDIS_URL: redis.url, NODE_ID: 'gw-1', BROKER_TIMEOUT_MS: '1000' });
+    await waitFor(async () => (await readyz(gateway)) === 200, { what: 'ready' });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gateway?.stop();
+    await redis?.cleanup();
+  });
+
+  it('says that some earlier messages could not be recovered', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 640 } });
+    await page.goto(`${gateway.httpUrl}/`);
+    await page.fill('#name', 'carol');
+    await page.fill('#first-room', 'lobby');
+    await page.click('#login button');
+    await page.waitForSelector('#state[data-state="connected"]');
+    await page.fill('#text', 'Soon forgotten');
+    await page.press('#text', 'Enter');
+    await page.waitForSelector('#messages li:has-text("Soon forgotten")');
+
+    await redis.kill();
+    await redis.start();
+    // The gateway finds the room's history gone and closes the page's socket; the page rejoins and is told.
+    await page.waitForSelector('#messages li.notice:has-text("some earlier messages could not be recovered")', { timeout: 20_000 });
+    await page.waitForSelector('#state[data-state="connected"]');
+    expect(await page.locator('#messages li', { hasText: 'Soon forgotten' }).count()).toBe(1);
+    await page.screenshot({ path: `${artifacts}browser-history-lost.png` });
+  }, 60_000);
 });

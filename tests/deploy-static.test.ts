@@ -21,6 +21,17 @@ interface ComposeService {
   volumes?: string[];
 }
 
+/** The files as docker-compose resolves them (variables substituted, overrides merged). */
+function resolved(files: string[], env: Record<string, string> = {}): { services: Record<string, ComposeService>; volumes?: Record<string, unknown> } {
+  requireTool('docker-compose', 'apt-get install docker-compose');
+  const result = spawnSync('docker-compose', [...files.flatMap((f) => ['-f', `${root}${f}`]), 'config'],
+    { encoding: 'utf8', env: { ...process.env, REDIS_APPENDFSYNC: '', REDIS_WAIT_REPLICAS: '', ...env } });
+  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  return parse(result.stdout) as { services: Record<string, ComposeService>; volumes?: Record<string, unknown> };
+}
+
+const flagOf = (service: ComposeService, flag: string) => service.command![service.command!.indexOf(flag) + 1];
+
 describe('docker-compose.yml', () => {
   const compose = parse(read('docker-compose.yml')) as { services: Record<string, ComposeService> };
   const { services } = compose;
@@ -39,6 +50,19 @@ describe('docker-compose.yml', () => {
     expect(services.lb!.ports).toContain('8080:8080');
     expect(services.prometheus!.ports).toContain('9090:9090');
     expect(services.grafana!.ports).toContain('3000:3000');
+  });
+
+  it('keeps Redis durable by default: the append-only file on a named volume, fsynced every second or, if asked, before every ack', () => {
+    const byDefault = resolved(['docker-compose.yml']);
+    const redis = byDefault.services.redis!;
+    expect(flagOf(redis, '--appendonly')).toBe('yes');
+    expect(flagOf(redis, '--appendfsync')).toBe('everysec');
+    expect(flagOf(redis, '--dir')).toBe('/data');
+    expect(redis.volumes?.some((v) => String(v).startsWith('redis-data:/data'))).toBe(true);
+    expect(byDefault.volumes).toHaveProperty('redis-data');
+    expect(byDefault.services.gateway!.environment?.REDIS_WAIT_REPLICAS).toBe('0');
+    const onDisk = resolved(['docker-compose.yml'], { REDIS_APPENDFSYNC: 'always' });
+    expect(flagOf(onDisk.services.redis!, '--appendfsync')).toBe('always');
   });
 
   it('starts in the right order on health, with healthchecks where others wait', () => {
@@ -77,15 +101,8 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
   const nodes = [1, 2, 3, 4, 5, 6].map((n) => `redis-node-${n}`);
   let merged: Record<string, ComposeService> | undefined;
   /** Both files as Compose combines them: docker-compose's own merge, not ours. */
-  const services = (): Record<string, ComposeService> => {
-    if (merged) return merged;
-    requireTool('docker-compose', 'apt-get install docker-compose');
-    const result = spawnSync('docker-compose', ['-f', `${root}docker-compose.yml`, '-f', `${root}docker-compose.redis-cluster.yml`, 'config'],
-      { encoding: 'utf8' });
-    expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
-    merged = (parse(result.stdout) as { services: Record<string, ComposeService> }).services;
-    return merged;
-  };
+  const services = (): Record<string, ComposeService> =>
+    (merged ??= resolved(['docker-compose.yml', 'docker-compose.redis-cluster.yml']).services);
 
   it('is accepted by docker-compose config on top of docker-compose.yml', () => {
     expect(Object.keys(services()).sort()).toEqual(
@@ -103,6 +120,10 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
       expect(flag('--cluster-announce-hostname'), name).toBe(name);
       expect(flag('--cluster-preferred-endpoint-type'), name).toBe('hostname');
       expect(flag('--save'), name).toBe('');
+      expect(flag('--appendonly'), name).toBe('yes');
+      expect(flag('--appendfsync'), name).toBe('everysec');
+      expect(flag('--dir'), name).toBe('/data');
+      expect(node.volumes?.some((v) => String(v).startsWith(`${name}-data:/data`)), name).toBe(true);
       expect(node.healthcheck?.test, name).toEqual(['CMD', 'redis-cli', 'ping']);
       expect(node.profiles, name).toBeUndefined();
     }

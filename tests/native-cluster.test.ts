@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TestClient, sleep, waitFor } from '@chat/testkit';
@@ -14,6 +16,7 @@ interface Ready {
   redis?: string;
   redisCluster?: string[];
   redisPids: number[];
+  redisData: string | null;
   haproxyPid: number;
   logs: string;
 }
@@ -56,7 +59,7 @@ describe('the native topology (npm run cluster): HAProxy in front of three gatew
 
   beforeAll(async () => {
     requireTool('haproxy', 'apt-get install haproxy');
-    ({ cluster, ready } = await startScript());
+    ({ cluster, ready } = await startScript('--ephemeral'));
   });
   afterAll(async () => {
     expect(await stopScript(cluster)).toBe(0);
@@ -103,18 +106,56 @@ describe('the native topology (npm run cluster): HAProxy in front of three gatew
   });
 });
 
+/** The history of `room` as a newcomer gets it through the balancer. */
+async function historyOf(ready: Ready, room: string): Promise<string[]> {
+  const client = await TestClient.connect(ready.ws, 'newcomer');
+  const joined = await client.request({ type: 'join', room });
+  await client.close();
+  return joined.type === 'joined' ? joined.history.map((m) => m.text) : [];
+}
+
+describe('npm run cluster keeps Redis data in the directory it prints', () => {
+  const data = mkdtempSync(join(tmpdir(), 'cluster-data-'));
+  let cluster: ReturnType<typeof spawn> | undefined;
+  afterAll(async () => {
+    if (cluster) await stopScript(cluster);
+    rmSync(data, { recursive: true, force: true });
+  });
+
+  it('with an append-only file: the history is still there when the script (and Redis) start again', async () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    let ready: Ready;
+    ({ cluster, ready } = await startScript('--data-dir', data, '--gateways', '1'));
+    expect(ready.redisData).toBe(join(data, 'redis'));
+    const writer = await TestClient.connect(ready.ws, 'writer');
+    await writer.request({ type: 'join', room: 'kept' });
+    expect(await writer.request({ type: 'send', room: 'kept', text: 'still here' })).toMatchObject({ type: 'ack' });
+    await writer.close();
+    expect(await stopScript(cluster)).toBe(0);
+    expect(readdirSync(join(data, 'redis'))).toContain('appendonlydir');
+
+    ({ cluster, ready } = await startScript('--data-dir', data, '--gateways', '1'));
+    expect(await historyOf(ready, 'kept')).toEqual(['still here']);
+    expect(await stopScript(cluster)).toBe(0);
+    cluster = undefined;
+  }, 30_000);
+});
+
 describe('npm run cluster -- --redis-cluster: the same on a Redis Cluster of 3 primaries + 3 replicas', () => {
+  const data = mkdtempSync(join(tmpdir(), 'cluster-data-'));
   let cluster: ReturnType<typeof spawn> | undefined;
   afterAll(async () => {
     if (cluster) await stopScript(cluster); // if the test failed before stopping it
+    rmSync(data, { recursive: true, force: true });
   });
 
   it('starts six nodes and gateways that are ready on them; clients chat through the balancer; SIGTERM stops it all', async () => {
     requireTool('haproxy', 'apt-get install haproxy');
     let ready: Ready;
-    ({ cluster, ready } = await startScript('--redis-cluster'));
+    ({ cluster, ready } = await startScript('--redis-cluster', '--data-dir', data));
 
     expect(ready.redisMode).toBe('cluster');
+    expect(ready.redisData).toBe(join(data, 'redis-cluster'));
     expect(ready.redis).toBeUndefined();
     expect(new Set(ready.redisCluster).size).toBe(6);
     for (const node of ready.redisCluster!) expect(node).toMatch(/^127\.0\.0\.1:\d+$/);
@@ -124,6 +165,7 @@ describe('npm run cluster -- --redis-cluster: the same on a Redis Cluster of 3 p
     expect(info).toMatch(/^cluster_size:3\r?$/m); // three primaries own the slots
     expect(info).toMatch(/^cluster_known_nodes:6\r?$/m);
     for (const g of ready.gateways) expect((await fetch(`${g.url}/readyz`)).status, g.nodeId).toBe(200);
+    const nodes = ready.redisCluster!;
 
     // leastconn puts the second client on another gateway: the message crosses the cluster.
     const alice = await TestClient.connect(ready.ws, 'alice');
@@ -141,6 +183,13 @@ describe('npm run cluster -- --redis-cluster: the same on a Redis Cluster of 3 p
     expect(started.filter(running)).toEqual(started);
     expect(await stopScript(cluster)).toBe(0);
     expect(started.filter(running)).toEqual([]);
-    expect(existsSync(ready.logs)).toBe(false); // the temp dir with nodes.conf and dumps is gone too
-  }, 30_000);
+    expect(existsSync(ready.logs)).toBe(false); // the temp dir with the logs is gone; the data is kept
+
+    // Started again on the same data: the same cluster, on the same ports, with its history.
+    ({ cluster, ready } = await startScript('--redis-cluster', '--data-dir', data));
+    expect(new Set(ready.redisCluster)).toEqual(new Set(nodes));
+    expect(await historyOf(ready, 'sharded')).toEqual(['hello from alice', 'hello from bob']);
+    expect(await stopScript(cluster)).toBe(0);
+    cluster = undefined;
+  }, 60_000);
 });

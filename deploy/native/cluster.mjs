@@ -5,11 +5,16 @@
 //   npm run cluster -- --gateways 5 --port 9000 --prometheus
 //   npm run cluster -- --redis-cluster       # a Redis Cluster instead: 3 primaries + 3 replicas
 //   npm run cluster -- --port 0 --json       # free ports; one JSON "ready" line (tests use this)
+// Redis keeps its data (append-only file, fsynced every second) in --data-dir, .cluster-data/
+// by default, printed at start, so history survives a restart of Redis or of this script:
+//   npm run cluster -- --appendfsync always  # an ack means on disk (docs/redis-topologies.md#durability)
+//   npm run cluster -- --data-dir /var/tmp/chat
+//   npm run cluster -- --ephemeral           # the old mode: Redis in memory only, gone at exit
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -24,10 +29,16 @@ const CLUSTER_NODES = 6;
 const BUS_OFFSET = 10_000;
 
 function parseArgs(argv) {
-  const out = { gateways: 3, port: 8080, prometheus: false, redisCluster: false, json: false, env: {} };
+  const out = {
+    gateways: 3, port: 8080, prometheus: false, redisCluster: false, json: false, env: {},
+    dataDir: join(root, '.cluster-data'), ephemeral: false, appendfsync: 'everysec',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--gateways') out.gateways = Number(argv[++i]);
+    else if (arg === '--data-dir') out.dataDir = resolve(argv[++i]);
+    else if (arg === '--ephemeral') out.ephemeral = true;
+    else if (arg === '--appendfsync') out.appendfsync = argv[++i];
     else if (arg === '--port') out.port = Number(argv[++i]);
     else if (arg === '--prometheus') out.prometheus = true;
     else if (arg === '--redis-cluster') out.redisCluster = true;
@@ -36,6 +47,7 @@ function parseArgs(argv) {
     else fail(`unknown argument ${arg}; see the top of deploy/native/cluster.mjs`);
   }
   if (!Number.isInteger(out.gateways) || out.gateways < 1) fail('--gateways must be a positive integer');
+  if (!['everysec', 'always'].includes(out.appendfsync)) fail('--appendfsync must be everysec or always');
   return out;
 }
 
@@ -110,21 +122,40 @@ function redisEnv(mode) {
   return { REDIS_URL: '', REDIS_CLUSTER_NODES: '', REDIS_SENTINELS: '', ...mode };
 }
 
-async function startRedis() {
-  const port = await freePort();
-  const child = start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  await waitFor(async () => redisCli(port, 'ping').trim() === 'PONG', 'redis');
-  const url = `redis://127.0.0.1:${port}`;
-  return { mode: 'single', url, pids: [child.pid], env: redisEnv({ REDIS_URL: url }) };
+/**
+ * How each redis-server keeps data, and where: an append-only file in a directory
+ * of `--data-dir` (created on first use), or nothing at all with --ephemeral.
+ */
+function persistence(name) {
+  if (args.ephemeral) return { dir, args: ['--save', '', '--appendonly', 'no', '--dir', dir] };
+  const at = join(args.dataDir, name);
+  mkdirSync(at, { recursive: true });
+  return { dir: at, args: ['--save', '', '--appendonly', 'yes', '--appendfsync', args.appendfsync, '--dir', at] };
 }
 
-/** Free ports whose bus port is free too, at most 65535, and clashes with no other chosen port. */
-async function clusterPorts(count) {
+async function startRedis() {
+  const port = await freePort();
+  const data = persistence('redis');
+  const child = start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...data.args]);
+  // Loading a large append-only file answers LOADING until done.
+  await waitFor(async () => redisCli(port, 'ping').trim() === 'PONG', 'redis', 120_000);
+  const url = `redis://127.0.0.1:${port}`;
+  return { mode: 'single', url, pids: [child.pid], data: args.ephemeral ? null : data.dir, env: redisEnv({ REDIS_URL: url }) };
+}
+
+/**
+ * Free ports whose bus port is free too, at most 65535, and clashes with no other
+ * chosen port. A cluster kept on disk must come back on the same ports, so those
+ * are taken below the kernel's ephemeral range (bus ports included), where no
+ * outgoing connection takes them meanwhile.
+ */
+async function clusterPorts(count, stable) {
   const ports = [];
   const taken = new Set();
   for (let attempt = 0; ports.length < count; attempt++) {
     if (attempt > 500) throw new Error(`found only ${ports.length} of ${count} free port pairs for the Redis Cluster`);
-    const port = await freePort();
+    const port = stable ? 10_000 + Math.floor(Math.random() * 12_000) : await freePort();
+    if (stable && !(await isFree(port))) continue;
     const bus = port + BUS_OFFSET;
     if (bus > 65_535 || taken.has(port) || taken.has(bus) || !(await isFree(bus))) continue;
     taken.add(port).add(bus);
@@ -135,25 +166,47 @@ async function clusterPorts(count) {
 
 /**
  * Six cluster-mode redis-servers joined by `redis-cli --cluster create`. Each has
- * its own nodes.conf and dump file: a replica saves the snapshot it receives under
+ * its own nodes.conf and files: a replica saves the snapshot it receives under
  * its dbfilename, so two sharing one could load each other's. No diskless-sync
- * delay: the default waits 5 s for more replicas before the first sync.
+ * delay: the default waits 5 s for more replicas before the first sync. A
+ * cluster kept in --data-dir is started again on the ports it was made with
+ * (nodes.conf names them), when they are free; otherwise it is made anew.
  */
 async function startRedisCluster() {
-  const ports = await clusterPorts(CLUSTER_NODES);
+  const data = persistence('redis-cluster');
+  const saved = join(data.dir, 'ports.json');
+  let ports = existsSync(saved) ? JSON.parse(readFileSync(saved, 'utf8')) : null;
+  if (ports && !(await allFree(ports))) {
+    say(`the Redis Cluster kept in ${data.dir} used ports that are taken now: making a new one`);
+    ports = null;
+  }
+  const reuse = ports !== null;
+  if (!reuse) {
+    if (!args.ephemeral) rmSync(data.dir, { recursive: true, force: true });
+    mkdirSync(data.dir, { recursive: true });
+    ports = await clusterPorts(CLUSTER_NODES, !args.ephemeral);
+  }
   const pids = ports.map((port) => start(`redis-${port}`, 'redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-    '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
-    '--save', '', '--appendonly', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`, '--repl-diskless-sync-delay', '0',
+    '--cluster-config-file', join(data.dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
+    ...data.args, '--dbfilename', `dump-${port}.rdb`, '--appenddirname', `appendonly-${port}`, '--repl-diskless-sync-delay', '0',
   ]).pid);
-  await waitFor(async () => ports.every((port) => redisCli(port, 'ping').trim() === 'PONG'), 'the Redis Cluster nodes');
+  await waitFor(async () => ports.every((port) => redisCli(port, 'ping').trim() === 'PONG'), 'the Redis Cluster nodes', 120_000);
   const nodes = ports.map((port) => `127.0.0.1:${port}`);
-  await run('redis-cluster-create', 'redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '1', '--cluster-yes']);
+  if (!reuse) {
+    await run('redis-cluster-create', 'redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '1', '--cluster-yes']);
+    if (!args.ephemeral) writeFileSync(saved, `${JSON.stringify(ports)}\n`);
+  }
   // `create` returns before every node is usable: a new primary stays in
   // cluster_state:fail for up to the node timeout (Redis delays its rejoin on purpose).
   await waitFor(async () => ports.every((port) => /^cluster_state:ok\r?$/m.test(redisCli(port, 'cluster', 'info'))),
     'cluster_state:ok on every Redis Cluster node', 30_000);
-  return { mode: 'cluster', nodes, pids, env: redisEnv({ REDIS_CLUSTER_NODES: nodes.join(',') }) };
+  return { mode: 'cluster', nodes, pids, data: args.ephemeral ? null : data.dir, env: redisEnv({ REDIS_CLUSTER_NODES: nodes.join(',') }) };
+}
+
+async function allFree(ports) {
+  for (const port of ports) if (!(await isFree(port)) || !(await isFree(port + BUS_OFFSET))) return false;
+  return true;
 }
 
 async function startGateway(index, brokerEnv) {
@@ -243,7 +296,7 @@ async function main() {
 
   if (args.json) {
     process.stdout.write(`${JSON.stringify({ event: 'ready', lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
-      redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids,
+      redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids, redisData: redis.data,
       haproxyPid: haproxy.pid, gateways, prometheus, logs: dir })}\n`);
   } else {
     say(`chat (load balancer)  ${lb}    WebSocket: ws://127.0.0.1:${lbPort}/ws?user=alice`);
@@ -251,6 +304,9 @@ async function main() {
     say(`haproxy stats         http://127.0.0.1:${statsPort}`);
     if (redis.mode === 'cluster') say(`redis cluster         ${redis.nodes.join(' ')}    (3 primaries + 3 replicas)`);
     else say(`redis                 ${redis.url}`);
+    say(redis.data === null
+      ? 'redis data            none: --ephemeral keeps it in memory only'
+      : `redis data            ${redis.data}    (append-only file, appendfsync ${args.appendfsync}; delete it to start empty)`);
     if (prometheus) say(`prometheus            ${prometheus}`);
     say(`logs                  ${dir}\nCtrl-C stops everything.`);
   }

@@ -7,9 +7,10 @@ export function steadySender(client: TestClient, room: string, everyMs: number) 
   let n = 0;
   let running = true;
   const refs = new Set<string>();
+  const tag = Math.random().toString(36).slice(2, 7); // refs of its own, beside other senders on the client
   const loop = (async () => {
     while (running && client.closeInfo === undefined) {
-      const ref = `s${++n}`;
+      const ref = `${tag}-${++n}`;
       refs.add(ref);
       client.send({ type: 'send', room, text: `steady ${n}`, ref });
       await sleep(everyMs);
@@ -73,4 +74,11 @@ export function expectTruthful(rejoins: readonly Rejoin[], acked: readonly strin
     const missing = acked.filter((id) => compareIds(id, since) > 0 && !kept.has(id));
     expect(missing, `rejoin from ${since} told recovered over acknowledged messages that are gone`).toEqual([]);
   }
+}
+
+/** A member that was shown messages no longer stored was told so: closed with 1013, to rejoin with since. */
+export function expectToldOfLoss(member: TestClient, room: string, stored: readonly string[]): void {
+  const kept = new Set(stored);
+  const seenLost = member.messages(room).filter((m) => !kept.has(m.id));
+  if (seenLost.length > 0) expect(member.closeInfo?.code, `${member.label} saw ${seenLost.length} lost messages`).toBe(1013);
 }

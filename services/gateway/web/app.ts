@@ -42,7 +42,7 @@ function start(firstRoom: string): void {
   client.on('joined', (frame, info) => {
     const view = room(frame.room);
     view.members = new Set(frame.members);
-    if (info.gap) notice(frame.room, 'Some messages sent while you were away are no longer available.');
+    if (info.gap) notice(frame.room, 'some earlier messages could not be recovered');
     if (frame.room === current) renderMembers();
   });
   client.on('presence', (p) => {

@@ -195,13 +195,14 @@ export class RoomRegistry {
     return true;
   }
 
-  /** After a broker outage: records losses it kept from recording, then reads back what each room missed. */
+  /** After a broker outage: reads back what each room missed, and records losses the outage kept from recording. */
   async catchUpAll(): Promise<void> {
-    for (const [room, upTo] of [...this.#unmarked]) {
-      this.#unmarked.delete(room);
-      await this.#markLost(room, upTo);
-    }
-    await Promise.all([...this.#rooms.values()].map((room) => this.#catchUp.run(room)));
+    const unmarked = [...this.#unmarked];
+    this.#unmarked.clear();
+    await Promise.all([
+      ...[...this.#rooms.values()].map((room) => this.#catchUp.run(room)),
+      ...unmarked.map(([room, upTo]) => this.#markLost(room, upTo)),
+    ]);
   }
 
   /** Closes `sessions` with 1013: each client rejoins its rooms with `since` and learns in `recovered` what it missed. */
