@@ -144,11 +144,11 @@ async function waitFor(what, check, timeoutMs = 30_000) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
 }
 
-async function startRedisNodes(ports, dir, cluster) {
+async function startRedisNodes(ports, dir, cluster, redisArgs = []) {
   const nodes = ports.map((port) => ({
     port,
     child: start('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...redisArgs, '--dir', dir,
       '--dbfilename', `dump-${port}.rdb`, '--repl-diskless-sync-delay', '0', '--loglevel', 'warning', '--logfile', join(dir, `redis-${port}.log`),
       // announce-ip: a node that never met another one does not know its own address and
       // hands clients an empty host in CLUSTER SLOTS (the 1-shard cluster); harmless for the others.
@@ -172,12 +172,13 @@ async function clusterSettled(ports) {
 }
 
 /**
- * kind: standalone | cluster. shards, replicas: per topology. Returns the nodes,
+ * kind: standalone | cluster. shards, replicas: per topology; redisArgs: extra
+ * redis-server flags (persistence). Returns the nodes,
  * the gateway's Redis environment, and the commands used to build it (for the report).
  */
-async function startTopology({ kind, shards = 1, replicas = 0 }, dir) {
+async function startTopology({ kind, shards = 1, replicas = 0, redisArgs = [] }, dir) {
   const ports = await redisPorts(kind === 'standalone' ? 1 : shards * (1 + replicas));
-  const nodes = await startRedisNodes(ports, dir, kind === 'cluster');
+  const nodes = await startRedisNodes(ports, dir, kind === 'cluster', redisArgs);
   if (kind === 'standalone') return { nodes, primaries: ports, env: { REDIS_URL: `redis://127.0.0.1:${ports[0]}` } };
   if (shards === 1 && replicas === 0) {
     cli(ports[0], 'cluster', 'addslotsrange', 0, 16383);
@@ -662,7 +663,12 @@ Raw JSON: \`bench/results/redis-cluster.json\`.
 
 /** Puts the section into BENCHMARKS.md (replacing an earlier one, else before "## Commands") and the command into the Commands block. */
 export function spliceBenchmarks(text, section) {
-  const startAt = text.indexOf('\n## Redis Cluster\n');
+  return spliceSection(text, section, '## Redis Cluster', COMMAND_LINE);
+}
+
+/** Replaces the section headed `heading` (else puts it before "## Commands"), and its line in the Commands block. */
+export function spliceSection(text, section, heading, commandLine) {
+  const startAt = text.indexOf(`\n${heading}\n`);
   if (startAt >= 0) {
     const next = text.indexOf('\n## ', startAt + 1);
     text = text.slice(0, startAt + 1) + section + (next >= 0 ? `\n${text.slice(next + 1)}` : '');
@@ -670,8 +676,10 @@ export function spliceBenchmarks(text, section) {
     const commands = text.indexOf('\n## Commands\n');
     text = commands >= 0 ? `${text.slice(0, commands + 1)}${section}\n${text.slice(commands + 1)}` : `${text.trimEnd()}\n\n${section}`;
   }
-  if (/\nnode bench\/redis-cluster\.mjs {2}#[^\n]*/.test(text)) text = text.replace(/\nnode bench\/redis-cluster\.mjs {2}#[^\n]*/, `\n${COMMAND_LINE}`);
-  else text = text.replace(/(\nnpm run bench {2,}[^\n]*\n)/, `$1${COMMAND_LINE}\n`);
+  const script = commandLine.split('  #')[0];
+  const line = new RegExp(`\\n${script.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} {2}#[^\\n]*`);
+  if (line.test(text)) text = text.replace(line, `\n${commandLine}`);
+  else text = text.replace(/(\nnpm run bench {2,}[^\n]*\n)/, `$1${commandLine}\n`);
   return text;
 }
 
@@ -682,20 +690,24 @@ function machine() {
 
 // ---------------------------------------------------------------- main
 
-async function main() {
+/**
+ * Runs every configuration of every topology (each topology started fresh, then
+ * stopped) and returns one result per configuration, with the run's metadata.
+ * Stops everything it started when done, on error, on a signal and at the watchdog.
+ */
+export async function runTopologies(topologies, watchdogMinutes = WATCHDOG_MINUTES) {
   const began = Date.now();
   const loadBefore = loadavg()[0].toFixed(1);
-  const tmp = mkdtempSync(join(tmpdir(), 'bench-redis-cluster-'));
+  const tmp = mkdtempSync(join(tmpdir(), 'bench-redis-'));
   const results = [];
   const onSignal = async () => { await stopEverything(); rmSync(tmp, { recursive: true, force: true }); process.exit(130); };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  // Whatever happens, the run ends: a full run takes about 5 minutes.
-  setTimeout(async () => { log(`redis-cluster bench: over ${WATCHDOG_MINUTES} minutes, stopping`); await stopEverything(); process.exit(1); },
-    WATCHDOG_MINUTES * 60_000).unref();
+  // Whatever happens, the run ends.
+  setTimeout(async () => { log(`redis bench: over ${watchdogMinutes} minutes, stopping`); await stopEverything(); process.exit(1); },
+    watchdogMinutes * 60_000).unref();
   try {
-    const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-    for (const topology of TOPOLOGIES.filter((t) => !only || only.includes(t.id))) {
+    for (const topology of topologies) {
       const dir = join(tmp, topology.id);
       mkdirSync(dir);
       log(`\n### ${topology.description}`);
@@ -719,17 +731,22 @@ async function main() {
     rmSync(tmp, { recursive: true, force: true });
   }
   const seconds = Math.round((Date.now() - began) / 1000);
-  const data = {
+  log(`\nfinished in ${seconds} s`);
+  return {
     date: new Date().toISOString().slice(0, 10), finishedAt: new Date().toISOString(), seconds, quick, machine: machine(),
     loadBefore, loadAfter: loadavg()[0].toFixed(1),
     params: { rooms: 40, members: MEMBERS, size: 100, fixedRate: FIXED_RATE, fixedSeconds: FIXED_SECONDS, findMaxStart: FIND_MAX_START,
       findMaxFactor: FIND_MAX_FACTOR, stepSeconds: STEP_SECONDS, maxSteps: MAX_STEPS, keepUp: KEEP_UP, probeRate: PROBE_RATE, probeSockets: PROBE_SOCKETS },
     commands: commandsFor(), results,
   };
+}
+
+async function main() {
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+  const data = await runTopologies(TOPOLOGIES.filter((t) => !only || only.includes(t.id)));
   // Run-to-run spread: summaries of earlier runs (the section shows those made with the same parameters).
   const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, 'utf8')) : null;
   data.history = [...(previous ? previous.history ?? [runSummary(previous)] : []), runSummary(data)].slice(-2 * HISTORY);
-  log(`\nfinished in ${seconds} s`);
   if (process.argv.includes('--no-write')) {
     process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
     return;

@@ -8,13 +8,16 @@
 // With --redis-cluster, then also runs bench/redis-cluster.mjs (3 gateways on standalone
 // Redis vs Redis Cluster of 1 and 3 shards, and REDIS_WAIT_REPLICAS=0 vs 1), which writes
 // the "## Redis Cluster" section; without it that section is kept from its last run.
-// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --redis-cluster]
+// With --durability, bench/durability.mjs (memory only vs AOF everysec vs AOF always)
+// writes the "## Durability" section the same way.
+// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --redis-cluster] [-- --durability]
 import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { COMMAND_LINE as DURABILITY_COMMAND, durabilitySection } from './durability.mjs';
 import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -270,11 +273,12 @@ load-generator processes using source addresses 127.0.0.1–127.0.0.40. Held at
 once: ${fmt(big.heldByGateways)} (per gateway: ${big.perGateway.map((n) => fmt(n)).join(', ')}); gateway memory
 ${fmt(big.bytesPerConnection)} bytes per connection; connect time p99 ${fmt(big.connectP99Ms, 1)} ms.
 ` : ''}
-${clusterSection() ? `${clusterSection()}\n` : ''}## Commands
+${clusterSection() ? `${clusterSection()}\n` : ''}${durabilitySection() ? `${durabilitySection()}\n` : ''}## Commands
 
 \`\`\`sh
 npm run bench                 # everything above (about 10 minutes); --quick for a short pass, --skip-100k to skip the big hold
 ${CLUSTER_COMMAND}
+${DURABILITY_COMMAND}
 \`\`\`
 
 Each row runs, against freshly started servers:
@@ -311,9 +315,10 @@ try {
 } finally {
   await stopAll(children);
 }
-if (process.argv.includes('--redis-cluster')) {
-  // Its own processes, started and stopped by itself; it rewrites the Redis Cluster section.
-  const child = start(process.execPath, ['bench/redis-cluster.mjs', ...(quick ? ['--quick'] : [])]);
+// Each with its own processes, started and stopped by itself; each rewrites its own section.
+for (const [flag, script] of [['--redis-cluster', 'bench/redis-cluster.mjs'], ['--durability', 'bench/durability.mjs']]) {
+  if (!process.argv.includes(flag)) continue;
+  const child = start(process.execPath, [script, ...(quick ? ['--quick'] : [])]);
   child.stdout.resume();
   const code = await new Promise((resolve) => child.once('exit', resolve));
   if (code !== 0) process.exitCode = 1;

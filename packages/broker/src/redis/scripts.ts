@@ -7,12 +7,12 @@ import type { Cluster, Redis } from 'ioredis';
  */
 const LOST = `
 local function newer(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if #am ~= #bm then return #am > #bm end
+  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if da ~= db then return da > db end
+  local am, bm = string.sub(a, 1, da), string.sub(b, 1, db)
   if am ~= bm then return am > bm end
-  if #as ~= #bs then return #as > #bs end
-  return as > bs
+  if #a ~= #b then return #a > #b end
+  return a > b
 end
 local function raiseLost(key, id, pub, channel)
   local current = redis.call('GET', key)
