@@ -6,11 +6,11 @@
 // the "## Durability" section of BENCHMARKS.md.
 // Usage: npm run build && node bench/durability.mjs [--quick] [--no-write]  (about 3 minutes)
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runTopologies, spliceSection } from './redis-cluster.mjs';
+import { report, runTopologies } from './redis-cluster.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(root, 'bench/results/durability.json');
@@ -77,15 +77,7 @@ Raw JSON: \`bench/results/durability.json\`.
 
 async function main() {
   const data = { ...(await runTopologies(TOPOLOGIES, 8)), disk: disk() };
-  if (process.argv.includes('--no-write')) {
-    process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
-    return;
-  }
-  mkdirSync(join(root, 'bench/results'), { recursive: true });
-  writeFileSync(RESULTS, `${JSON.stringify(data, null, 2)}\n`);
-  const benchmarks = join(root, 'BENCHMARKS.md');
-  writeFileSync(benchmarks, spliceSection(readFileSync(benchmarks, 'utf8'), durabilitySection(data), '## Durability', COMMAND_LINE));
-  process.stderr.write('wrote bench/results/durability.json and the Durability section of BENCHMARKS.md\n');
+  report(data, RESULTS, durabilitySection(data), '## Durability', COMMAND_LINE);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

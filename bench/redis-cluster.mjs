@@ -661,11 +661,6 @@ Raw JSON: \`bench/results/redis-cluster.json\`.
 `;
 }
 
-/** Puts the section into BENCHMARKS.md (replacing an earlier one, else before "## Commands") and the command into the Commands block. */
-export function spliceBenchmarks(text, section) {
-  return spliceSection(text, section, '## Redis Cluster', COMMAND_LINE);
-}
-
 /** Replaces the section headed `heading` (else puts it before "## Commands"), and its line in the Commands block. */
 export function spliceSection(text, section, heading, commandLine) {
   const startAt = text.indexOf(`\n${heading}\n`);
@@ -747,15 +742,20 @@ async function main() {
   // Run-to-run spread: summaries of earlier runs (the section shows those made with the same parameters).
   const previous = existsSync(RESULTS) ? JSON.parse(readFileSync(RESULTS, 'utf8')) : null;
   data.history = [...(previous ? previous.history ?? [runSummary(previous)] : []), runSummary(data)].slice(-2 * HISTORY);
+  report(data, RESULTS, clusterSection(data), '## Redis Cluster', COMMAND_LINE);
+}
+
+/** Writes the results and their section of BENCHMARKS.md; with --no-write, prints the JSON instead. */
+export function report(data, resultsPath, section, heading, commandLine) {
   if (process.argv.includes('--no-write')) {
     process.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
     return;
   }
   mkdirSync(join(root, 'bench/results'), { recursive: true });
-  writeFileSync(RESULTS, `${JSON.stringify(data, null, 2)}\n`);
+  writeFileSync(resultsPath, `${JSON.stringify(data, null, 2)}\n`);
   const benchmarks = join(root, 'BENCHMARKS.md');
-  writeFileSync(benchmarks, spliceBenchmarks(readFileSync(benchmarks, 'utf8'), clusterSection(data)));
-  log('wrote bench/results/redis-cluster.json and the Redis Cluster section of BENCHMARKS.md');
+  writeFileSync(benchmarks, spliceSection(readFileSync(benchmarks, 'utf8'), section, heading, commandLine));
+  log(`wrote ${resultsPath} and the ${heading.slice(3)} section of BENCHMARKS.md`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -4,7 +4,7 @@ import { HttpRefusal, TestClient, sleep } from '@chat/testkit';
 import { describe, expect, it } from 'vitest';
 import { trackTestGateways } from './harness.js';
 
-const { gateway, connect } = trackTestGateways();
+const { gateway, connect, twoNodesInRoom } = trackTestGateways();
 
 const ids = (messages: MessageFrame[]) => messages.map((m) => m.id);
 
@@ -207,23 +207,9 @@ describe('joins while live delivery lags behind the stream', () => {
   });
 });
 
-/** A writer on one node and a reader on another, both in `room`, the reader having got `first`. */
-async function twoNodesInRoom(room: string, first: string) {
-  const hub = new MemoryHub();
-  const g1 = await gateway({ NODE_ID: 'n1' }, hub);
-  const g2 = await gateway({ NODE_ID: 'n2' }, hub);
-  const writer = await connect(g1, 'writer');
-  const reader = await connect(g2, 'reader');
-  await writer.request({ type: 'join', room });
-  await reader.request({ type: 'join', room });
-  await writer.request({ type: 'send', room, text: first });
-  await reader.waitFor((f) => f.type === 'message' && f.text === first);
-  return { g2, writer, reader };
-}
-
 describe('a node whose broker was down', () => {
   it('catches up on what the room missed, in order, once, before newer messages', async () => {
-    const { g2, writer, reader } = await twoNodesInRoom('r', 'before');
+    const { g2, writer, reader } = await twoNodesInRoom('r', ['before']);
 
     g2.broker.setAvailable(false);
     for (const text of ['during1', 'during2', 'during3']) await writer.request({ type: 'send', room: 'r', text });
@@ -237,7 +223,7 @@ describe('a node whose broker was down', () => {
   });
 
   it('reads back messages its subscription silently missed, before the next one', async () => {
-    const { g2, writer, reader } = await twoNodesInRoom('gap', 'one');
+    const { g2, writer, reader } = await twoNodesInRoom('gap', ['one']);
     g2.broker.dropRoomMessages(2);
     for (const text of ['two', 'three', 'four']) await writer.request({ type: 'send', room: 'gap', text });
     await reader.until(() => reader.messages('gap').length === 4, { what: 'four messages' });
@@ -246,7 +232,7 @@ describe('a node whose broker was down', () => {
   });
 
   it('catches up again when a second outage ends while the first catch-up is still reading', async () => {
-    const { g2, writer, reader } = await twoNodesInRoom('r2', 'before');
+    const { g2, writer, reader } = await twoNodesInRoom('r2', ['before']);
 
     // The first catch-up reads at once but answers late, as a loaded Redis does.
     let release!: () => void;

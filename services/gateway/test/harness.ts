@@ -46,7 +46,7 @@ export function trackTestGateways() {
     await Promise.all(clients.splice(0).map((c) => c.terminate()));
     await Promise.all(started.splice(0).map((g) => g.close()));
   });
-  return {
+  const tracker = {
     async gateway(env: Record<string, string> = {}, hub?: MemoryHub, deliveryDelayMs = 0): Promise<TestGateway> {
       const g = await startTestGateway(env, hub, deliveryDelayMs);
       started.push(g);
@@ -57,5 +57,27 @@ export function trackTestGateways() {
       clients.push(c);
       return c;
     },
+    /**
+     * Two nodes of one cluster, a writer on the first and a reader on the second,
+     * both in `room`, and `texts` sent by the writer and seen by the reader.
+     */
+    async twoNodesInRoom(room: string, texts: string[]) {
+      const hub = new MemoryHub();
+      const g1 = await tracker.gateway({ NODE_ID: 'n1' }, hub);
+      const g2 = await tracker.gateway({ NODE_ID: 'n2' }, hub);
+      const writer = await tracker.connect(g1, 'writer');
+      const reader = await tracker.connect(g2, 'reader');
+      await writer.request({ type: 'join', room });
+      await reader.request({ type: 'join', room });
+      const ids: string[] = [];
+      for (const text of texts) {
+        const ack = await writer.request({ type: 'send', room, text });
+        if (ack.type !== 'ack') throw new Error(`send refused: ${JSON.stringify(ack)}`);
+        ids.push(ack.id);
+      }
+      await reader.until(() => reader.messages(room).length === texts.length, { what: `${texts.length} messages` });
+      return { hub, g1, g2, writer, reader, ids };
+    },
   };
+  return tracker;
 }

@@ -1,4 +1,3 @@
-import { MemoryHub } from '@chat/broker';
 import type { AckFrame, JoinedFrame } from '@chat/protocol';
 import type { TestClient } from '@chat/testkit';
 import { describe, expect, it } from 'vitest';
@@ -10,7 +9,7 @@ import { trackTestGateways, type TestGateway } from './harness.js';
  * in-memory hub). Whoever may have missed them is told: members connected are
  * closed with 1013, and every rejoin from before the loss says recovered: false.
  */
-const { gateway, connect } = trackTestGateways();
+const { gateway, connect, twoNodesInRoom } = trackTestGateways();
 
 async function send(client: TestClient, room: string, text: string): Promise<string> {
   const reply = await client.request({ type: 'send', room, text });
@@ -26,19 +25,7 @@ async function rejoin(g: TestGateway, user: string, room: string, since: string)
 }
 
 /** A writer on one node, a reader on another, both in `room`, with `count` messages both have seen. */
-async function twoNodes(room: string, count: number) {
-  const hub = new MemoryHub();
-  const g1 = await gateway({ NODE_ID: 'n1' }, hub);
-  const g2 = await gateway({ NODE_ID: 'n2' }, hub);
-  const writer = await connect(g1, 'writer');
-  const reader = await connect(g2, 'reader');
-  await writer.request({ type: 'join', room });
-  await reader.request({ type: 'join', room });
-  const ids: string[] = [];
-  for (let i = 0; i < count; i++) ids.push(await send(writer, room, `m${i}`));
-  await reader.until(() => reader.messages(room).length === count, { what: `${count} messages` });
-  return { hub, g1, g2, writer, reader, ids };
-}
+const twoNodes = (room: string, count: number) => twoNodesInRoom(room, Array.from({ length: count }, (_, i) => `m${i}`));
 
 describe('a room whose stream lost messages its members had seen', () => {
   it('Redis restarted empty: members are closed 1013, and nobody rejoining from before is told recovered', async () => {
