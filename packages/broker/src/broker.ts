@@ -27,10 +27,13 @@ export interface Broker {
 
   /**
    * Stores a message and publishes it in one atomic step, so publish order is
-   * store order. Resolves with the message id. Subscribers get a loss the
-   * append found (see `lastDelivered`) before the message.
+   * store order. Subscribers get a loss the append found (see `lastDelivered`)
+   * before the message. With an `idempotencyKey` already used in the room within
+   * the idempotency window, nothing is stored or published: the result is the
+   * first message's, marked as a repeat. The check and the append are one step,
+   * so two racing repeats on two nodes never both store.
    */
-  append(message: AppendRequest): Promise<string>;
+  append(message: AppendRequest): Promise<AppendResult>;
 
   /** The room's newest stored id and its loss mark (see markLost), read together. */
   streamHead(room: string): Promise<StreamHead>;
@@ -78,9 +81,11 @@ export interface Broker {
   /**
    * Assigns an id and delivers `head + id + body` to every node subscribed to
    * `to`. Resolves with the id and how many nodes got it: 0 means `to` has no
-   * connection anywhere. Nothing is stored.
+   * connection anywhere. Nothing is stored but, with an `idempotencyKey`, the
+   * fact that it was delivered: a repeat to the same recipient within the window
+   * is not delivered again and resolves with the first one's id and ts.
    */
-  sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }>;
+  sendDirect(message: DirectRequest): Promise<DirectResult>;
 
   /** Delivers a finished frame to every node subscribed to `user`. */
   publishToUser(user: string, frame: string): Promise<void>;
@@ -110,6 +115,34 @@ export interface AppendRequest {
    * stored, the stream lost it: the append marks that (see markLost) first.
    */
   lastDelivered?: string;
+  /** Opaque; appends to the room with the same key within the idempotency window store once. */
+  idempotencyKey?: string;
+}
+
+export interface AppendResult {
+  id: string;
+  /** The `ts` the message was stored with: the request's, or the first one's for a repeat. */
+  ts: number;
+  /** True when the idempotency key was used before: nothing was stored or published now. */
+  repeat: boolean;
+}
+
+export interface DirectRequest {
+  to: string;
+  /** Bytes of the frame before the id, and after it. */
+  head: string;
+  body: string;
+  ts: number;
+  /** Opaque; direct messages to `to` with the same key within the idempotency window are delivered once. */
+  idempotencyKey?: string;
+}
+
+export interface DirectResult {
+  id: string;
+  ts: number;
+  /** Nodes the frame reached now: 0 when `to` has no connection anywhere (and for a repeat, which is not sent again). */
+  receivers: number;
+  repeat: boolean;
 }
 
 /** A stored room message: its frame is `head + id + body`. */

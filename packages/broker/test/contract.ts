@@ -55,8 +55,8 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
   }
 }
 
-const append = (broker: Broker, room: string, text: string, ts = Date.now()) =>
-  broker.append({ room, head: `<${room}|`, body: `|${text}>`, ts });
+const append = async (broker: Broker, room: string, text: string, ts = Date.now()) =>
+  (await broker.append({ room, head: `<${room}|`, body: `|${text}>`, ts })).id;
 
 /** The behaviour every Broker implementation promises (see broker.ts). */
 export function brokerContract(name: string, makeHarness: () => Promise<BrokerHarness>): void {
@@ -182,8 +182,8 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       const first = await append(a, 'd', 'first');
       const [ms] = first.split('-');
       const delivered = `${ms}-999`; // delivered once, gone from the stream now
-      const id = await a.append({ room: 'd', head: '<d|', body: '|next>', ts: 1, lastDelivered: delivered });
-      const again = await a.append({ room: 'd', head: '<d|', body: '|again>', ts: 1, lastDelivered: id }); // in step: nothing to mark
+      const { id } = await a.append({ room: 'd', head: '<d|', body: '|next>', ts: 1, lastDelivered: delivered });
+      const { id: again } = await a.append({ room: 'd', head: '<d|', body: '|again>', ts: 1, lastDelivered: id }); // in step: nothing to mark
       await eventually(() => lb.inRoom('d').length === 3, 'three messages');
       // The loss reaches subscribers before the message appended after it.
       expect(lb.arrivals.get('d')).toEqual([`m:${first}`, `l:${delivered}`, `m:${id}`, `m:${again}`]);
@@ -230,17 +230,48 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
     it('delivers a direct frame to every node of the user and counts them; 0 when nobody has them', async () => {
       await a.subscribeUser('dana');
       await b.subscribeUser('dana');
-      const first = await a.sendDirect('dana', '<', '>');
+      const first = await a.sendDirect({ to: 'dana', head: '<', body: '>', ts: 1 });
       expect(first.receivers).toBe(2);
-      const second = await b.sendDirect('dana', '<', '>');
+      const second = await b.sendDirect({ to: 'dana', head: '<', body: '>', ts: 1 });
       expect(compareIds(second.id, first.id)).toBeGreaterThan(0);
       await eventually(() => la.userFrames.length === 2 && lb.userFrames.length === 2, 'two frames each');
       expect(la.userFrames).toEqual([`dana:<${first.id}>`, `dana:<${second.id}>`]);
-      expect((await a.sendDirect('nobody', '<', '>')).receivers).toBe(0);
+      expect((await a.sendDirect({ to: 'nobody', head: '<', body: '>', ts: 1 })).receivers).toBe(0);
       await a.unsubscribeUser('dana');
       await b.publishToUser('dana', 'copy');
       await eventually(() => lb.userFrames.length === 3, 'copy');
       expect(la.userFrames).toHaveLength(2);
+    });
+
+    it('stores an append with an idempotency key once, on any node; a repeat gets the first id and ts', async () => {
+      await a.subscribeRoom('i');
+      const keyed = (broker: Broker, key: string, body: string, ts: number, room = 'i') =>
+        broker.append({ room, head: `<${room}|`, body: `|${body}>`, ts, idempotencyKey: key });
+      const first = await keyed(a, 'alice/k1', 'one', 100);
+      expect(first).toMatchObject({ ts: 100, repeat: false });
+      // Racing repeats from both nodes, and a late one: none stores again.
+      const repeats = await Promise.all([keyed(a, 'alice/k1', 'one', 200), keyed(b, 'alice/k1', 'one', 300), keyed(b, 'alice/k1', 'other', 400)]);
+      for (const r of repeats) expect(r).toEqual({ id: first.id, ts: 100, repeat: true });
+      const other = await keyed(b, 'alice/k2', 'two', 500);
+      const elsewhere = await keyed(b, 'alice/k1', 'one', 600, 'i2');
+      expect([other.repeat, elsewhere.repeat]).toEqual([false, false]);
+      expect((await b.history('i', undefined, 10)).map((m) => m.body)).toEqual(['|one>', '|two>']);
+      await eventually(() => la.inRoom('i').length === 2, 'two deliveries');
+      expect(la.inRoom('i').map((m) => m.id)).toEqual([first.id, other.id]);
+    });
+
+    it('delivers a keyed direct message once, and again after an attempt that reached nobody', async () => {
+      await b.subscribeUser('erin');
+      const dm = (broker: Broker, to: string, ts: number) => broker.sendDirect({ to, head: '<', body: '>', ts, idempotencyKey: 'frank/k' });
+      const offline = await dm(a, 'nobody-here', 1);
+      expect(offline).toMatchObject({ receivers: 0, repeat: false });
+      expect(await dm(a, 'nobody-here', 2)).toMatchObject({ receivers: 0, repeat: false }); // not recorded: nobody got it
+      const first = await dm(a, 'erin', 3);
+      expect(first).toMatchObject({ receivers: 1, ts: 3, repeat: false });
+      expect(await dm(b, 'erin', 4)).toEqual({ id: first.id, ts: 3, receivers: 0, repeat: true });
+      await eventually(() => lb.userFrames.length === 1, 'one frame');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(lb.userFrames).toEqual([`erin:<${first.id}>`]);
     });
 
     it(`keeps about ${HISTORY_SIZE} messages and reports a trimmed gap as incomplete`, async () => {

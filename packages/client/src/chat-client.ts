@@ -15,6 +15,8 @@ import {
   type WelcomeFrame,
 } from '@chat/protocol';
 import { Emitter } from './emitter.js';
+import { ChatRequestError } from './errors.js';
+import { Outbox, newKey, type Outgoing } from './outbox.js';
 
 /** The WebSocket API subset the client needs: the browser's, or `ws` in Node. */
 export interface WebSocketLike {
@@ -43,6 +45,8 @@ export interface ChatClientOptions {
   queueLimit?: number;
   /** A request without an answer in this time fails. Default 10 s. */
   requestTimeoutMs?: number;
+  /** A send refused as `unavailable` or `rate_limited` is retried (with backoff) until this long after its first attempt. Default 30 s. */
+  retryForMs?: number;
   /** Reconnect backoff: first delay, and the cap. Defaults 250 ms and 10 s; each delay is jittered. */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -55,29 +59,30 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   typing(event: TypingEventFrame): void;
   dm(message: DirectMessageFrame): void;
   state(state: ConnectionState, detail: { code?: number; reason?: string; node?: string }): void;
-  /** A (re)join completed; `gap` is true when messages after the last one seen are no longer stored. */
+  /**
+   * A (re)join completed, its history already delivered as `message` events;
+   * `gap` is true when the service cannot show that every message after the
+   * last one seen is there (trimmed, or lost by Redis).
+   */
   joined(frame: JoinedFrame, info: { resumed: boolean; gap: boolean }): void;
   /** An `error` frame that answered no pending request. */
   error(error: ErrorFrame): void;
 }
 
-/** An `error` frame received for a request. */
-export class ChatRequestError extends Error {
-  override readonly name = 'ChatRequestError';
-  constructor(readonly code: ErrorFrame['code'] | 'disconnected' | 'timeout' | 'queue_full', message: string) {
-    super(message);
-  }
+export { ChatRequestError };
+
+/** Options of one `send` or `dm`. */
+export interface SendOptions {
+  /** Idempotency key (`[A-Za-z0-9_.:-]{1,64}`); a fresh one by default. Reuse one to make an application-level retry safe. */
+  key?: string;
 }
 
 interface Pending {
   resolve(frame: ServerFrame): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout>;
-}
-
-interface QueuedSend {
-  frame: ClientFrame & { ref: string };
-  pending: Omit<Pending, 'timer'>;
+  /** Runs on the answer before anything read after it (a `joined` frame's history must come before the live messages that follow it). */
+  onAnswer?: (frame: ServerFrame) => void;
 }
 
 const OPEN = 1;
@@ -88,9 +93,11 @@ const OPEN = 1;
  * in order, with no gap. Close codes are honoured: 1001 (node going away)
  * reconnects at once, 1008 (policy: flooding, expired token) does not retry and
  * goes `offline`; anything else retries with jittered exponential backoff.
- * Sends made while disconnected are queued (up to `queueLimit`) and sent after
- * the rooms are rejoined; a send whose connection dropped before its `ack` fails
- * with code `disconnected` (it may or may not have been stored).
+ * Every send carries an idempotency key, so it is resent rather than failed:
+ * one made while disconnected is queued (up to `queueLimit`), one whose
+ * connection dropped before its `ack` goes out again after the rejoin, and one
+ * refused as `unavailable` is retried; the service stores it once, and the
+ * promise resolves once, with its one id.
  */
 export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #options: Required<Omit<ChatClientOptions, 'user' | 'token' | 'webSocket' | 'url'>> & Pick<ChatClientOptions, 'user' | 'token'>;
@@ -100,7 +107,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** room -> newest id seen (undefined: joined, nothing seen yet) */
   readonly #rooms = new Map<string, string | undefined>();
   readonly #pending = new Map<string, Pending>();
-  readonly #queue: QueuedSend[] = [];
+  readonly #outbox: Outbox;
   #ws: WebSocketLike | null = null;
   #state: ConnectionState = 'closed';
   #welcome: WelcomeFrame | undefined;
@@ -114,9 +121,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const { url, ...rest } = options;
     this.#urls = Array.isArray(url) ? url : [url];
     if (this.#urls.length === 0) throw new Error('ChatClient needs at least one url');
-    this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, backoffMinMs: 250, backoffMaxMs: 10_000, ...rest };
+    this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 250, backoffMaxMs: 10_000, ...rest };
     const factory = options.webSocket ?? ((url: string) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
     this.#factory = factory;
+    const { queueLimit, requestTimeoutMs, retryForMs } = this.#options;
+    this.#outbox = new Outbox({ queueLimit, requestTimeoutMs, retryForMs, retryMinMs: 250, retryMaxMs: 4000 });
   }
 
   get state(): ConnectionState {
@@ -166,13 +175,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     await this.#request({ type: 'leave', room });
   }
 
-  /** Resolves with the `ack`; queued while disconnected. */
-  send(room: string, text: string): Promise<AckFrame> {
-    return this.#requestOrQueue({ type: 'send', room, text }) as Promise<AckFrame>;
+  /** Resolves with the `ack`, once, however often it had to be sent; queued while disconnected. */
+  send(room: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    return this.#deliver({ type: 'send', room, text, key: options.key ?? newKey(), ref: this.#nextRef() });
   }
 
-  dm(to: string, text: string): Promise<AckFrame> {
-    return this.#requestOrQueue({ type: 'dm', to, text }) as Promise<AckFrame>;
+  dm(to: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    return this.#deliver({ type: 'dm', to, text, key: options.key ?? newKey(), ref: this.#nextRef() });
   }
 
   /** Best effort: dropped while disconnected. */
@@ -203,15 +212,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (ws !== this.#ws) return;
     this.#ws = null;
     this.#ready = false;
-    for (const [ref, p] of this.#pending) {
-      clearTimeout(p.timer);
-      p.reject(new ChatRequestError('disconnected', 'connection lost before the answer; the request may or may not have taken effect'));
-      this.#pending.delete(ref);
-    }
+    this.#outbox.close(); // sends in flight go out again after the next rejoin
+    this.#failPending('connection lost before the answer; the request may or may not have taken effect');
     if (this.#state === 'closed') return;
     if (code === CloseCode.POLICY_VIOLATION) {
       this.#setState('offline', { code, reason });
-      this.#failQueue('the server refused this connection (policy); not retrying');
+      this.#outbox.failAll('the server refused this connection (policy); not retrying');
       return;
     }
     const delay = code === CloseCode.GOING_AWAY ? Math.random() * 250 : this.#backoff();
@@ -226,21 +232,30 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
 
-  /** After `welcome`: rejoin every room with since, then flush queued sends. */
+  /** After `welcome`: rejoin every room with since, then send what waits (resends first). */
   async #resume(): Promise<void> {
+    const ws = this.#ws;
     const rejoins = [...this.#rooms].map(([room, since]) => this.#joinFrame(room, since).catch(() => undefined));
     await Promise.all(rejoins);
+    if (ws === null || ws !== this.#ws) return; // dropped again meanwhile: the next welcome resumes
     this.#attempt = 0;
     this.#ready = true;
     this.#setState('connected', { node: this.#welcome?.node });
-    for (const queued of this.#queue.splice(0)) this.#dispatch(queued.frame, queued.pending);
+    this.#outbox.open((frame) => ws.send(JSON.stringify(frame)));
   }
 
+  /**
+   * The history goes to the application as the `joined` frame is read, before
+   * any frame read after it: a runtime may hand several frames over in one go
+   * (Node's `ws` does, without running promise continuations between them).
+   */
   async #joinFrame(room: string, since: string | undefined): Promise<JoinedFrame> {
-    const frame = (await this.#request(since === undefined ? { type: 'join', room } : { type: 'join', room, since })) as JoinedFrame;
-    for (const m of frame.history) this.#onMessage(m);
-    this.emit('joined', frame, { resumed: since !== undefined, gap: frame.recovered === false });
-    return frame;
+    const frame = since === undefined ? { type: 'join' as const, room } : { type: 'join' as const, room, since };
+    return (await this.#request(frame, (answer) => {
+      if (answer.type !== 'joined') return;
+      for (const m of answer.history) this.#onMessage(m);
+      this.emit('joined', answer, { resumed: since !== undefined, gap: answer.recovered === false });
+    })) as JoinedFrame;
   }
 
   #onFrame(raw: string): void {
@@ -263,6 +278,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         break;
     }
     const ref = 'ref' in frame ? frame.ref : undefined;
+    if (ref !== undefined && (frame.type === 'ack' || frame.type === 'error') && this.#outbox.answer(ref, frame)) return;
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (pending === undefined) {
       if (frame.type === 'error') this.emit('error', frame);
@@ -270,8 +286,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     this.#pending.delete(ref!);
     clearTimeout(pending.timer);
-    if (frame.type === 'error') pending.reject(new ChatRequestError(frame.code, frame.message));
-    else pending.resolve(frame);
+    if (frame.type === 'error') return pending.reject(new ChatRequestError(frame.code, frame.message));
+    pending.onAnswer?.(frame);
+    pending.resolve(frame);
   }
 
   /** Each message once, in order: anything at or below the newest id seen in its room is a repeat. */
@@ -285,48 +302,45 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   // ---- requests ------------------------------------------------------------------
 
-  #request(frame: ClientFrame): Promise<ServerFrame> {
+  #nextRef(): string {
+    return `r${++this.#refs}`;
+  }
+
+  #request(frame: ClientFrame, onAnswer?: Pending['onAnswer']): Promise<ServerFrame> {
     return new Promise((resolve, reject) => {
-      if (this.#ws === null || this.#ws.readyState !== OPEN || this.#welcome === undefined) {
+      const ws = this.#ws;
+      if (ws === null || ws.readyState !== OPEN || this.#welcome === undefined) {
         reject(new ChatRequestError('disconnected', 'not connected'));
         return;
       }
-      this.#dispatch({ ...frame, ref: `r${++this.#refs}` }, { resolve, reject });
+      const ref = this.#nextRef();
+      const timer = setTimeout(() => {
+        this.#pending.delete(ref);
+        reject(new ChatRequestError('timeout', `no answer within ${this.#options.requestTimeoutMs} ms`));
+      }, this.#options.requestTimeoutMs);
+      this.#pending.set(ref, { resolve, reject, timer, onAnswer });
+      ws.send(JSON.stringify({ ...frame, ref }));
     });
   }
 
-  #requestOrQueue(frame: ClientFrame): Promise<ServerFrame> {
-    return new Promise((resolve, reject) => {
-      const withRef = { ...frame, ref: `r${++this.#refs}` };
-      if (this.#ready && this.#ws?.readyState === OPEN) return this.#dispatch(withRef, { resolve, reject });
-      if (this.#state === 'closed' || this.#state === 'offline') return reject(new ChatRequestError('disconnected', `client is ${this.#state}`));
-      if (this.#queue.length >= this.#options.queueLimit) {
-        return reject(new ChatRequestError('queue_full', `${this.#options.queueLimit} sends already wait for the connection`));
-      }
-      this.#queue.push({ frame: withRef, pending: { resolve, reject } });
-    });
+  #deliver(frame: Outgoing): Promise<AckFrame> {
+    if (this.#state === 'closed' || this.#state === 'offline') {
+      return Promise.reject(new ChatRequestError('disconnected', `client is ${this.#state}`));
+    }
+    return this.#outbox.add(frame);
   }
 
-  #dispatch(frame: ClientFrame & { ref: string }, pending: Omit<Pending, 'timer'>): void {
-    const timer = setTimeout(() => {
-      this.#pending.delete(frame.ref);
-      pending.reject(new ChatRequestError('timeout', `no answer within ${this.#options.requestTimeoutMs} ms`));
-    }, this.#options.requestTimeoutMs);
-    this.#pending.set(frame.ref, { ...pending, timer });
-    this.#ws!.send(JSON.stringify(frame));
-  }
-
-  #failQueue(reason: string): void {
-    for (const queued of this.#queue.splice(0)) queued.pending.reject(new ChatRequestError('disconnected', reason));
+  #failPending(reason: string): void {
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new ChatRequestError('disconnected', reason));
+    }
+    this.#pending.clear();
   }
 
   #failAll(reason: string): void {
-    this.#failQueue(reason);
-    for (const [ref, p] of this.#pending) {
-      clearTimeout(p.timer);
-      p.reject(new ChatRequestError('disconnected', reason));
-      this.#pending.delete(ref);
-    }
+    this.#outbox.failAll(reason);
+    this.#failPending(reason);
   }
 
   #setState(state: ConnectionState, detail: { code?: number; reason?: string; node?: string }): void {

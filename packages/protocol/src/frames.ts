@@ -4,8 +4,14 @@ import type { ErrorCode } from './codes.js';
 
 export interface JoinFrame { type: 'join'; room: string; since?: string; ref?: string }
 export interface LeaveFrame { type: 'leave'; room: string; ref?: string }
-export interface SendFrame { type: 'send'; room: string; text: string; ref?: string }
-export interface DirectSendFrame { type: 'dm'; to: string; text: string; ref?: string }
+/**
+ * `key` (an addition to the contract): an idempotency key. The same user sending
+ * the same key to the same room (for `dm`: the same recipient) within the
+ * service's idempotency window stores and delivers the message once; every
+ * repeat gets the first message's ack.
+ */
+export interface SendFrame { type: 'send'; room: string; text: string; key?: string; ref?: string }
+export interface DirectSendFrame { type: 'dm'; to: string; text: string; key?: string; ref?: string }
 export interface TypingFrame { type: 'typing'; room: string; ref?: string }
 export interface HistoryRequestFrame { type: 'history'; room: string; before?: string; limit?: number; ref?: string }
 export interface PingFrame { type: 'ping'; ref?: string }

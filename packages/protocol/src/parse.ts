@@ -1,5 +1,5 @@
 import { CloseCode, type ErrorCode } from './codes.js';
-import type { ClientFrame, HistoryRequestFrame, JoinFrame } from './frames.js';
+import type { ClientFrame, DirectSendFrame, HistoryRequestFrame, JoinFrame, SendFrame } from './frames.js';
 import { isMessageId } from './ids.js';
 import { isValidName } from './names.js';
 
@@ -99,6 +99,15 @@ function checkText(o: RawObject, limits: FrameLimits): FrameError | undefined {
   return undefined;
 }
 
+function checkKey(o: RawObject): FrameError | undefined {
+  return o.key === undefined || isValidName(o.key) ? undefined : badField('key', 'an idempotency key matching ^[A-Za-z0-9_.:-]{1,64}$');
+}
+
+function withKey<T extends SendFrame | DirectSendFrame>(frame: T, o: RawObject): T {
+  if (o.key !== undefined) frame.key = o.key as string;
+  return frame;
+}
+
 function withRef<T extends ClientFrame>(frame: T, o: RawObject): T {
   if (typeof o.ref === 'string') frame.ref = o.ref;
   return frame;
@@ -119,11 +128,12 @@ const VALIDATORS = new Map<string, Validator>(Object.entries({
     return checkRoom(o) ?? withRef({ type: 'leave', room: o.room as string }, o);
   },
   send(o, limits) {
-    return checkRoom(o) ?? checkText(o, limits) ?? withRef({ type: 'send', room: o.room as string, text: o.text as string }, o);
+    return checkRoom(o) ?? checkText(o, limits) ?? checkKey(o)
+      ?? withRef(withKey({ type: 'send', room: o.room as string, text: o.text as string }, o), o);
   },
   dm(o, limits) {
     if (!isValidName(o.to)) return badField('to', 'a user id matching ^[A-Za-z0-9_.:-]{1,64}$');
-    return checkText(o, limits) ?? withRef({ type: 'dm', to: o.to, text: o.text as string }, o);
+    return checkText(o, limits) ?? checkKey(o) ?? withRef(withKey({ type: 'dm', to: o.to, text: o.text as string }, o), o);
   },
   typing(o) {
     return checkRoom(o) ?? withRef({ type: 'typing', room: o.room as string }, o);

@@ -9,7 +9,6 @@ import {
   encodeLeft,
   encodePong,
   encodeTyping,
-  messageFrameBody,
   type ClientFrame,
   type DirectSendFrame,
   type HistoryRequestFrame,
@@ -22,6 +21,7 @@ import { ChatError, toChatError } from './errors.js';
 import type { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import { postRoomMessage, scopedKey } from './room-messages.js';
 import type { RoomRegistry } from './rooms/registry.js';
 import type { Session } from './session.js';
 
@@ -95,18 +95,11 @@ export class CommandHandler {
     session.send(encodeLeft(room, ref));
   }
 
-  async #send(session: Session, { room, text, ref }: SendFrame): Promise<void> {
+  async #send(session: Session, { room, text, key, ref }: SendFrame): Promise<void> {
     this.#authorize(session, room);
     if (!session.rooms.has(room)) throw notJoined(room);
     this.#refuseWhileClosing();
-    const { broker, rooms, inFlight, metrics } = this.deps;
-    const ts = Date.now();
-    const append = broker.append({
-      room, head: rooms.head(room), body: messageFrameBody(session.user, text, ts), ts, lastDelivered: rooms.lastDelivered(room),
-    });
-    const id = await inFlight.track(append);
-    metrics.brokerPublishSeconds.observe((Date.now() - ts) / 1000);
-    metrics.messagesAccepted.inc();
+    const { id, ts } = await postRoomMessage(this.deps, { room, user: session.user, text, key });
     session.send(encodeAck(ref, id, ts));
   }
 
@@ -117,15 +110,23 @@ export class CommandHandler {
     await this.deps.broker.publishRoomEvent(room, session.user, encodeTyping(room, session.user));
   }
 
-  /** To every connection of the recipient, then a copy to every connection of the sender. */
-  async #direct(session: Session, { to, text, ref }: DirectSendFrame): Promise<void> {
+  /**
+   * To every connection of the recipient, then a copy to every connection of the
+   * sender. A repeat of one already delivered (same key) is only acknowledged again.
+   */
+  async #direct(session: Session, { to, text, key, ref }: DirectSendFrame): Promise<void> {
     if (!this.deps.config.dmsEnabled) throw new ChatError('forbidden', 'direct messages are disabled on this service');
     if (!allowedBy(session.identity.dm, to)) throw new ChatError('forbidden', `your token does not allow direct messages to "${to}"`);
     this.#refuseWhileClosing();
     const { broker, inFlight, log } = this.deps;
-    const ts = Date.now();
-    const body = dmFrameBody(session.user, to, text, ts);
-    const { id, receivers } = await inFlight.track(broker.sendDirect(to, DM_FRAME_HEAD, body));
+    const sentAt = Date.now();
+    const body = dmFrameBody(session.user, to, text, sentAt);
+    const idempotencyKey = key === undefined ? undefined : scopedKey(session.user, key);
+    const { id, ts, receivers, repeat } = await inFlight.track(broker.sendDirect({ to, head: DM_FRAME_HEAD, body, ts: sentAt, idempotencyKey }));
+    if (repeat) {
+      this.deps.metrics.repeatedSends.inc();
+      return session.send(encodeAck(ref, id, ts));
+    }
     if (receivers === 0) throw new ChatError('offline', `"${to}" has no open connection`);
     this.deps.metrics.directMessages.inc();
     if (to !== session.user) {

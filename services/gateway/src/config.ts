@@ -32,6 +32,8 @@ export interface Config {
   readonly drainTimeoutMs: number;
   readonly brokerTimeoutMs: number;
   readonly presenceTtlMs: number;
+  /** How long a send's idempotency key is remembered after its last use. */
+  readonly idempotencyTtlMs: number;
   readonly typingIntervalMs: number;
   /** Unset: /metrics is served on PORT. */
   readonly metricsPort: number | undefined;
@@ -88,6 +90,7 @@ export function loadConfig(env: Env = process.env): Config {
     drainTimeoutMs: read.int('DRAIN_TIMEOUT_MS', 10_000, 100, 600_000),
     brokerTimeoutMs: read.int('BROKER_TIMEOUT_MS', 2000, 50, 60_000),
     presenceTtlMs: read.int('PRESENCE_TTL_MS', 10_000, 200, 3_600_000),
+    idempotencyTtlMs: read.int('IDEMPOTENCY_TTL_S', 600, 1, 7 * 24 * 3600) * 1000,
     typingIntervalMs: read.int('TYPING_MIN_INTERVAL_MS', 1000, 0, 60_000),
     metricsPort: read.optionalInt('METRICS_PORT', 0, 65535),
     metricsEnabled: read.bool('METRICS_ENABLED', true),

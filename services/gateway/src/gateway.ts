@@ -93,7 +93,7 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
     limits: new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp),
   }));
   registerWebPage(app, new URL('./public/', import.meta.url));
-  registerPublishApi(app, { config, broker, rooms, inFlight, metrics });
+  registerPublishApi(app, { config, broker, rooms, inFlight, metrics, log });
   for (const target of new Set([app, metricsApp])) {
     registerHealthRoutes(target, readiness);
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);

@@ -56,7 +56,7 @@ function loadConfigOrExit(): Config {
 function createBroker(config: Config, log: Logger): { broker: Broker; redis?: RedisClients } {
   if (config.redis === undefined) {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
-    return { broker: new MemoryBroker({ historySize: config.historySize }) };
+    return { broker: new MemoryBroker({ historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs }) };
   }
   const brokerLog = log.child({ component: 'broker' });
   const redis = createRedisClients(config.redis, {
@@ -75,6 +75,7 @@ function createBroker(config: Config, log: Logger): { broker: Broker; redis?: Re
     historySize: config.historySize,
     nodeId: config.nodeId,
     presenceTtlMs: config.presenceTtlMs,
+    idempotencyTtlMs: config.idempotencyTtlMs,
     connectWaitMs: config.brokerTimeoutMs,
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,

@@ -1,11 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Broker } from '@chat/broker';
-import { isValidName, messageFrameBody } from '@chat/protocol';
+import { isValidName } from '@chat/protocol';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { Config } from './config.js';
 import { toChatError } from './errors.js';
 import type { InFlight } from './in-flight.js';
+import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import { postRoomMessage } from './room-messages.js';
 import type { RoomRegistry } from './rooms/registry.js';
 
 export interface PublishApiDeps {
@@ -14,13 +16,15 @@ export interface PublishApiDeps {
   rooms: RoomRegistry;
   inFlight: InFlight;
   metrics: Metrics;
+  log: Logger;
 }
 
 /**
  * POST /api/rooms/:room/messages — for trusted backends, with the API key in
  * `Authorization: Bearer <key>` or `X-API-Key`. Body: {"user": U, "text": T}.
  * Same validation, ordering and ids as a client's `send`. 201 {"id","ts"};
- * errors as {"code","message"} with 400/401/413/503.
+ * with an `Idempotency-Key` header used before (same user and room), 200 and the
+ * first message's {"id","ts"}; errors as {"code","message"} with 400/401/413/503.
  */
 export function registerPublishApi(app: TemplatedApp, deps: PublishApiDeps): void {
   const { config } = deps;
@@ -28,6 +32,7 @@ export function registerPublishApi(app: TemplatedApp, deps: PublishApiDeps): voi
   const expected = digest(config.apiKey);
   app.post('/api/rooms/:room/messages', (res, req) => {
     const room = req.getParameter(0);
+    const idempotencyKey = req.getHeader('idempotency-key');
     const authorization = req.getHeader('authorization');
     const presented = authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : req.getHeader('x-api-key');
     const aborted = { value: false };
@@ -38,12 +43,12 @@ export function registerPublishApi(app: TemplatedApp, deps: PublishApiDeps): voi
     if (!timingSafeEqual(digest(presented), expected)) return reply(res, aborted, '401 Unauthorized', { code: 'forbidden', message: 'missing or wrong API key' });
     readBody(res, config.maxFrameBytes, (body) => {
       if (body === null) return reply(res, aborted, '413 Payload Too Large', { code: 'payload_too_large', message: `body exceeds ${config.maxFrameBytes} bytes` });
-      void publish(deps, room, body).then(([status, payload]) => reply(res, aborted, status, payload));
+      void publish(deps, room, body, idempotencyKey === '' ? undefined : idempotencyKey).then(([status, payload]) => reply(res, aborted, status, payload));
     });
   });
 }
 
-async function publish(deps: PublishApiDeps, room: string, body: Buffer): Promise<[string, object]> {
+async function publish(deps: PublishApiDeps, room: string, body: Buffer, key: string | undefined): Promise<[string, object]> {
   let input: { user?: unknown; text?: unknown };
   try {
     input = JSON.parse(body.toString('utf8')) as typeof input;
@@ -57,13 +62,12 @@ async function publish(deps: PublishApiDeps, room: string, body: Buffer): Promis
   if (input.text.length > deps.config.maxTextLength) {
     return ['413 Payload Too Large', { code: 'payload_too_large', message: `"text" exceeds ${deps.config.maxTextLength} characters` }];
   }
-  const ts = Date.now();
+  if (key !== undefined && !isValidName(key)) {
+    return ['400 Bad Request', { code: 'bad_request', message: 'Idempotency-Key must match ^[A-Za-z0-9_.:-]{1,64}$' }];
+  }
   try {
-    const id = await deps.inFlight.track(deps.broker.append({
-      room, head: deps.rooms.head(room), body: messageFrameBody(user, input.text, ts), ts, lastDelivered: deps.rooms.lastDelivered(room),
-    }));
-    deps.metrics.messagesAccepted.inc();
-    return ['201 Created', { id, ts }];
+    const { id, ts, repeat } = await postRoomMessage(deps, { room, user, text: input.text, key });
+    return [repeat ? '200 OK' : '201 Created', { id, ts }];
   } catch (err) {
     const error = toChatError(err);
     return [error.code === 'unavailable' ? '503 Service Unavailable' : '500 Internal Server Error', { code: error.code, message: error.message }];

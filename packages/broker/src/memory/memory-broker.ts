@@ -1,5 +1,7 @@
 import { compareIds } from '@chat/protocol';
-import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage, StreamHead } from '../broker.js';
+import type {
+  AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
+} from '../broker.js';
 import { rangeGap } from '../continuity.js';
 import { BrokerUnavailableError } from '../errors.js';
 import { MIN_STREAM_ID } from '../ids.js';
@@ -46,10 +48,49 @@ class MemoryUser {
   readonly directIds = new IdSequence();
 }
 
+interface OnceRecord {
+  id: string;
+  ts: number;
+  expiresAt: number;
+}
+
+/**
+ * Idempotency records with an expiry. Insertion order is expiry order (every
+ * record lives the same time, and a renewed one moves to the end), so expired
+ * records are dropped from the front as new ones come.
+ */
+class OnceRecords {
+  readonly #records = new Map<string, OnceRecord>();
+
+  /** The record of `key`, renewed for `ttlMs`, or undefined. */
+  seen(key: string, ttlMs: number, now: number): OnceRecord | undefined {
+    this.#expire(now);
+    const record = this.#records.get(key);
+    if (record === undefined) return undefined;
+    this.#records.delete(key);
+    record.expiresAt = now + ttlMs;
+    this.#records.set(key, record);
+    return record;
+  }
+
+  record(key: string, id: string, ts: number, ttlMs: number, now: number): void {
+    this.#records.delete(key);
+    this.#records.set(key, { id, ts, expiresAt: now + ttlMs });
+  }
+
+  #expire(now: number): void {
+    for (const [key, record] of this.#records) {
+      if (record.expiresAt > now) return;
+      this.#records.delete(key);
+    }
+  }
+}
+
 /** State shared by every MemoryBroker of one process: what Redis is to RedisBrokers. */
 export class MemoryHub {
   readonly #rooms = new Map<string, MemoryRoom>();
   readonly #users = new Map<string, MemoryUser>();
+  readonly once = new OnceRecords();
 
   room(name: string): MemoryRoom {
     let room = this.#rooms.get(name);
@@ -85,6 +126,8 @@ export interface MemoryBrokerOptions {
   hub?: MemoryHub;
   /** Delays deliveries to this broker, as pub/sub lags behind commands in Redis (tests). */
   deliveryDelayMs?: number;
+  /** How long an idempotency key is remembered after its last use. */
+  idempotencyTtlMs?: number;
 }
 
 /** A single-process broker: used when no Redis is configured, and in unit tests. */
@@ -93,6 +136,7 @@ export class MemoryBroker implements Broker {
   readonly #historySize: number;
   readonly #trimBatch: number;
   readonly #deliveryDelayMs: number;
+  readonly #idempotencyTtlMs: number;
   readonly #rooms = new Set<string>();
   readonly #users = new Set<string>();
   /** room -> users this broker holds present there */
@@ -107,6 +151,7 @@ export class MemoryBroker implements Broker {
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
     this.#deliveryDelayMs = options.deliveryDelayMs ?? 0;
+    this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
   }
 
   get up(): boolean {
@@ -165,8 +210,11 @@ export class MemoryBroker implements Broker {
     this.#hub.room(room).subscribers.delete(this);
   }
 
-  async append(message: AppendRequest): Promise<string> {
+  async append(message: AppendRequest): Promise<AppendResult> {
     this.#check();
+    const once = message.idempotencyKey === undefined ? undefined : `room/${message.room}/${message.idempotencyKey}`;
+    const first = once === undefined ? undefined : this.#hub.once.seen(once, this.#idempotencyTtlMs, Date.now());
+    if (first !== undefined) return { id: first.id, ts: first.ts, repeat: true };
     const room = this.#hub.room(message.room);
     const id = room.ids.next();
     const prev = room.messages.at(-1)?.id ?? room.trimmed;
@@ -179,7 +227,8 @@ export class MemoryBroker implements Broker {
       if (b.#dropping > 0) b.#dropping--;
       else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev);
     });
-    return id;
+    if (once !== undefined) this.#hub.once.record(once, id, message.ts, this.#idempotencyTtlMs, Date.now());
+    return { id, ts: message.ts, repeat: false };
   }
 
   async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
@@ -253,12 +302,15 @@ export class MemoryBroker implements Broker {
     this.#hub.user(user).subscribers.delete(this);
   }
 
-  async sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }> {
+  async sendDirect({ to, head, body, ts, idempotencyKey }: DirectRequest): Promise<DirectResult> {
     this.#check();
-    const target = this.#hub.user(to);
-    const id = target.directIds.next();
+    const once = idempotencyKey === undefined ? undefined : `user/${to}/${idempotencyKey}`;
+    const first = once === undefined ? undefined : this.#hub.once.seen(once, this.#idempotencyTtlMs, Date.now());
+    if (first !== undefined) return { id: first.id, ts: first.ts, receivers: 0, repeat: true };
+    const id = this.#hub.user(to).directIds.next();
     const receivers = this.#toUser(to, head + id + body);
-    return { id, receivers };
+    if (once !== undefined && receivers > 0) this.#hub.once.record(once, id, ts, this.#idempotencyTtlMs, Date.now());
+    return { id, ts, receivers, repeat: false };
   }
 
   async publishToUser(user: string, frame: string): Promise<void> {

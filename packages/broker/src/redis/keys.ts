@@ -24,6 +24,11 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:lost`;
   }
 
+  /** `<id>|<ts>` of the message first appended with an idempotency key (expires by itself). */
+  roomOnce(room: string, key: string): string {
+    return `${this.prefix}room:{${room}}:once:${key}`;
+  }
+
   /** Sorted set: node incarnation -> expiry (ms, Redis clock). */
   presenceNodes(room: string): string {
     return `${this.prefix}room:{${room}}:nodes`;
@@ -41,6 +46,11 @@ export class KeySpace {
 
   userChannel(user: string): string {
     return `${this.prefix}user:{${user}}`;
+  }
+
+  /** `<id>|<ts>` of a direct message to `user` first delivered with an idempotency key (expires by itself). */
+  directOnce(user: string, key: string): string {
+    return `${this.prefix}user:{${user}}:once:${key}`;
   }
 
   /** An empty stream whose only job is to hand out increasing ids for direct messages to `user`. */

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ReplyError, type Cluster, type Redis } from 'ioredis';
-import type { AppendRequest, Broker, BrokerListener, BrokerStats, RangeResult, StoredMessage, StreamHead } from '../broker.js';
+import type {
+  AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
+} from '../broker.js';
 import { BrokerCommandError, BrokerNotReplicatedError, BrokerUnavailableError } from '../errors.js';
 import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
@@ -34,6 +36,8 @@ export interface RedisBrokerOptions {
   waitReplicas?: number;
   /** How long an append waits for those replicas before it fails as unavailable. */
   waitTimeoutMs?: number;
+  /** How long an idempotency key is remembered after its last use. */
+  idempotencyTtlMs?: number;
   log?: BrokerLog;
 }
 
@@ -51,6 +55,7 @@ export class RedisBroker implements Broker {
   readonly #publish: string;
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
+  readonly #idempotencyTtlMs: number;
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -76,6 +81,7 @@ export class RedisBroker implements Broker {
     this.#publish = options.pubsub.publishCommand;
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
+    this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
     this.#keys = options.keys;
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
@@ -146,14 +152,17 @@ export class RedisBroker implements Broker {
     return this.#unsubscribe(this.#keys.userChannel(user));
   }
 
-  append(message: AppendRequest): Promise<string> {
-    const { room } = message;
+  append(message: AppendRequest): Promise<AppendResult> {
+    const { room, idempotencyKey } = message;
+    const stream = this.#keys.roomStream(room);
     const args: Parameters<ChatScripts['chatAppend']> = [
-      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
+      stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
+      idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
+      idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
     ];
-    if (this.#waitReplicas === 0) return this.#call(() => this.#command.chatAppend(...args));
+    if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await this.#command.chatAppend(...args)));
     return this.#call(() => this.#appendReplicated(args));
   }
 
@@ -161,20 +170,21 @@ export class RedisBroker implements Broker {
    * The append and a WAIT in one pipeline: same connection, same primary (on a
    * cluster the pipeline goes to the room's shard), so WAIT covers this write.
    */
-  async #appendReplicated(args: Parameters<ChatScripts['chatAppend']>): Promise<string> {
+  async #appendReplicated(args: Parameters<ChatScripts['chatAppend']>): Promise<AppendResult> {
     const pipeline = this.#command.pipeline() as unknown as ChatScripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
     pipeline.chatAppend(...args);
     pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
-    const [[appendError, id], [waitError, replicas]] = (await pipeline.exec()) as [[Error | null, string], [Error | null, number]];
+    const [[appendError, reply], [waitError, replicas]] = (await pipeline.exec()) as [[Error | null, [string, string, number]], [Error | null, number]];
     if (appendError !== null) throw appendError;
     if (waitError !== null) throw waitError;
+    const result = appendResult(reply);
     if (replicas < this.#waitReplicas) {
       this.#counts.replicationTimeouts++;
-      throw new BrokerNotReplicatedError(id,
-        `message ${id} is on the primary but reached ${replicas} of ${this.#waitReplicas} replicas within ${this.#waitTimeoutMs} ms; it may not survive a failover`,
+      throw new BrokerNotReplicatedError(result.id,
+        `message ${result.id} is on the primary but reached ${replicas} of ${this.#waitReplicas} replicas within ${this.#waitTimeoutMs} ms; it may not survive a failover`,
       );
     }
-    return id;
+    return result;
   }
 
   async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
@@ -223,11 +233,14 @@ export class RedisBroker implements Broker {
     await this.#call(() => this.#publishTo(this.#keys.roomChannel(room), encodeRoomEvent(user, frame)));
   }
 
-  async sendDirect(to: string, head: string, body: string): Promise<{ id: string; receivers: number }> {
-    const [id, receivers] = await this.#call(() => this.#command.chatDirect(
-      this.#keys.directSequence(to), this.#keys.userChannel(to), head, body, DIRECT_SEQUENCE_TTL_MS, this.#publish,
+  async sendDirect({ to, head, body, ts, idempotencyKey }: DirectRequest): Promise<DirectResult> {
+    const sequence = this.#keys.directSequence(to);
+    const [id, storedTs, repeat, receivers] = await this.#call(() => this.#command.chatDirect(
+      sequence, idempotencyKey === undefined ? sequence : this.#keys.directOnce(to, idempotencyKey),
+      this.#keys.userChannel(to), head, body, DIRECT_SEQUENCE_TTL_MS, this.#publish,
+      ts, idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
     ));
-    return { id, receivers };
+    return { id, ts: Number(storedTs), receivers, repeat: repeat === 1 };
   }
 
   async publishToUser(user: string, frame: string): Promise<void> {
@@ -358,6 +371,10 @@ export class RedisBroker implements Broker {
     timer.unref();
     this.#timers.push(timer);
   }
+}
+
+function appendResult([id, ts, repeat]: [string, string, number]): AppendResult {
+  return { id, ts: Number(ts), repeat: repeat === 1 };
 }
 
 function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {

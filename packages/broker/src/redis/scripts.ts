@@ -24,6 +24,21 @@ end
 `;
 
 /*
+ * seen(key, ttl) is the record of an idempotency key: {id, ts, 1} of the first
+ * message when there is one (its expiry renewed), else nil. ttl '' means no key.
+ */
+const ONCE = `
+local function seen(key, ttl)
+  if ttl == '' then return nil end
+  local first = redis.call('GET', key)
+  if not first then return nil end
+  redis.call('PEXPIRE', key, ttl)
+  local bar = string.find(first, '|', 1, true)
+  return { string.sub(first, 1, bar - 1), string.sub(first, bar + 1), 1 }
+end
+`;
+
+/*
  * Appends a message and publishes it in one atomic step, with the id of the
  * message before it, so a subscriber can tell it missed one. The publish order
  * of a room is its stream order. Trims in batches and records the newest
@@ -31,11 +46,17 @@ end
  * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
  * When the sender's node delivered an id newer than anything stored, the stream
  * lost it (a restart, a failover): that is marked, and announced, first.
+ * With an idempotency key already recorded, nothing is appended: the first
+ * message's id and ts come back, and the record's expiry is renewed (a write,
+ * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
  *
- * KEYS: stream, trimmed-marker, lost-marker
- * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none)
+ * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none)
+ * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
+ *       idempotency ttl in ms ('' when the append has no key)
  */
-const APPEND = LOST + `
+const APPEND = LOST + ONCE + `
+local first = seen(KEYS[4], ARGV[9])
+if first then return first end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local prev = last and last[1] or '0-0'
 if ARGV[8] ~= '' and ARGV[8] ~= prev and newer(ARGV[8], prev) then raiseLost(KEYS[3], ARGV[8], ARGV[7], ARGV[1]) end
@@ -47,7 +68,8 @@ if excess >= tonumber(ARGV[3]) then
   redis.call('SET', KEYS[2], cut[#cut - 1][1])
 end
 redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
-return id
+if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
+return { id, ARGV[4], 0 }
 `;
 
 /*
@@ -163,22 +185,29 @@ return 1
 /*
  * A direct message: an id from the recipient's (always empty) sequence stream,
  * then a publish whose receiver count says whether the user is connected anywhere.
- * KEYS: sequence stream. ARGV: channel, head, body, key ttl, publish command
+ * With an idempotency key: a repeat of one that reached someone is not sent again.
+ * Returns {id, ts, repeat, receivers}.
+ * KEYS: sequence stream, idempotency record (the sequence stream when none)
+ * ARGV: channel, head, body, key ttl, publish command, ts, idempotency ttl in ms ('' when none)
  */
-const DIRECT = `
+const DIRECT = ONCE + `
+local first = seen(KEYS[2], ARGV[7])
+if first then return { first[1], first[2], 1, 0 } end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'x', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return { id, redis.call(ARGV[5], ARGV[1], 'd|' .. ARGV[2] .. id .. ARGV[3]) }
+local receivers = redis.call(ARGV[5], ARGV[1], 'd|' .. ARGV[2] .. id .. ARGV[3])
+if ARGV[7] ~= '' and receivers > 0 then redis.call('SET', KEYS[2], id .. '|' .. ARGV[6], 'PX', ARGV[7]) end
+return { id, ARGV[6], 0, receivers }
 `;
 
 export type RawEntry = [id: string, fields: string[]];
 
 export interface ChatScripts {
   chatAppend(
-    stream: string, trimmed: string, lost: string,
+    stream: string, trimmed: string, lost: string, once: string,
     channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-    lastDelivered: string,
-  ): Promise<string>;
+    lastDelivered: string, onceTtlMs: number | '',
+  ): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
@@ -196,12 +225,15 @@ export interface ChatScripts {
     node: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
   ): Promise<number>;
   chatPresenceNodeLeave(nodes: string, users: string, nodeSet: string, node: string, channel: string, publish: string): Promise<number>;
-  chatDirect(sequence: string, channel: string, head: string, body: string, keyTtlMs: number, publish: string): Promise<[string, number]>;
+  chatDirect(
+    sequence: string, once: string, channel: string, head: string, body: string, keyTtlMs: number, publish: string,
+    ts: number, onceTtlMs: number | '',
+  ): Promise<[id: string, ts: string, repeat: number, receivers: number]>;
 }
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 3, lua: APPEND });
+  redis.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
@@ -209,6 +241,6 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
   redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });
   redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 3, lua: PRESENCE_NODE_LEAVE });
-  redis.defineCommand('chatDirect', { numberOfKeys: 1, lua: DIRECT });
+  redis.defineCommand('chatDirect', { numberOfKeys: 2, lua: DIRECT });
   return redis as C & ChatScripts;
 }

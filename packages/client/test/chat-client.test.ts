@@ -1,0 +1,206 @@
+import type { ClientFrame, MessageFrame, ServerFrame } from '@chat/protocol';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ChatClient, type WebSocketLike } from '../src/index.js';
+
+/**
+ * A socket the test plays the server of. Frames reach the client only when the
+ * test calls `push`, synchronously and back to back when given several, as
+ * Node's `ws` hands over the frames of one read: no promise continuation runs
+ * between them.
+ */
+class FakeSocket implements WebSocketLike {
+  readyState = 0;
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { data: unknown }) => void) | null = null;
+  onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+  readonly sent: Array<ClientFrame & { ref?: string; key?: string }> = [];
+
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as ClientFrame);
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.drop(code, reason);
+  }
+
+  open(user: string): void {
+    this.readyState = 1;
+    this.onopen?.({});
+    this.push({ type: 'welcome', user, connection: `c${Math.random()}`, node: 'fake' });
+  }
+
+  push(...frames: ServerFrame[]): void {
+    for (const frame of frames) this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+
+  drop(code = 1006, reason = ''): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+
+  /** The last frame of `type` the client sent. */
+  last<T extends ClientFrame['type']>(type: T): Extract<ClientFrame, { type: T }> & { ref: string; key?: string } {
+    const frame = [...this.sent].reverse().find((f) => f.type === type);
+    if (frame === undefined) throw new Error(`the client sent no ${type}`);
+    return frame as never;
+  }
+}
+
+const message = (id: string, text = id): MessageFrame => ({ type: 'message', room: 'r', id, user: 'u', text, ts: 1 });
+
+/** A client on fake sockets: `sockets` holds every one it opened, the newest last. */
+function fakeClient(options: { queueLimit?: number; retryForMs?: number } = {}) {
+  const sockets: FakeSocket[] = [];
+  const client = new ChatClient({
+    url: 'ws://fake/ws', user: 'alice', backoffMinMs: 1, backoffMaxMs: 1, ...options,
+    webSocket: () => {
+      const socket = new FakeSocket();
+      sockets.push(socket);
+      return socket;
+    },
+  });
+  const seen: string[] = [];
+  client.on('message', (m) => seen.push(m.id));
+  const socket = () => sockets.at(-1)!;
+  /** Waits for the client to open another socket, connects it, and answers its rejoins with `joined` (no history). */
+  const reconnect = async () => {
+    const before = sockets.length;
+    await vi.waitFor(() => expect(sockets.length).toBeGreaterThan(before));
+    socket().open('alice');
+    for (const room of client.rooms) {
+      await vi.waitFor(() => expect(socket().sent.some((f) => f.type === 'join' && f.room === room)).toBe(true));
+      const join = socket().last('join');
+      socket().push({ type: 'joined', room, ref: join.ref, members: ['alice'], history: [], recovered: true });
+    }
+  };
+  return { client, sockets, socket, seen, reconnect };
+}
+
+async function joined(fake: ReturnType<typeof fakeClient>, room = 'r'): Promise<void> {
+  const connecting = fake.client.connect();
+  await vi.waitFor(() => expect(fake.sockets).toHaveLength(1));
+  fake.socket().open('alice');
+  await connecting;
+  const joining = fake.client.join(room);
+  const join = fake.socket().last('join');
+  fake.socket().push({ type: 'joined', room, ref: join.ref, members: ['alice'], history: [], ...(join.since ? { recovered: true } : {}) });
+  await joining;
+}
+
+describe('ChatClient: history on a (re)join', () => {
+  it('hands a joined frame\'s history to the application before the live message read with it', async () => {
+    const fake = fakeClient();
+    const connecting = fake.client.connect();
+    await vi.waitFor(() => expect(fake.sockets).toHaveLength(1));
+    fake.socket().open('alice');
+    await connecting;
+    const joining = fake.client.join('r');
+    const join = fake.socket().last('join');
+    // One read: the joined frame with two stored messages, and the next live one.
+    fake.socket().push(
+      { type: 'joined', room: 'r', ref: join.ref, members: ['alice'], history: [message('1-1'), message('1-2')] },
+      message('1-3'),
+    );
+    await joining;
+    expect(fake.seen).toEqual(['1-1', '1-2', '1-3']);
+
+    // The same after a reconnect: the rejoin's history comes before what follows it.
+    fake.socket().drop();
+    await vi.waitFor(() => expect(fake.sockets).toHaveLength(2));
+    fake.socket().open('alice');
+    await vi.waitFor(() => expect(fake.socket().sent.some((f) => f.type === 'join')).toBe(true));
+    const rejoin = fake.socket().last('join');
+    expect(rejoin.since).toBe('1-3');
+    fake.socket().push(
+      { type: 'joined', room: 'r', ref: rejoin.ref, members: ['alice'], history: [message('1-4'), message('1-5')], recovered: true },
+      message('1-6'),
+    );
+    await vi.waitFor(() => expect(fake.client.state).toBe('connected'));
+    expect(fake.seen).toEqual(['1-1', '1-2', '1-3', '1-4', '1-5', '1-6']);
+    fake.client.close();
+  });
+});
+
+describe('ChatClient: sends are resent, never failed for a dropped connection', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('gives every send a fresh key unless one is given', async () => {
+    const fake = fakeClient();
+    await joined(fake);
+    const sends = [fake.client.send('r', 'a'), fake.client.send('r', 'b', { key: 'mine-1' }), fake.client.dm('bob', 'c')];
+    for (const s of sends) s.catch(() => undefined); // failed by close() below
+    const [a, b, c] = fake.socket().sent.filter((f) => f.type === 'send' || f.type === 'dm');
+    expect(a!.key).toMatch(/^[0-9a-f]{32}$/);
+    expect(b!.key).toBe('mine-1');
+    expect(c!.key).toMatch(/^[0-9a-f]{32}$/);
+    expect(new Set([a!.key, c!.key]).size).toBe(2);
+    fake.client.close();
+  });
+
+  it('resends a send without an ack after the reconnect and the rejoin, with the same key, and resolves once', async () => {
+    const fake = fakeClient();
+    await joined(fake);
+    const first = fake.client.send('r', 'hello');
+    const original = fake.socket().last('send');
+    const reconnected = fake.reconnect();
+    fake.socket().drop(); // before the ack
+    fake.client.send('r', 'later').catch(() => undefined); // made while disconnected
+    await reconnected;
+    await vi.waitFor(() => expect(fake.socket().sent.filter((f) => f.type === 'send').length).toBeGreaterThan(0));
+    const resent = fake.socket().sent.filter((f) => f.type === 'send');
+    // The dropped one first, then the one made while disconnected; both after the rejoin.
+    expect(resent.map((f) => [f.key, f.text])).toEqual([[original.key, 'hello'], [expect.any(String), 'later']]);
+    expect(fake.socket().sent.findIndex((f) => f.type === 'join')).toBeLessThan(fake.socket().sent.findIndex((f) => f.type === 'send'));
+    fake.socket().push({ type: 'ack', ref: resent[0]!.ref, id: '5-0', ts: 7 });
+    await expect(first).resolves.toEqual({ type: 'ack', ref: resent[0]!.ref, id: '5-0', ts: 7 });
+    fake.client.close();
+  });
+
+  it('retries a send refused as unavailable, with the same key, until it is acknowledged', async () => {
+    const fake = fakeClient();
+    await joined(fake);
+    const sending = fake.client.send('r', 'slow redis');
+    const attempt = fake.socket().last('send');
+    fake.socket().push({ type: 'error', ref: attempt.ref, code: 'unavailable', message: 'broker down' });
+    await vi.waitFor(() => expect(fake.socket().sent.filter((f) => f.type === 'send')).toHaveLength(2), { timeout: 2000 });
+    const retry = fake.socket().last('send');
+    expect(retry.key).toBe(attempt.key);
+    fake.socket().push({ type: 'ack', ref: retry.ref, id: '9-0', ts: 3 });
+    await expect(sending).resolves.toMatchObject({ id: '9-0' });
+    fake.client.close();
+  });
+
+  it('reports unavailable once the retry budget is spent, and a refusal that retrying cannot fix at once', async () => {
+    const fake = fakeClient({ retryForMs: 600 });
+    await joined(fake);
+    const outcome = fake.client.send('r', 'never').then(() => 'acknowledged', (err: unknown) => err);
+    let settled: unknown;
+    void outcome.then((value) => (settled = value));
+    const attempts = () => fake.socket().sent.filter((f) => f.type === 'send');
+    for (let refused = 0; settled === undefined; refused++) {
+      await vi.waitFor(() => expect(attempts().length > refused || settled !== undefined).toBe(true), { timeout: 2000 });
+      if (settled !== undefined) break;
+      fake.socket().push({ type: 'error', ref: attempts().at(-1)!.ref, code: 'unavailable', message: 'broker down' });
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    expect(await outcome).toMatchObject({ code: 'unavailable' });
+    expect(attempts().length).toBeGreaterThan(1);
+    expect(new Set(attempts().map((f) => f.key)).size).toBe(1);
+    const forbidden = fake.client.send('r', 'not allowed');
+    fake.socket().push({ type: 'error', ref: fake.socket().last('send').ref, code: 'forbidden', message: 'no' });
+    await expect(forbidden).rejects.toMatchObject({ code: 'forbidden' });
+    fake.client.close();
+  });
+
+  it('bounds what waits for a connection, and fails it all on close', async () => {
+    const fake = fakeClient({ queueLimit: 2 });
+    await joined(fake);
+    fake.socket().drop();
+    const waiting = [fake.client.send('r', '1'), fake.client.send('r', '2')];
+    await expect(fake.client.send('r', '3')).rejects.toMatchObject({ code: 'queue_full' });
+    fake.client.close();
+    for (const w of waiting) await expect(w).rejects.toMatchObject({ code: 'disconnected' });
+  });
+});
