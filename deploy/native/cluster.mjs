@@ -10,6 +10,9 @@
 //   npm run cluster -- --appendfsync always  # an ack means on disk (docs/redis-topologies.md#durability)
 //   npm run cluster -- --data-dir /var/tmp/chat
 //   npm run cluster -- --ephemeral           # the old mode: Redis in memory only, gone at exit
+// A gateway that exits is started again on its ports (as compose's restart policy does);
+// SIGHUP restarts them one after the other, each ready before the next (a rolling deploy):
+//   kill -HUP <pid printed at start>         # or: npm run load -- churn --resend --roll <pid>
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -77,8 +80,17 @@ function isFree(port) {
   });
 }
 
+/** A free port below the kernel's ephemeral range: one a process comes back on must not be taken meanwhile. */
+async function stablePort() {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * 12_000);
+    if (await isFree(port)) return port;
+  }
+  throw new Error('no free port in 10000-22000');
+}
+
 function start(name, command, argv, env = {}, { oneShot = false } = {}) {
-  const log = createWriteStream(join(dir, `${name}.log`));
+  const log = createWriteStream(join(dir, `${name}.log`), { flags: 'a' });
   const child = spawn(command, argv, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
@@ -154,8 +166,7 @@ async function clusterPorts(count, stable) {
   const taken = new Set();
   for (let attempt = 0; ports.length < count; attempt++) {
     if (attempt > 500) throw new Error(`found only ${ports.length} of ${count} free port pairs for the Redis Cluster`);
-    const port = stable ? 10_000 + Math.floor(Math.random() * 12_000) : await freePort();
-    if (stable && !(await isFree(port))) continue;
+    const port = stable ? await stablePort() : await freePort();
     const bus = port + BUS_OFFSET;
     if (bus > 65_535 || taken.has(port) || taken.has(bus) || !(await isFree(bus))) continue;
     taken.add(port).add(bus);
@@ -209,9 +220,13 @@ async function allFree(ports) {
   return true;
 }
 
-async function startGateway(index, brokerEnv) {
+/** index -> the gateway running in that slot now. */
+const gateways = [];
+let rolling = false;
+
+async function startGateway(index, brokerEnv, ports) {
   const nodeId = `gw-${index}`;
-  const [port, metricsPort] = [await freePort(), await freePort()];
+  const [port, metricsPort] = ports ?? [await stablePort(), await stablePort()];
   const child = start(nodeId, process.execPath, ['services/gateway/dist/main.js'], {
     NODE_ID: nodeId, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(metricsPort), ...brokerEnv,
     SHUTDOWN_GRACE_MS: '5000', ...args.env, // as in docker-compose.yml
@@ -220,7 +235,43 @@ async function startGateway(index, brokerEnv) {
     child.once('exit', () => reject(new Error(`${nodeId} exited during start-up; see ${join(dir, `${nodeId}.log`)}`)));
     createInterface({ input: child.stdout }).on('line', (line) => { if (line.includes('"msg":"listening"')) resolve(); });
   });
-  return { nodeId, pid: child.pid, port, metricsPort, url: `http://127.0.0.1:${port}` };
+  const gateway = { index, nodeId, pid: child.pid, port, metricsPort, url: `http://127.0.0.1:${port}`, brokerEnv, child, replacing: false };
+  child.once('exit', () => {
+    if (stopping || gateway.replacing) return;
+    say(`${nodeId} exited: starting it again on port ${port}`);
+    setTimeout(() => void replace(gateway).catch((err) => say(`${nodeId}: ${err.message}`)), 1000);
+  });
+  return gateway;
+}
+
+/** Starts a gateway again in its slot, on its ports, and resolves once it is ready. */
+async function replace(old) {
+  const fresh = await startGateway(old.index, old.brokerEnv, [old.port, old.metricsPort]);
+  gateways[old.index - 1] = fresh;
+  await waitFor(async () => (await fetch(`${fresh.url}/readyz`)).ok, `${fresh.nodeId} to be ready`, 30_000);
+  return fresh;
+}
+
+/** SIGTERM to each gateway in turn; the next only once the restarted one is ready. */
+async function roll() {
+  if (rolling || stopping) return;
+  rolling = true;
+  try {
+    for (const gateway of [...gateways]) {
+      if (stopping) return;
+      say(`rolling restart: ${gateway.nodeId}`);
+      gateway.replacing = true;
+      const exited = new Promise((resolve) => (gateway.child.exitCode !== null ? resolve() : gateway.child.once('exit', resolve)));
+      gateway.child.kill('SIGTERM');
+      await exited;
+      await replace(gateway);
+    }
+    say('rolling restart: done');
+  } catch (err) {
+    say(`rolling restart failed: ${err.message}`);
+  } finally {
+    rolling = false;
+  }
 }
 
 /**
@@ -278,9 +329,9 @@ async function main() {
   if (args.prometheus) requireCommand('prometheus', 'install it (apt-get install prometheus) or drop --prometheus');
   process.on('SIGINT', () => void stop());
   process.on('SIGTERM', () => void stop());
+  process.on('SIGHUP', () => void roll());
 
   const redis = args.redisCluster ? await startRedisCluster() : await startRedis();
-  const gateways = [];
   for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, redis.env));
   // Listening comes before the broker is connected: "ready" means every gateway
   // is, not just the first one the balancer found.
@@ -295,9 +346,10 @@ async function main() {
   const prometheus = args.prometheus ? await startPrometheus(gateways) : undefined;
 
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ event: 'ready', lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
+    process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
       redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids, redisData: redis.data,
-      haproxyPid: haproxy.pid, gateways, prometheus, logs: dir })}\n`);
+      haproxyPid: haproxy.pid, gateways: gateways.map(({ nodeId, pid, port, metricsPort, url }) => ({ nodeId, pid, port, metricsPort, url })),
+      prometheus, logs: dir })}\n`);
   } else {
     say(`chat (load balancer)  ${lb}    WebSocket: ws://127.0.0.1:${lbPort}/ws?user=alice`);
     for (const g of gateways) say(`${g.nodeId.padEnd(22)}${g.url}    metrics: http://127.0.0.1:${g.metricsPort}/metrics`);
@@ -308,7 +360,7 @@ async function main() {
       ? 'redis data            none: --ephemeral keeps it in memory only'
       : `redis data            ${redis.data}    (append-only file, appendfsync ${args.appendfsync}; delete it to start empty)`);
     if (prometheus) say(`prometheus            ${prometheus}`);
-    say(`logs                  ${dir}\nCtrl-C stops everything.`);
+    say(`logs                  ${dir}\nCtrl-C stops everything; kill -HUP ${process.pid} restarts the gateways one by one.`);
   }
 }
 

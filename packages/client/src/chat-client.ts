@@ -163,11 +163,14 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#failAll('client closed');
   }
 
-  /** Joins a room (and rejoins it after every reconnect); history arrives as `message` events. */
-  async join(room: string): Promise<JoinedFrame> {
-    const since = this.#rooms.get(room);
-    if (!this.#rooms.has(room)) this.#rooms.set(room, undefined);
-    return this.#joinFrame(room, since);
+  /**
+   * Joins a room (and rejoins it after every reconnect); history arrives as
+   * `message` events. `since`: the newest id the application already has (kept
+   * across a page reload, say): the join then brings exactly what came after it.
+   */
+  async join(room: string, options: { since?: string } = {}): Promise<JoinedFrame> {
+    if (!this.#rooms.has(room)) this.#rooms.set(room, options.since);
+    return this.#joinFrame(room, this.#rooms.get(room));
   }
 
   async leave(room: string): Promise<void> {

@@ -28,6 +28,12 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]
   --metrics URL         a server's /metrics, to report its memory per connection (repeatable)
   --server-pid PID      a server process on this machine: each step reports its CPU (repeatable)
   --local-addresses A   source addresses for the connections, e.g. 127.0.0.1-127.0.0.20
+  --resend              members use the client library (@chat/client): every send carries an
+                        idempotency key and is resent after a reconnect; loss and duplicates
+                        are counted per message
+  --roll PID            while sending, send SIGHUP to PID every --roll-every seconds: npm run
+                        cluster then restarts its gateways one by one (a rolling restart)
+  --roll-every S        seconds between rolls (default 10)
   --json FILE           also write the report as JSON (- for stdout)
   --quiet               no progress line
 
@@ -49,6 +55,7 @@ function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boo
       churn: { type: 'string' }, 'find-max': { type: 'boolean' }, 'max-p99': { type: 'string' },
       'step-seconds': { type: 'string' }, 'step-factor': { type: 'string' }, 'max-steps': { type: 'string' },
       metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
+      resend: { type: 'boolean' }, roll: { type: 'string' }, 'roll-every': { type: 'string' },
       quiet: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
@@ -64,6 +71,7 @@ function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boo
   };
   const transport = (values.transport ?? 'chat') as TransportName;
   if (transport !== 'chat' && transport !== 'socketio') fail('--transport must be chat or socketio');
+  if (values.resend && transport !== 'chat') fail('--resend needs --transport chat');
   const urls = (values.url ?? ['ws://127.0.0.1:8080/ws']).flatMap((u) => u.split(',')).filter(Boolean);
   const rooms = num('rooms', 10, 1, 100_000);
   const members = num('members', 100, 1, 200_000);
@@ -78,6 +86,8 @@ function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boo
     findMax: values['find-max'] ?? false, maxP99Ms: num('max-p99', 50, 0.1, 60_000), stepSeconds: num('step-seconds', 5, 1, 120),
     stepFactor: num('step-factor', 1.5, 1.01, 10), maxSteps: num('max-steps', 12, 1, 50),
     metricsUrls: values.metrics ?? [], serverPids: (values['server-pid'] ?? []).map(Number).filter((n) => n > 0), localAddresses: expandAddresses(values['local-addresses']),
+    resend: values.resend ?? false,
+    ...(values.roll !== undefined && { roll: { pid: num('roll', 0, 1, 4_194_304), everySeconds: num('roll-every', 10, 1, 600) } }),
     quiet: values.quiet ?? false, json: values.json,
     progress: () => {},
   };
@@ -105,7 +115,7 @@ function table(report: LoadReport, options: LoadOptions): string {
     if (options.scenario === 'connect') continue;
     rows.push([label, `${s.rate} msg/s offered: sent ${s.sent}, acked ${s.acked}, failed ${s.failed}, delivered ${s.delivered} (${s.deliveriesPerSec}/s)`]);
     rows.push(['  latency', `p50 ${s.latencyMs.p50} ms, p90 ${s.latencyMs.p90} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms`]);
-    rows.push(['  integrity', `lost ${s.lost}, duplicated ${s.duplicates}, reordered ${s.reordered}, errors ${s.errors}${s.reconnects ? `, reconnects ${s.reconnects}` : ''}`]);
+    rows.push(['  integrity', `lost ${s.lost}, duplicated ${s.duplicates}, reordered ${s.reordered}, errors ${s.errors}${s.reconnects ? `, reconnects ${s.reconnects}` : ''}${options.resend ? ' (resend mode)' : ''}`]);
     rows.push(['  loadgen cpu', `${s.loadgenCpuPercent}% (${options.workers} workers, ${availableParallelism()} cores)`]);
     if (s.serverCpuPercent !== undefined) rows.push(['  server cpu', `${s.serverCpuPercent}% = ${s.serverCpuUsPerDelivery} µs per delivery`]);
   }

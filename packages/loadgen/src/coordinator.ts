@@ -35,6 +35,10 @@ export interface LoadOptions {
   localAddresses: string[];
   /** Server processes on this machine whose CPU each step reports (Linux /proc). */
   serverPids: number[];
+  /** Users of the client library: keyed sends, resent after reconnects; loss is counted per message, not per gap. */
+  resend: boolean;
+  /** While sending, every `everySeconds` send SIGHUP to `pid` (npm run cluster rolls its gateways on it). */
+  roll?: { pid: number; everySeconds: number };
   progress: (line: string) => void;
 }
 
@@ -240,7 +244,9 @@ async function runStep(workers: Workers, progress: Progress, options: LoadOption
   const started = Date.now();
   const cpuBefore = cpuSeconds(options.serverPids);
   workers.send({ type: 'rate', perSender: rate / Math.max(1, options.senders) });
+  const roller = options.roll && setInterval(() => rollGateways(options.roll!.pid, options.progress), options.roll.everySeconds * 1000);
   await sleep(seconds * 1000);
+  clearInterval(roller || undefined);
   workers.send({ type: 'stop-sending' });
   const sendingSeconds = (Date.now() - started) / 1000;
   await sleep(DRAIN_MS);
@@ -255,11 +261,22 @@ async function runStep(workers: Workers, progress: Progress, options: LoadOption
   return step;
 }
 
+function rollGateways(pid: number, progress: (line: string) => void): void {
+  try {
+    process.kill(pid, 'SIGHUP');
+    progress(`asked ${pid} to roll its gateways (SIGHUP)`);
+  } catch (err) {
+    progress(`cannot signal ${pid}: ${String(err)}`);
+  }
+}
+
 /**
  * Acknowledged messages that some member of the sender's room never got, past
- * the last one it did get: losses no later message revealed as a gap.
+ * the last one it did get: losses no later message revealed as a gap. In resend
+ * mode, every acknowledged message some member of the room never got.
  */
 function tailLoss(finals: FinalReport[]): number {
+  if (finals.some((f) => f.resend !== undefined)) return resendLoss(finals);
   const maxAcked: Record<string, number> = {};
   const senderRooms: Record<string, string> = {};
   const receivers: Record<string, number> = {};
@@ -275,6 +292,30 @@ function tailLoss(finals: FinalReport[]): number {
     const lasts = seen[sender] ?? [];
     for (const last of lasts) lost += Math.max(0, acked - last);
     lost += acked * Math.max(0, (receivers[senderRooms[sender]!] ?? 0) - lasts.length);
+  }
+  return lost;
+}
+
+function resendLoss(finals: FinalReport[]): number {
+  const acked: Record<string, Array<[number, number]>> = {};
+  const senderRooms: Record<string, string> = {};
+  const receivers: Record<string, number> = {};
+  const received: Record<string, Array<Array<[number, number]>>> = {};
+  for (const f of finals) {
+    Object.assign(acked, f.resend!.acked);
+    Object.assign(senderRooms, f.senderRooms);
+    for (const [room, n] of Object.entries(f.receiversByRoom)) receivers[room] = (receivers[room] ?? 0) + n;
+    for (const [sender, runs] of Object.entries(f.resend!.received)) (received[sender] ??= []).push(...runs);
+  }
+  let lost = 0;
+  for (const [sender, runs] of Object.entries(acked)) {
+    const ackedSeqs = runs.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i));
+    const heard = received[sender] ?? [];
+    for (const got of heard) {
+      const has = (seq: number) => got.some(([a, b]) => seq >= a && seq <= b);
+      lost += ackedSeqs.filter((seq) => !has(seq)).length;
+    }
+    lost += ackedSeqs.length * Math.max(0, (receivers[senderRooms[sender]!] ?? 0) - heard.length);
   }
   return lost;
 }
@@ -318,6 +359,7 @@ export function planWorkers(options: LoadOptions): WorkerPlan[] {
     churnPerSec: options.scenario === 'churn' ? options.churn : 0,
     checkRoomOrder: options.transport === 'chat',
     localAddresses: options.localAddresses,
+    resend: options.resend,
   }));
   for (let i = 0; i < options.clients; i++) {
     // Client i is member number k of room r; shifting by r spreads every room, and the

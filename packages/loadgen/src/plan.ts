@@ -13,6 +13,8 @@ export interface WorkerPlan {
   churnPerSec: number;
   checkRoomOrder: boolean;
   localAddresses: string[];
+  /** Users of the client library, with keyed sends resent after reconnects. */
+  resend: boolean;
 }
 
 export type WorkerCommand =
@@ -50,6 +52,8 @@ export interface FinalReport {
   senderRooms: Record<string, string>;
   receiversByRoom: Record<string, number>;
   connect: { counts: number[]; max: number };
+  /** Resend mode: sender -> acknowledged seqs, and per receiver the seqs it got, as [first, last] runs. */
+  resend?: { acked: Record<string, Array<[number, number]>>; received: Record<string, Array<Array<[number, number]>>> };
 }
 
 export type WorkerMessage = Tick | { type: 'ready' } | { type: 'final'; report: FinalReport } | { type: 'error'; message: string };

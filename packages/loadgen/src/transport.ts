@@ -1,3 +1,4 @@
+import { ChatClient as LibraryChatClient, type WebSocketLike } from '@chat/client';
 import { CloseCode, encodeClientFrame, parseServerFrame } from '@chat/protocol';
 import type { Socket } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -11,8 +12,12 @@ export interface Received {
 
 export interface ClientEvents {
   message(message: Received): void;
-  ack(ok: boolean): void;
+  /** The outcome of the send of `seq`. */
+  ack(ok: boolean, seq: number): void;
+  /** The connection is gone for good (the client does not come back by itself). */
   closed(code: number): void;
+  /** The client came back by itself after a drop (resend mode). */
+  reconnected(): void;
 }
 
 /** One simulated user, whatever the server speaks. */
@@ -20,21 +25,28 @@ export interface LoadClient {
   /** Resolves with the node that welcomed it. */
   connect(): Promise<string>;
   join(room: string, since?: string): Promise<void>;
-  /** Fire and forget; the outcome arrives as `ack(ok)`, in send order. */
-  send(room: string, text: string): void;
+  /** Fire and forget; the outcome arrives as `ack(ok, seq)`. */
+  send(room: string, text: string, seq: number): void;
   close(): void;
 }
 
 export type TransportName = 'chat' | 'socketio';
 
 export interface ClientOptions {
+  /** The URL to start on; a resending client knows all of `urls` and moves on by itself. */
   url: string;
+  urls: string[];
   user: string;
   localAddress?: string;
   events: ClientEvents;
 }
 
-export function createClient(transport: TransportName, options: ClientOptions): LoadClient {
+/**
+ * `resend`: users of the client library (@chat/client), which reconnects and
+ * rejoins by itself and resends keyed sends, instead of the lean protocol client.
+ */
+export function createClient(transport: TransportName, options: ClientOptions, resend = false): LoadClient {
+  if (resend) return new ResendingClient(options);
   return transport === 'chat' ? new ChatClient(options) : new SocketIoClient(options);
 }
 
@@ -47,6 +59,8 @@ class ChatClient implements LoadClient {
   #ws: WebSocket | null = null;
   #pending = new Map<string, (frame: { type: string }) => void>();
   #refs = 0;
+  /** Seqs of the sends without an answer yet: answers come in send order. */
+  readonly #unanswered: number[] = [];
 
   constructor(private readonly options: ClientOptions) {}
 
@@ -63,10 +77,10 @@ class ChatClient implements LoadClient {
         const frame = parseServerFrame(raw);
         if (frame === null) return;
         if (frame.type === 'welcome') resolve(frame.node);
-        else if (frame.type === 'ack') events.ack(true);
+        else if (frame.type === 'ack') this.#answered(true);
         else if (frame.type === 'joined') {
           for (const m of frame.history) events.message({ room: m.room, id: m.id, text: m.text });
-        } else if (frame.type === 'error' && frame.ref === undefined) events.ack(false);
+        } else if (frame.type === 'error' && frame.ref === undefined) this.#answered(false);
         if ('ref' in frame && frame.ref !== undefined) {
           this.#pending.get(frame.ref)?.(frame);
           this.#pending.delete(frame.ref);
@@ -83,13 +97,19 @@ class ChatClient implements LoadClient {
     });
   }
 
-  send(room: string, text: string): void {
-    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
-    else this.options.events.ack(false);
+  send(room: string, text: string, seq: number): void {
+    if (this.#ws?.readyState !== WebSocket.OPEN) return this.options.events.ack(false, seq);
+    this.#unanswered.push(seq);
+    this.#ws.send(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
   }
 
   close(): void {
     this.#ws?.close(CloseCode.NORMAL);
+  }
+
+  #answered(ok: boolean): void {
+    const seq = this.#unanswered.shift();
+    if (seq !== undefined) this.options.events.ack(ok, seq);
   }
 
   #onMessage(raw: string): void {
@@ -132,11 +152,48 @@ class SocketIoClient implements LoadClient {
     return new Promise((resolve) => this.#socket!.emit('join', room, () => resolve()));
   }
 
-  send(room: string, text: string): void {
-    this.#socket!.emit('send', { room, text }, (ok: boolean) => this.options.events.ack(ok));
+  send(room: string, text: string, seq: number): void {
+    this.#socket!.emit('send', { room, text }, (ok: boolean) => this.options.events.ack(ok, seq));
   }
 
   close(): void {
     this.#socket?.close();
+  }
+}
+
+/** A user of the client library: it reconnects, rejoins with since and resends by itself. */
+class ResendingClient implements LoadClient {
+  readonly #client: LibraryChatClient;
+
+  constructor(private readonly options: ClientOptions) {
+    const { url, urls, user, localAddress, events } = options;
+    const start = Math.max(0, urls.indexOf(url));
+    this.#client = new LibraryChatClient({
+      url: [...urls.slice(start), ...urls.slice(0, start)], user, queueLimit: 10_000, backoffMinMs: 100, backoffMaxMs: 2000,
+      webSocket: (u) => new WebSocket(u, { localAddress, perMessageDeflate: false }) as unknown as WebSocketLike,
+    });
+    this.#client.on('message', (m) => events.message({ room: m.room, id: m.id, text: m.text }));
+    let wasConnected = false;
+    this.#client.on('state', (state, detail) => {
+      if (state === 'connected' && wasConnected) events.reconnected();
+      if (state === 'connected') wasConnected = true;
+      if (state === 'offline') events.closed(detail.code ?? 1006);
+    });
+  }
+
+  async connect(): Promise<string> {
+    return (await this.#client.connect()).node;
+  }
+
+  async join(room: string, since?: string): Promise<void> {
+    await this.#client.join(room, since === undefined ? {} : { since }); // its own rejoins are the library's
+  }
+
+  send(room: string, text: string, seq: number): void {
+    this.#client.send(room, text).then(() => this.options.events.ack(true, seq), () => this.options.events.ack(false, seq));
+  }
+
+  close(): void {
+    this.#client.close();
   }
 }

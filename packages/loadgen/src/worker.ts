@@ -13,6 +13,8 @@ interface Member {
   client: LoadClient;
   /** sender -> next sequence number expected from it */
   expected: Map<number, number>;
+  /** Resend mode: sender -> every sequence number received (resends may arrive out of order). */
+  received: Map<number, Set<number>>;
   lastId: string | undefined;
   connected: boolean;
   reconnecting?: boolean;
@@ -23,9 +25,9 @@ interface Member {
 interface Sender {
   member: Member;
   seq: number;
-  /** seqs sent and not yet answered, oldest first (acks come back in send order) */
-  inFlight: number[];
   maxAcked: number;
+  /** Resend mode: every acknowledged seq. */
+  acked: number[];
 }
 
 let plan: WorkerPlan;
@@ -84,7 +86,9 @@ async function start(): Promise<void> {
 }
 
 async function open(index: number, room: string, url: string, isSender: boolean): Promise<void> {
-  const member: Member = { index, room, url, client: null as unknown as LoadClient, expected: new Map(), lastId: undefined, connected: false };
+  const member: Member = {
+    index, room, url, client: null as unknown as LoadClient, expected: new Map(), received: new Map(), lastId: undefined, connected: false,
+  };
   member.client = connectMember(member);
   const started = now();
   await member.client.connect();
@@ -92,24 +96,26 @@ async function open(index: number, room: string, url: string, isSender: boolean)
   if (plan.join) await member.client.join(room);
   member.connected = true;
   members.push(member);
-  if (isSender) senders.push((member.sender = { member, seq: 0, inFlight: [], maxAcked: 0 }));
+  if (isSender) senders.push((member.sender = { member, seq: 0, maxAcked: 0, acked: [] }));
 }
 
 function connectMember(member: Member): LoadClient {
   const localAddress = plan.localAddresses.length > 0 ? plan.localAddresses[member.index % plan.localAddresses.length] : undefined;
   return createClient(plan.transport, {
     url: member.url,
+    urls: plan.urls,
     user: `u${member.index}`,
     localAddress,
     events: {
       message: (m) => onMessage(member, m),
-      ack: (ok) => onAck(member, ok),
+      ack: (ok, seq) => onAck(member, ok, seq),
       closed: () => {
         member.connected = false;
         if (!stopping && !member.reconnecting) counters.errors++;
       },
+      reconnected: () => counters.reconnects++,
     },
-  });
+  }, plan.resend);
 }
 
 function onMessage(member: Member, m: Received): void {
@@ -119,6 +125,7 @@ function onMessage(member: Member, m: Received): void {
   latency.recordMs(now() - header.sentAt);
   if (plan.checkRoomOrder && member.lastId !== undefined && compareIds(m.id, member.lastId) <= 0) counters.reordered++;
   if (member.lastId === undefined || compareIds(m.id, member.lastId) > 0) member.lastId = m.id;
+  if (plan.resend) return countOnce(member, header.sender, header.seq);
   const next = member.expected.get(header.sender) ?? 1;
   if (header.seq === next) member.expected.set(header.sender, next + 1);
   else if (header.seq > next) {
@@ -127,13 +134,21 @@ function onMessage(member: Member, m: Received): void {
   } else counters.duplicates++;
 }
 
-function onAck(member: Member, ok: boolean): void {
+/** Resend mode: a retried send may be stored after a later one, so order per sender is not checked, only once-ness. */
+function countOnce(member: Member, sender: number, seq: number): void {
+  let seen = member.received.get(sender);
+  if (seen === undefined) member.received.set(sender, (seen = new Set()));
+  if (seen.has(seq)) counters.duplicates++;
+  else seen.add(seq);
+}
+
+function onAck(member: Member, ok: boolean, seq: number): void {
   const sender = member.sender;
-  const seq = sender?.inFlight.shift();
-  if (sender === undefined || seq === undefined) return;
+  if (sender === undefined) return;
   if (ok) {
     counters.acked++;
     if (seq > sender.maxAcked) sender.maxAcked = seq;
+    if (plan.resend) sender.acked.push(seq);
   } else counters.failed++;
 }
 
@@ -151,9 +166,8 @@ function setRate(perSender: number): void {
       for (; carry[i]! >= 1; carry[i]! -= 1) {
         if (!s.member.connected) continue;
         s.seq++;
-        s.inFlight.push(s.seq);
         counters.sent++;
-        s.member.client.send(s.member.room, makeText(senderKey(s), s.seq, plan.size));
+        s.member.client.send(s.member.room, makeText(senderKey(s), s.seq, plan.size), s.seq);
       }
     }
   }, 10);
@@ -223,5 +237,25 @@ function finalReport(): FinalReport {
   const receiversByRoom: Record<string, number> = {};
   for (const m of members) receiversByRoom[m.room] = (receiversByRoom[m.room] ?? 0) + 1;
   const connect = connectLatency.toJSON();
-  return { lastSeen, maxAcked, senderRooms: Object.fromEntries(senders.map((s) => [senderKey(s), roomOf.get(s.member.index)!])), receiversByRoom, connect };
+  const report: FinalReport = {
+    lastSeen, maxAcked, senderRooms: Object.fromEntries(senders.map((s) => [senderKey(s), roomOf.get(s.member.index)!])), receiversByRoom, connect,
+  };
+  if (plan.resend) {
+    const received: Record<string, Array<Array<[number, number]>>> = {};
+    for (const m of members) for (const [sender, seqs] of m.received) (received[sender] ??= []).push(toRanges([...seqs]));
+    report.resend = { acked: Object.fromEntries(senders.map((s) => [senderKey(s), toRanges(s.acked)])), received };
+  }
+  return report;
+}
+
+/** Sequence numbers as [first, last] runs: compact over IPC when they are mostly consecutive. */
+function toRanges(seqs: number[]): Array<[number, number]> {
+  seqs.sort((a, b) => a - b);
+  const out: Array<[number, number]> = [];
+  for (const seq of seqs) {
+    const last = out.at(-1);
+    if (last !== undefined && seq === last[1] + 1) last[1] = seq;
+    else out.push([seq, seq]);
+  }
+  return out;
 }
