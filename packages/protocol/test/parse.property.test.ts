@@ -76,8 +76,8 @@ function defined<T extends object>(o: T): T {
 const wellFormedFrame: fc.Arbitrary<ClientFrame> = fc.oneof(
   fc.record({ type: fc.constant('join' as const), room: name, since: fc.option(messageId, { nil: undefined }), ref }),
   fc.record({ type: fc.constant('leave' as const), room: name, ref }),
-  fc.record({ type: fc.constant('send' as const), room: name, text, ref }),
-  fc.record({ type: fc.constant('dm' as const), to: name, text, ref }),
+  fc.record({ type: fc.constant('send' as const), room: name, text, key: fc.option(name, { nil: undefined }), ref }),
+  fc.record({ type: fc.constant('dm' as const), to: name, text, key: fc.option(name, { nil: undefined }), ref }),
   fc.record({ type: fc.constant('typing' as const), room: name, ref }),
   fc.record({
     type: fc.constant('history' as const),
@@ -229,7 +229,7 @@ describe('parseClientFrame: properties', () => {
 
   it('ignores unknown fields on well-formed frames', () => {
     fc.assert(
-      fc.property(wellFormedFrame, fc.dictionary(fc.string().filter((k) => !['type', 'room', 'to', 'text', 'since', 'before', 'limit', 'ref', '__proto__'].includes(k)), fc.jsonValue(), { maxKeys: 4 }), (frame, extra) => {
+      fc.property(wellFormedFrame, fc.dictionary(fc.string().filter((k) => !['type', 'room', 'to', 'text', 'key', 'since', 'before', 'limit', 'ref', '__proto__'].includes(k)), fc.jsonValue(), { maxKeys: 4 }), (frame, extra) => {
         expect(parseSafely(JSON.stringify({ ...extra, ...frame }))).toEqual({ ok: true, frame: expected(frame) });
       }),
       { numRuns: RUNS },
