@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnService, uniquePrefix, type ServiceProcess } from '@chat/testkit';
 
 export const GATEWAY_ENTRY = fileURLToPath(new URL('../../services/gateway/dist/main.js', import.meta.url));
+export const ARCHIVER_ENTRY = fileURLToPath(new URL('../../services/archiver/dist/main.js', import.meta.url));
 
 export interface GatewayProcess extends ServiceProcess {
   readonly nodeId: string;
@@ -21,6 +22,18 @@ export async function startGateway(env: Record<string, string>): Promise<Gateway
     wsUrl: `ws://127.0.0.1:${service.port}/ws`,
     httpUrl: `http://127.0.0.1:${service.port}`,
   };
+}
+
+export interface ArchiverProcess extends ServiceProcess {
+  readonly httpUrl: string;
+}
+
+/** One archiver process, its health and metrics on a free port of 127.0.0.1. */
+export async function startArchiver(env: Record<string, string>): Promise<ArchiverProcess> {
+  const service = await spawnService(ARCHIVER_ENTRY, {
+    env: { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ARCHIVE_CYCLE_MS: '50', ...env },
+  });
+  return { ...service, httpUrl: `http://127.0.0.1:${service.port}` };
 }
 
 export interface Cluster {

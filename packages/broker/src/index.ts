@@ -8,3 +8,4 @@ export { createRedisClients, type HostPort, type RedisClients, type RedisClientO
 export type { PubSub } from './redis/pubsub.js';
 export { keySlot } from './redis/slot.js';
 export { KeySpace } from './redis/keys.js';
+export { RedisArchiveFeed, type ArchiveFeedOptions, type ArchiveRead } from './redis/archive-feed.js';

@@ -31,7 +31,7 @@ describe('planWorkers', () => {
   const options = {
     scenario: 'fanout', transport: 'chat', urls: ['ws://a/ws', 'ws://b/ws', 'ws://c/ws'], clients: 30, rooms: 3, senders: 3,
     rate: 10, size: 100, duration: 1, ramp: 0, workers: 4, churn: 0, findMax: false, maxP99Ms: 50, stepSeconds: 1,
-    stepFactor: 1.5, maxSteps: 1, metricsUrls: [], localAddresses: [], serverPids: [], progress: () => {},
+    stepFactor: 1.5, maxSteps: 1, metricsUrls: [], localAddresses: [], serverPids: [], resend: false, progress: () => {},
   } satisfies LoadOptions;
 
   it('spreads every client once over workers, rooms and URLs, one sender per room', () => {

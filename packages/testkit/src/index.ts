@@ -5,3 +5,4 @@ export { redisForTests, startRedisServer, hasRedisBinary, waitForPing, type Redi
 export { TestClient, HttpRefusal, type CloseInfo, type WaitOptions } from './ws-client.js';
 export { startRedisCluster, type RedisClusterHandle, type RedisClusterOptions } from './redis-cluster.js';
 export { startRedisSentinel, type RedisSentinelHandle, type RedisSentinelOptions } from './redis-sentinel.js';
+export { postgresForTests, startPostgres, createDatabase, type PostgresServer } from './postgres.js';

@@ -18,6 +18,7 @@ import {
 import { allowedBy } from './auth.js';
 import type { Config } from './config.js';
 import { ChatError, toChatError } from './errors.js';
+import type { RoomHistory } from './history.js';
 import type { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -28,6 +29,7 @@ import type { Session } from './session.js';
 export interface CommandDeps {
   config: Config;
   broker: Broker;
+  history: RoomHistory;
   rooms: RoomRegistry;
   inFlight: InFlight;
   log: Logger;
@@ -140,7 +142,7 @@ export class CommandHandler {
   async #history(session: Session, { room, before, limit, ref }: HistoryRequestFrame): Promise<void> {
     this.#authorize(session, room);
     if (!session.rooms.has(room)) throw notJoined(room);
-    const stored = await this.deps.broker.history(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
+    const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
     const head = this.deps.rooms.head(room);
     session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
   }

@@ -1,8 +1,7 @@
 import { createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import type { HostPort, RedisTarget } from '@chat/broker';
-import { NAME_PATTERN } from '@chat/protocol';
+import type { RedisTarget } from '@chat/broker';
+import { ConfigError, EnvReader, LOG_LEVELS, readRedisTarget, type Env, type LogLevel } from '@chat/env';
 
 /** Validated, frozen settings. `loadConfig` is the only place that reads the environment. */
 export interface Config {
@@ -53,19 +52,16 @@ export interface Config {
   readonly maxConnectionsPerIp: number;
   readonly trustedProxies: ReadonlySet<string>;
   readonly dmsEnabled: boolean;
+  /** postgres://... of the message archive (history past the Redis window); unset: no archive. */
+  readonly databaseUrl: string | undefined;
+  /** Most messages a join with `since` replays from the archive and the stream together. */
+  readonly archiveReplayLimit: number;
   /** Key of the server-side publish API; unset: the API is off. */
   readonly apiKey: string | undefined;
   readonly redisTlsCa: string | undefined;
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
-
-type Env = Readonly<Record<string, string | undefined>>;
+export { ConfigError, type LogLevel };
 
 export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env);
@@ -96,7 +92,12 @@ export function loadConfig(env: Env = process.env): Config {
     metricsEnabled: read.bool('METRICS_ENABLED', true),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', 0, 0, 600_000),
     ...readSecurity(read),
+    databaseUrl: read.optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
+    archiveReplayLimit: read.int('ARCHIVE_REPLAY_LIMIT', 2000, 1, 100_000),
   };
+  if (config.databaseUrl !== undefined && config.redis === undefined) {
+    throw new ConfigError('DATABASE_URL needs a Redis (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): the archiver reads messages from Redis');
+  }
   if (config.shutdownGraceMs >= config.drainTimeoutMs) {
     throw new ConfigError(`SHUTDOWN_GRACE_MS (${config.shutdownGraceMs}) must be less than DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
@@ -107,27 +108,13 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 function readRedis(read: EnvReader) {
-  const url = read.optionalUrl('REDIS_URL', ['redis:', 'rediss:']);
-  const clusterNodes = read.hostPorts('REDIS_CLUSTER_NODES');
-  const sentinels = read.hostPorts('REDIS_SENTINELS');
-  const chosen = [url && 'REDIS_URL', clusterNodes && 'REDIS_CLUSTER_NODES', sentinels && 'REDIS_SENTINELS'].filter(Boolean);
-  if (chosen.length > 1) throw new ConfigError(`set only one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS; got ${chosen.join(' and ')}`);
-  const credentials = { username: read.optionalString('REDIS_USERNAME'), password: read.optionalString('REDIS_PASSWORD') };
-  if (url !== undefined && (credentials.username ?? credentials.password) !== undefined) {
-    throw new ConfigError('REDIS_USERNAME and REDIS_PASSWORD are for REDIS_CLUSTER_NODES and REDIS_SENTINELS; with REDIS_URL put them in the URL');
-  }
-  const masterName = read.string('REDIS_SENTINEL_MASTER', 'mymaster');
-  const redis: RedisTarget | undefined = url !== undefined ? { mode: 'standalone', url }
-    : clusterNodes !== undefined ? { mode: 'cluster', nodes: clusterNodes, ...credentials }
-      : sentinels !== undefined ? { mode: 'sentinel', sentinels, masterName, ...credentials }
-        : undefined;
   const redisProbeIntervalMs = read.int('REDIS_PROBE_INTERVAL_MS', 1000, 50, 600_000);
   const redisProbeTimeoutMs = read.int('REDIS_PROBE_TIMEOUT_MS', 3000, 100, 600_000);
   if (redisProbeTimeoutMs <= redisProbeIntervalMs) {
     throw new ConfigError(`REDIS_PROBE_TIMEOUT_MS (${redisProbeTimeoutMs}) must be greater than REDIS_PROBE_INTERVAL_MS (${redisProbeIntervalMs})`);
   }
   return {
-    redis,
+    redis: readRedisTarget(read),
     redisWaitReplicas: read.int('REDIS_WAIT_REPLICAS', 0, 0, 100),
     redisWaitTimeoutMs: read.int('REDIS_WAIT_TIMEOUT_MS', 1000, 1, 60_000),
     redisProbeIntervalMs,
@@ -139,7 +126,7 @@ function readSecurity(read: EnvReader) {
   const jwtSecret = read.optionalString('JWT_SECRET');
   if (jwtSecret !== undefined && jwtSecret.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters (HS256 needs a 256-bit secret)');
   const keyFile = read.optionalString('JWT_PUBLIC_KEY_FILE');
-  const jwtPublicKey = read.optionalString('JWT_PUBLIC_KEY')?.replace(/\\n/g, '\n') ?? (keyFile === undefined ? undefined : readOrFail('JWT_PUBLIC_KEY_FILE', keyFile));
+  const jwtPublicKey = read.optionalString('JWT_PUBLIC_KEY')?.replace(/\\n/g, '\n') ?? (keyFile === undefined ? undefined : read.file('JWT_PUBLIC_KEY_FILE', keyFile));
   if (jwtPublicKey !== undefined) {
     try {
       const type = createPublicKey(jwtPublicKey).asymmetricKeyType;
@@ -164,116 +151,11 @@ function readSecurity(read: EnvReader) {
     trustedProxies: new Set((read.optionalString('TRUSTED_PROXIES') ?? '').split(',').map((p) => p.trim()).filter(Boolean)),
     dmsEnabled: read.bool('DMS_ENABLED', true),
     apiKey: read.optionalString('API_KEY'),
-    redisTlsCa: caFile === undefined ? undefined : readOrFail('REDIS_TLS_CA_FILE', caFile),
+    redisTlsCa: caFile === undefined ? undefined : read.file('REDIS_TLS_CA_FILE', caFile),
   };
 }
 
-function readOrFail(name: string, path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`${name}: cannot read ${path}: ${(err as Error).message}`);
-  }
-}
 
 function defaultNodeId(): string {
   return `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(-64);
-}
-
-class EnvReader {
-  constructor(private readonly env: Env) {}
-
-  #raw(name: string): string | undefined {
-    const value = this.env[name]?.trim();
-    return value === '' ? undefined : value;
-  }
-
-  optionalString(name: string): string | undefined {
-    return this.#raw(name);
-  }
-
-  string(name: string, fallback: string): string {
-    return this.#raw(name) ?? fallback;
-  }
-
-  name(name: string, fallback: string): string {
-    const value = this.#raw(name) ?? fallback;
-    if (!NAME_PATTERN.test(value)) throw new ConfigError(`${name} must match ${NAME_PATTERN.source}, got "${value}"`);
-    return value;
-  }
-
-  number(name: string, fallback: number, min: number, max: number): number {
-    const raw = this.#raw(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!Number.isFinite(value) || value < min || value > max) {
-      throw new ConfigError(`${name} must be a number from ${min} to ${max}, got "${raw}"`);
-    }
-    return value;
-  }
-
-  int(name: string, fallback: number, min: number, max: number): number {
-    const raw = this.#raw(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!/^-?\d+$/.test(raw) || value < min || value > max) {
-      throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
-    }
-    return value;
-  }
-
-  optionalInt(name: string, min: number, max: number): number | undefined {
-    return this.#raw(name) === undefined ? undefined : this.int(name, 0, min, max);
-  }
-
-  bool(name: string, fallback: boolean): boolean {
-    const raw = this.#raw(name)?.toLowerCase();
-    if (raw === undefined) return fallback;
-    if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-    if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-    throw new ConfigError(`${name} must be true or false, got "${raw}"`);
-  }
-
-  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
-    const raw = this.#raw(name);
-    if (raw === undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(raw)) {
-      throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
-    }
-    return raw as T;
-  }
-
-  /** `host:port,host:port` */
-  hostPorts(name: string): HostPort[] | undefined {
-    const raw = this.#raw(name);
-    if (raw === undefined) return undefined;
-    return raw.split(',').map((entry) => {
-      const match = /^\s*\[?([^\]\s]+?)\]?:(\d{1,5})\s*$/.exec(entry);
-      const port = Number(match?.[2]);
-      if (match === null || port < 1 || port > 65535) {
-        throw new ConfigError(`${name} must be a comma-separated list of host:port, got "${entry.trim()}"`);
-      }
-      return { host: match[1]!, port };
-    });
-  }
-
-  optionalUrl(name: string, protocols: readonly string[]): string | undefined {
-    const raw = this.#raw(name);
-    if (raw === undefined) return undefined;
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw new ConfigError(`${name} must be a URL such as redis://host:6379, got "${redact(raw)}"`);
-    }
-    if (!protocols.includes(url.protocol)) {
-      throw new ConfigError(`${name} must use ${protocols.map((p) => `${p}//`).join(' or ')}, got "${redact(raw)}"`);
-    }
-    return raw;
-  }
-}
-
-/** Never echo a password from a URL into logs. */
-function redact(raw: string): string {
-  return raw.replace(/\/\/[^@/]*@/, '//***@');
 }

@@ -1,3 +1,4 @@
+import { ArchiveUnavailableError } from '@chat/archive';
 import { BrokerNotReplicatedError, BrokerUnavailableError } from '@chat/broker';
 import type { ErrorCode } from '@chat/protocol';
 
@@ -13,11 +14,14 @@ export class ChatError extends Error {
 export function toChatError(err: unknown): ChatError {
   if (err instanceof ChatError) return err;
   if (err instanceof BrokerNotReplicatedError) {
-    // Others may already have it: say so, so a retry is a conscious choice (it would post it twice).
+    // Others may already have it: say so. A retry with the same key is answered with this id.
     return new ChatError('unavailable', `delivered as ${err.id} but not yet copied to a replica; it may be lost if Redis fails over`, { cause: err });
   }
   if (err instanceof BrokerUnavailableError) {
     return new ChatError('unavailable', 'the message broker is unavailable; retry later', { cause: err });
+  }
+  if (err instanceof ArchiveUnavailableError) {
+    return new ChatError('unavailable', 'the history archive is unavailable; retry later', { cause: err });
   }
   return new ChatError('internal', 'internal error', { cause: err });
 }

@@ -8,6 +8,7 @@ import { CommandHandler } from './commands.js';
 import { ConnectionLimits } from './connection-limits.js';
 import type { Config } from './config.js';
 import { registerHealthRoutes, registerMetricsRoute, registerNotFound, registerWebPage, type Readiness } from './http-routes.js';
+import { RoomHistory, type HistoryArchive } from './history.js';
 import { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -22,6 +23,8 @@ import { UserRegistry } from './users.js';
 export interface GatewayOptions {
   config: Config;
   broker: Broker;
+  /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
+  archive?: HistoryArchive;
   log: Logger;
   /** Injected so two gateways in one process keep separate metrics. */
   registry?: Registry;
@@ -41,7 +44,7 @@ export interface Gateway {
 /** Stored messages beyond HISTORY_SIZE: streams are trimmed in batches of at most 100. */
 const TRIM_SLACK = 100;
 
-export function createGateway({ config, broker, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway({ config, broker, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -65,16 +68,18 @@ export function createGateway({ config, broker, log, registry: injected }: Gatew
     brokerStats: () => broker.stats(),
     devIdentity: () => config.devIdentity,
   });
+  const history = new RoomHistory(broker, archive, log);
   const rooms = new RoomRegistry({
-    app, broker, log, metrics,
+    app, broker, log, metrics, history,
     joinHistory: config.joinHistory,
     replayLimit: config.historySize + TRIM_SLACK,
+    joinReplayLimit: archive === undefined ? config.historySize + TRIM_SLACK : Math.max(config.historySize + TRIM_SLACK, config.archiveReplayLimit),
     typingIntervalMs: config.typingIntervalMs,
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),
   });
   const users = new UserRegistry(broker, log);
-  const commands = new CommandHandler({ config, broker, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
+  const commands = new CommandHandler({ config, broker, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
 
   const readiness = (): Readiness => ({
     ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining,

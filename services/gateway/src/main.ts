@@ -1,3 +1,4 @@
+import { ArchiveStore } from '@chat/archive';
 import { KeySpace, MemoryBroker, RedisBroker, createRedisClients, type Broker, type RedisClients } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -21,7 +22,8 @@ async function main(): Promise<void> {
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
   const { broker, redis } = createBroker(config, log);
-  const gateway = createGateway({ config, broker, log });
+  const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
+  const gateway = createGateway({ config, broker, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -35,12 +37,33 @@ async function main(): Promise<void> {
       process.exit(0);
     }, config.drainTimeoutMs).unref();
     gateway.close()
-      .then(() => redis?.close())
+      .then(() => Promise.all([redis?.close(), archive?.close()]))
       .then(() => log.info('stopped'), (err: unknown) => log.error({ err }, 'error while shutting down'))
       .finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/**
+ * The archive this gateway reads history from. PostgreSQL may be down at
+ * start: the schema is brought up to date in the background, retried until it
+ * works; meanwhile history past the Redis window answers `unavailable`.
+ */
+function openArchive(url: string, log: Logger): ArchiveStore {
+  const archiveLog = log.child({ component: 'archive' });
+  const store = ArchiveStore.connect({ url, onPoolError: (err) => archiveLog.warn({ err }, 'archive connection lost') });
+  const migrate = (delayMs: number): void => {
+    store.migrate().then(
+      (version) => archiveLog.info({ version }, 'archive schema up to date'),
+      (err: unknown) => {
+        archiveLog.warn({ err, retryInMs: delayMs }, 'archive not reachable yet; retrying');
+        setTimeout(() => migrate(Math.min(delayMs * 2, 30_000)), delayMs).unref();
+      },
+    );
+  };
+  migrate(1000);
+  return store;
 }
 
 function loadConfigOrExit(): Config {
@@ -76,6 +99,7 @@ function createBroker(config: Config, log: Logger): { broker: Broker; redis?: Re
     nodeId: config.nodeId,
     presenceTtlMs: config.presenceTtlMs,
     idempotencyTtlMs: config.idempotencyTtlMs,
+    archive: config.databaseUrl !== undefined,
     connectWaitMs: config.brokerTimeoutMs,
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,

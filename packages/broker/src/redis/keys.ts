@@ -29,6 +29,25 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:once:${key}`;
   }
 
+  /** Who archives the room now (a lease with an expiry). */
+  roomArchiver(room: string): string {
+    return `${this.prefix}room:{${room}}:archiver`;
+  }
+
+  /**
+   * Set of rooms with messages not archived yet. One for everything on a single
+   * server; on a Redis Cluster one per slot (`slotTag` names a tag on it), so the
+   * append script can add a room to the set of its own slot.
+   */
+  archiveDirty(slotTag?: string): string {
+    return slotTag === undefined ? `${this.prefix}archive:dirty` : `${this.prefix}archive:dirty:{${slotTag}}`;
+  }
+
+  /** Plain (cluster-wide) channel: a room just became dirty. */
+  archiveWake(): string {
+    return `${this.prefix}archive:wake`;
+  }
+
   /** Sorted set: node incarnation -> expiry (ms, Redis clock). */
   presenceNodes(room: string): string {
     return `${this.prefix}room:{${room}}:nodes`;

@@ -8,6 +8,7 @@ import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
 import { trimBatch } from '../trim.js';
+import { ArchiveSets } from './archive-sets.js';
 import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserPayload } from './envelope.js';
 import type { KeySpace } from './keys.js';
 import type { PubSub } from './pubsub.js';
@@ -38,6 +39,8 @@ export interface RedisBrokerOptions {
   waitTimeoutMs?: number;
   /** How long an idempotency key is remembered after its last use. */
   idempotencyTtlMs?: number;
+  /** Mark every appended room for the archiver (see RedisArchiveFeed). */
+  archive?: boolean;
   log?: BrokerLog;
 }
 
@@ -56,6 +59,7 @@ export class RedisBroker implements Broker {
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
   readonly #idempotencyTtlMs: number;
+  readonly #archiveSets: ArchiveSets | undefined;
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -82,6 +86,7 @@ export class RedisBroker implements Broker {
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
+    this.#archiveSets = options.archive ? new ArchiveSets(options.keys, options.pubsub.publishCommand === 'SPUBLISH') : undefined;
     this.#keys = options.keys;
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
@@ -155,12 +160,15 @@ export class RedisBroker implements Broker {
   append(message: AppendRequest): Promise<AppendResult> {
     const { room, idempotencyKey } = message;
     const stream = this.#keys.roomStream(room);
+    const archive = this.#archiveSets;
     const args: Parameters<ChatScripts['chatAppend']> = [
       stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
+      archive === undefined ? stream : archive.of(room),
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
+      archive === undefined ? '' : this.#keys.archiveWake(), room,
     ];
     if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await this.#command.chatAppend(...args)));
     return this.#call(() => this.#appendReplicated(args));

@@ -50,9 +50,13 @@ end
  * message's id and ts come back, and the record's expiry is renewed (a write,
  * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
  *
- * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none)
+ * With the archive on, the room joins its slot's set of rooms to archive, and a
+ * room that was not in it is announced on the archive's wake channel.
+ *
+ * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none),
+ *       archive set (any key of the room when the archive is off)
  * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
- *       idempotency ttl in ms ('' when the append has no key)
+ *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room
  */
 const APPEND = LOST + ONCE + `
 local first = seen(KEYS[4], ARGV[9])
@@ -69,6 +73,7 @@ if excess >= tonumber(ARGV[3]) then
 end
 redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
 if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
+if ARGV[10] ~= '' and redis.call('SADD', KEYS[5], ARGV[11]) == 1 then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
 return { id, ARGV[4], 0 }
 `;
 
@@ -85,6 +90,47 @@ local lost = redis.call('GET', KEYS[3]) or '0-0'
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 local stored = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[2], 'COUNT', ARGV[3]) }
+`;
+
+/*
+ * For the archiver: the oldest `count` messages after an id, with what proves
+ * continuity from it (as AFTER) and the newest id.
+ * KEYS: stream, trimmed-marker, lost-marker. ARGV: the id, count
+ */
+const ARCHIVE_READ = `
+local trimmed = redis.call('GET', KEYS[2]) or '0-0'
+local lost = redis.call('GET', KEYS[3]) or '0-0'
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local stored = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) }
+`;
+
+/*
+ * For the archiver: the room leaves the set of rooms to archive when nothing
+ * newer than `through` is stored (an append since re-adds it). Returns 1 if it left.
+ * KEYS: stream, archive set. ARGV: through, room
+ */
+const ARCHIVE_SETTLE = LOST + `
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if newest and newer(newest[1], ARGV[1]) then return 0 end
+return redis.call('SREM', KEYS[2], ARGV[2])
+`;
+
+/*
+ * A lease held by `owner`: taken when free, renewed when held. Returns 1 when held now.
+ * KEYS: lease. ARGV: owner, ttl ms
+ */
+const LEASE = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+// Gives a lease up if `owner` still holds it. KEYS: lease. ARGV: owner
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 `;
 
 /*
@@ -204,15 +250,19 @@ export type RawEntry = [id: string, fields: string[]];
 
 export interface ChatScripts {
   chatAppend(
-    stream: string, trimmed: string, lost: string, once: string,
+    stream: string, trimmed: string, lost: string, once: string, archiveSet: string,
     channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-    lastDelivered: string, onceTtlMs: number | '',
+    lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string,
   ): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
   chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
+  chatArchiveRead(stream: string, trimmed: string, lost: string, after: string, count: number): Promise<[string, string, string, number, RawEntry[]]>;
+  chatArchiveSettle(stream: string, archiveSet: string, through: string, room: string): Promise<number>;
+  chatLease(lease: string, owner: string, ttlMs: number): Promise<number>;
+  chatRelease(lease: string, owner: string): Promise<number>;
   chatPresenceJoin(
     nodes: string, users: string, nodeSet: string,
     node: string, user: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
@@ -233,10 +283,14 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 4, lua: APPEND });
+  redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: APPEND });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
+  redis.defineCommand('chatArchiveRead', { numberOfKeys: 3, lua: ARCHIVE_READ });
+  redis.defineCommand('chatArchiveSettle', { numberOfKeys: 2, lua: ARCHIVE_SETTLE });
+  redis.defineCommand('chatLease', { numberOfKeys: 1, lua: LEASE });
+  redis.defineCommand('chatRelease', { numberOfKeys: 1, lua: RELEASE });
   redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
   redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });

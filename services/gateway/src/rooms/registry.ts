@@ -4,6 +4,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Session } from '../session.js';
+import type { RoomHistory } from '../history.js';
 import { CatchUp, type ResyncReason } from './catch-up.js';
 import { PendingJoin, type Frame } from './join-sync.js';
 import { LocalRoom } from './local-room.js';
@@ -23,8 +24,12 @@ export interface RoomRegistryOptions {
   metrics: Metrics;
   /** Messages in `joined` without `since`. */
   joinHistory: number;
-  /** Most messages replayed for `since` and read back by a catch-up: everything a room stores. */
+  /** Most messages read back by a catch-up: everything a room stores. */
   replayLimit: number;
+  /** Most messages replayed for a join with `since` (more with an archive: the stream and the archive). */
+  joinReplayLimit: number;
+  /** The stream, continued by the archive when there is one. */
+  history: RoomHistory;
   /** Minimum time between two typing events of one user in one room. */
   typingIntervalMs: number;
   /** Longest a join waits for the live copy of a message it already read. */
@@ -236,11 +241,8 @@ export class RoomRegistry {
   }
 
   async #readForJoin(name: string, since: string | undefined): Promise<JoinRead> {
-    const { broker, replayLimit, joinHistory } = this.#options;
-    if (since !== undefined) {
-      const { messages, gap, newest } = await broker.after(name, since, replayLimit);
-      return { messages, recovered: gap === undefined, newest };
-    }
+    const { broker, history, joinReplayLimit, joinHistory } = this.#options;
+    if (since !== undefined) return history.since(name, since, joinReplayLimit);
     const messages = await broker.history(name, undefined, Math.max(joinHistory, 1));
     const newest = messages.at(-1)?.id ?? '0-0';
     return { messages: messages.slice(messages.length - joinHistory), recovered: undefined, newest };

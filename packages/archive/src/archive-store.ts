@@ -1,0 +1,244 @@
+import pg from 'pg';
+import { joinId, splitId } from './ids.js';
+import { migrate } from './migrate.js';
+import { nextWeek, partitionName, weeksBetween } from './partitions.js';
+
+/** A room message as archived: its id and the stored frame tail (the frame is head + id + body). */
+export interface ArchivedMessage {
+  id: string;
+  body: string;
+}
+
+/** Messages of one room to archive, oldest first, and the id the room is archived through once they are in. */
+export interface ArchiveBatch {
+  room: string;
+  messages: ArchivedMessage[];
+  through: string;
+  /** True when the room's archive starts here at the room's first message. */
+  fromStart: boolean;
+}
+
+/** What the archive holds after an id. */
+export interface ArchiveRange {
+  /** Oldest first, at most `limit`. */
+  messages: ArchivedMessage[];
+  /** More than `limit` messages came after the id. */
+  more: boolean;
+  /** The archive can vouch for continuity from the id: it holds the id itself, or it is 0-0 and the archive starts at the room's start. */
+  continuous: boolean;
+  /** The room is archived through this id (undefined: nothing archived yet). */
+  through: string | undefined;
+}
+
+export interface ArchiveStoreOptions {
+  /** postgres://... */
+  url: string;
+  /** Pool size (default 10). */
+  max?: number;
+  /** Each statement's limit, so a stuck database fails calls instead of hanging them (default 5 s). */
+  statementTimeoutMs?: number;
+  /** Errors of idle pooled connections (a restart of PostgreSQL): logged, the pool makes new ones. */
+  onPoolError?: (err: Error) => void;
+}
+
+type Row = { ms: string; seq: string; body: string };
+
+/** PostgreSQL could not answer (down, restarting, too slow); retrying later may work. */
+export class ArchiveUnavailableError extends Error {
+  override readonly name = 'ArchiveUnavailableError';
+}
+
+async function reading<T>(what: string, query: () => Promise<T>): Promise<T> {
+  try {
+    return await query();
+  } catch (err) {
+    throw new ArchiveUnavailableError(`archive ${what} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * The PostgreSQL archive of room messages (node-postgres, one pool). Writes are
+ * idempotent, keyed by (room, id): a batch written twice (a crash between the
+ * write and its acknowledgement) changes nothing the second time.
+ */
+export class ArchiveStore {
+  readonly #pool: pg.Pool;
+  /** Week starts whose partition exists (or was just made by this process). */
+  readonly #weeks = new Set<number>();
+
+  private constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** A pool; nothing is connected until the first query (PostgreSQL may come later). */
+  static connect(options: ArchiveStoreOptions): ArchiveStore {
+    const pool = new pg.Pool({
+      connectionString: options.url, max: options.max ?? 10,
+      statement_timeout: options.statementTimeoutMs ?? 5000, connectionTimeoutMillis: options.statementTimeoutMs ?? 5000,
+    });
+    pool.on('error', (err) => options.onPoolError?.(err));
+    return new ArchiveStore(pool);
+  }
+
+  /** Connects and brings the schema up to date. */
+  static async open(options: ArchiveStoreOptions): Promise<ArchiveStore> {
+    const store = ArchiveStore.connect(options);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return store;
+  }
+
+  /** Applies the migrations not applied yet (once, under a lock, whoever runs it); resolves with the schema version. */
+  migrate(): Promise<number> {
+    return migrate(this.#pool);
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+
+  /** True when a trivial query answers. */
+  async ping(): Promise<boolean> {
+    try {
+      await this.#pool.query('SELECT 1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Inserts the messages of several rooms and moves each room's watermark to
+   * `through`, in one transaction, with one statement for all rows. Rows
+   * already there are left alone. Resolves with the number of new rows.
+   */
+  async write(batches: readonly ArchiveBatch[]): Promise<number> {
+    const rooms: string[] = [];
+    const ms: string[] = [];
+    const seq: string[] = [];
+    const bodies: string[] = [];
+    let lowest = Number.POSITIVE_INFINITY;
+    let highest = 0;
+    for (const batch of batches) {
+      for (const m of batch.messages) {
+        const [a, b] = splitId(m.id);
+        rooms.push(batch.room);
+        ms.push(a);
+        seq.push(b);
+        bodies.push(m.body);
+        lowest = Math.min(lowest, Number(a));
+        highest = Math.max(highest, Number(a));
+      }
+    }
+    if (rooms.length > 0) await this.ensureWeeks(lowest, highest);
+    const marks = batches.map((b) => splitId(b.through));
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      const inserted = rooms.length === 0 ? { rowCount: 0 } : await client.query(
+        `INSERT INTO chat_messages (room, ms, seq, body)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
+         ON CONFLICT DO NOTHING`, [rooms, ms, seq, bodies]);
+      await client.query(
+        `INSERT INTO chat_archive_rooms (room, ms, seq, from_start)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[])
+         ON CONFLICT (room) DO UPDATE SET ms = EXCLUDED.ms, seq = EXCLUDED.seq, updated_at = now()
+         WHERE (chat_archive_rooms.ms, chat_archive_rooms.seq) < (EXCLUDED.ms, EXCLUDED.seq)`,
+        [batches.map((b) => b.room), marks.map(([a]) => a), marks.map(([, b]) => b), batches.map((b) => b.fromStart)]);
+      await client.query('COMMIT');
+      return inserted.rowCount ?? 0;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** room -> the id it is archived through, for those archived at all. */
+  async watermarks(rooms: readonly string[]): Promise<Map<string, string>> {
+    const { rows } = await this.#pool.query<{ room: string; ms: string; seq: string }>(
+      'SELECT room, ms, seq FROM chat_archive_rooms WHERE room = ANY($1::text[])', [rooms]);
+    return new Map(rows.map((r) => [r.room, joinId(r.ms, r.seq)]));
+  }
+
+  /** Up to `limit` archived messages older than `before` (the newest when absent), oldest first. */
+  async before(room: string, before: string | undefined, limit: number): Promise<ArchivedMessage[]> {
+    const { rows } = await reading('page', () => (before === undefined
+      ? this.#pool.query<Row>('SELECT ms, seq, body FROM chat_messages WHERE room = $1 ORDER BY ms DESC, seq DESC LIMIT $2', [room, limit])
+      : this.#pool.query<Row>(
+        'SELECT ms, seq, body FROM chat_messages WHERE room = $1 AND (ms, seq) < ($2, $3) ORDER BY ms DESC, seq DESC LIMIT $4',
+        [room, ...splitId(before), limit])));
+    return rows.reverse().map(toMessage);
+  }
+
+  /** The archived messages after `since` (the oldest `limit` of them), and whether the archive can vouch for them. */
+  async after(room: string, since: string, limit: number): Promise<ArchiveRange> {
+    const [ms, seq] = splitId(since);
+    const [range, state] = await reading('range', () => Promise.all([
+      this.#pool.query<Row>(
+        'SELECT ms, seq, body FROM chat_messages WHERE room = $1 AND (ms, seq) > ($2, $3) ORDER BY ms, seq LIMIT $4',
+        [room, ms, seq, limit + 1]),
+      this.#pool.query<{ through: string | null; from_start: boolean | null; stored: boolean }>(
+        `SELECT (SELECT ms || '-' || seq FROM chat_archive_rooms WHERE room = $1) AS through,
+                (SELECT from_start FROM chat_archive_rooms WHERE room = $1) AS from_start,
+                EXISTS (SELECT 1 FROM chat_messages WHERE room = $1 AND ms = $2 AND seq = $3) AS stored`,
+        [room, ms, seq]),
+    ]));
+    const { through, from_start: fromStart, stored } = state.rows[0]!;
+    return {
+      messages: range.rows.slice(0, limit).map(toMessage),
+      more: range.rows.length > limit,
+      continuous: stored || (since === '0-0' && fromStart === true),
+      through: through ?? undefined,
+    };
+  }
+
+  /** Makes the weekly partitions covering [fromMs, toMs] that do not exist yet. */
+  async ensureWeeks(fromMs: number, toMs: number): Promise<void> {
+    const missing = weeksBetween(fromMs, toMs).filter((w) => !this.#weeks.has(w));
+    if (missing.length === 0) return;
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Serializes partition DDL between processes: CREATE ... IF NOT EXISTS alone can race.
+      await client.query('SELECT pg_advisory_xact_lock(727002)');
+      for (const start of missing) {
+        await client.query(`CREATE TABLE IF NOT EXISTS ${partitionName(start)} PARTITION OF chat_messages FOR VALUES FROM (${start}) TO (${nextWeek(start)})`);
+      }
+      await client.query('COMMIT');
+      for (const start of missing) this.#weeks.add(start);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Drops the weekly partitions that end before `ms` (retention); resolves with their names. */
+  async dropBefore(ms: number): Promise<string[]> {
+    const { rows } = await this.#pool.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'chat_messages'`);
+    const dropped: string[] = [];
+    for (const { name } of rows) {
+      const start = Date.parse(`${name.slice('chat_messages_w'.length, -4)}-${name.slice(-4, -2)}-${name.slice(-2)}T00:00:00Z`);
+      if (!Number.isFinite(start) || nextWeek(start) > ms) continue;
+      await this.#pool.query(`DROP TABLE IF EXISTS ${name}`);
+      this.#weeks.delete(start);
+      dropped.push(name);
+    }
+    return dropped;
+  }
+}
+
+function toMessage(row: Row): ArchivedMessage {
+  return { id: joinId(row.ms, row.seq), body: row.body };
+}
+
+

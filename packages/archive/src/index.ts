@@ -1,0 +1,3 @@
+export { ArchiveStore, ArchiveUnavailableError, type ArchiveBatch, type ArchiveRange, type ArchivedMessage, type ArchiveStoreOptions } from './archive-store.js';
+export { MIGRATIONS } from './migrations.js';
+export { migrate } from './migrate.js';

@@ -1,0 +1,104 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { RangeGap, StoredMessage } from '../broker.js';
+import { rangeGap } from '../continuity.js';
+import { ArchiveSets } from './archive-sets.js';
+import type { KeySpace } from './keys.js';
+import { defineScripts, type ChatScripts, type RawEntry } from './scripts.js';
+
+export interface ArchiveFeedOptions {
+  /** Owned by the caller, who also closes them. */
+  command: Redis | Cluster;
+  /** For the wake channel only (a connection in subscriber mode runs nothing else). */
+  subscriber: Redis | Cluster;
+  keys: KeySpace;
+  /** Redis Cluster: one set of rooms to archive per slot, and SPUBLISH for loss marks. */
+  sharded: boolean;
+}
+
+/** The oldest messages of a room after the archive's watermark, and whether they follow on from it. */
+export interface ArchiveRead {
+  messages: StoredMessage[];
+  /** Why the stream cannot show that these follow the watermark with nothing between (see RangeGap). */
+  gap?: RangeGap;
+  /** The room's loss mark ('0-0' when none). */
+  lost: string;
+  /** The newest id stored in the room ('0-0' when none). */
+  newest: string;
+}
+
+/**
+ * What an archiver needs from Redis: which rooms have messages not archived
+ * yet (a set the append script adds each room to, and a wake-up when a room
+ * joins it), leases so that several archivers never work on one room at once,
+ * and the room's messages after a watermark. It knows streams and ids; what an
+ * archive is made of is the archiver's business.
+ */
+export class RedisArchiveFeed {
+  readonly #command: (Redis | Cluster) & ChatScripts;
+  readonly #subscriber: Redis | Cluster;
+  readonly #keys: KeySpace;
+  readonly #sets: ArchiveSets;
+  readonly #publish: 'PUBLISH' | 'SPUBLISH';
+
+  constructor(options: ArchiveFeedOptions) {
+    this.#command = defineScripts(options.command);
+    this.#subscriber = options.subscriber;
+    this.#keys = options.keys;
+    this.#sets = new ArchiveSets(options.keys, options.sharded);
+    this.#publish = options.sharded ? 'SPUBLISH' : 'PUBLISH';
+  }
+
+  /** True while commands can be served. */
+  get up(): boolean {
+    return this.#command.status === 'ready';
+  }
+
+  /** Calls `onRoom` with every room announced as newly dirty from now on (best effort: sweep with dirtyRooms). */
+  async listen(onRoom: (room: string) => void): Promise<void> {
+    const channel = this.#keys.archiveWake();
+    this.#subscriber.on('message', (from: string, room: string) => {
+      if (from === channel) onRoom(room);
+    });
+    await this.#subscriber.subscribe(channel);
+  }
+
+  /** Every room with messages not archived yet. */
+  async dirtyRooms(): Promise<string[]> {
+    const sets = this.#sets.all();
+    const rooms = new Set<string>();
+    for (let i = 0; i < sets.length; i += 1024) {
+      const members = await Promise.all(sets.slice(i, i + 1024).map((key) => this.#command.smembers(key)));
+      for (const list of members) for (const room of list) rooms.add(room);
+    }
+    return [...rooms];
+  }
+
+  /** Takes (or renews) the room's lease for `owner`; false when another owner holds it. */
+  async lease(room: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.#command.chatLease(this.#keys.roomArchiver(room), owner, ttlMs)) === 1;
+  }
+
+  async release(room: string, owner: string): Promise<void> {
+    await this.#command.chatRelease(this.#keys.roomArchiver(room), owner);
+  }
+
+  /** The oldest `limit` messages after `after`, and whether the stream proves nothing lies between. */
+  async read(room: string, after: string, limit: number): Promise<ArchiveRead> {
+    const [trimmed, lost, newest, stored, raw] = await this.#command.chatArchiveRead(
+      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room), after, limit,
+    );
+    const messages = (raw as RawEntry[]).map(([id, fields]) => ({ id, body: fields[fields.indexOf('b') + 1] ?? '' }));
+    const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, 0, limit);
+    return gap === undefined ? { messages, lost, newest } : { messages, gap, lost, newest };
+  }
+
+  /** Takes the room off the dirty set when nothing newer than `through` is stored; true if it was. */
+  async settle(room: string, through: string): Promise<boolean> {
+    return (await this.#command.chatArchiveSettle(this.#keys.roomStream(room), this.#sets.of(room), through, room)) === 1;
+  }
+
+  /** Records that messages of the room up to `upTo` are gone unarchived (see Broker.markLost). */
+  async markLost(room: string, upTo: string): Promise<void> {
+    await this.#command.chatMarkLost(this.#keys.roomLost(room), upTo, this.#keys.roomChannel(room), this.#publish);
+  }
+}

@@ -1,0 +1,86 @@
+import { ArchiveStore } from '@chat/archive';
+import { KeySpace, RedisArchiveFeed, createRedisClients } from '@chat/broker';
+import { Cluster, type Redis } from 'ioredis';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { Archiver } from './archiver.js';
+import { ConfigError, loadConfig, type ArchiverConfig } from './config.js';
+import { createHttpServer } from './http.js';
+import { createMetrics } from './metrics.js';
+
+/** The only place that reads the environment, handles signals and exits. */
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const log = pino({ level: config.logLevel, base: { node: config.nodeId, service: 'archiver' } });
+  const redis = createRedisClients(config.redis, {
+    commandTimeoutMs: config.brokerTimeoutMs, name: `chat-archiver:${config.nodeId}`, prefix: config.redisPrefix, log: log.child({ component: 'redis' }),
+  });
+  // The wake channel is a plain (cluster-wide) channel, on a connection of its own that resubscribes by itself.
+  const wake: Redis | Cluster = redis.command instanceof Cluster
+    ? redis.command.duplicate(undefined, { redisOptions: { ...redis.command.options.redisOptions, autoResubscribe: true } })
+    : redis.command.duplicate({ autoResubscribe: true });
+  wake.on('error', (err: Error) => log.debug({ err }, 'wake-up connection error'));
+  const feed = new RedisArchiveFeed({ command: redis.command, subscriber: wake, keys: new KeySpace(config.redisPrefix), sharded: redis.mode === 'cluster' });
+  const store = ArchiveStore.connect({ url: config.databaseUrl, onPoolError: (err) => log.warn({ err }, 'archive connection lost') });
+  await migrateUntilDone(store, log);
+
+  const registry = new Registry();
+  let archiver: Archiver | undefined;
+  const metrics = createMetrics(registry, {
+    lagSeconds: () => archiver?.lagSeconds ?? 0,
+    pendingRooms: () => archiver?.pendingRooms ?? 0,
+    redisUp: () => feed.up,
+    databaseUp: () => archiver?.databaseUp ?? false,
+  });
+  archiver = new Archiver({ config, feed, store, metrics, log });
+  const server = createHttpServer(registry, () => {
+    const redisUp = feed.up;
+    const databaseUp = archiver!.databaseUp;
+    return { ready: redisUp && databaseUp, redis: redisUp ? 'up' : 'down', database: databaseUp ? 'up' : 'down', lagSeconds: archiver!.lagSeconds };
+  });
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  await archiver.start();
+  log.info({ host: config.host, port, redis: redis.mode }, 'listening');
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(0), 10_000).unref();
+    archiver!.stop()
+      .then(() => Promise.all([redis.close(), wake.quit().catch(() => {}), store.close(), new Promise((r) => server.close(r))]))
+      .then(() => log.info('stopped'), (err: unknown) => log.error({ err }, 'error while shutting down'))
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+/** PostgreSQL may come up after the archiver: the schema is brought up to date as soon as it answers. */
+async function migrateUntilDone(store: ArchiveStore, log: pino.Logger): Promise<void> {
+  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 10_000)) {
+    try {
+      const version = await store.migrate();
+      log.info({ version }, 'archive schema up to date');
+      return;
+    } catch (err) {
+      log.warn({ err, retryInMs: delayMs }, 'PostgreSQL not reachable yet; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
+function loadConfigOrExit(): ArchiverConfig {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(2);
+  }
+}
+
+void main();
