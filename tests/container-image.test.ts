@@ -33,6 +33,7 @@ describe.skipIf(!hasPodman)('the Dockerfile, built and run for real (podman, hos
     expect(listing).not.toMatch(/\.ts\n|\/src\/|\/test\/|^\.\/tests\//m);
     expect(listing).toContain('./services/gateway/dist/main.js');
     expect(listing).toContain('./services/gateway/dist/public/app.js'); // the chat page
+    expect(listing).toContain('./services/archiver/dist/main.js'); // the archiver runs from the same image
     expect(listing).not.toMatch(/\b(typescript|vitest|testcontainers|@types)\b/);
     const size = Number(podman('image', 'inspect', IMAGE, '--format', '{{.Size}}'));
     console.log(`image size: ${(size / 1e6).toFixed(0)} MB`);

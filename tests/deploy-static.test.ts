@@ -42,8 +42,8 @@ describe('docker-compose.yml', () => {
     expect(result.status, result.output).toBe(0);
   });
 
-  it('has Redis, three gateways behind a load balancer on 8080, Prometheus on 9090 and Grafana on 3000', () => {
-    expect(Object.keys(services).sort()).toEqual(['gateway', 'grafana', 'lb', 'prometheus', 'redis']);
+  it('has Redis, three gateways behind a load balancer on 8080, PostgreSQL and archivers, Prometheus on 9090 and Grafana on 3000', () => {
+    expect(Object.keys(services).sort()).toEqual(['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis']);
     expect(services.gateway!.deploy?.replicas).toBe(3);
     expect(services.gateway!.build).toBeDefined();
     expect(services.gateway!.environment?.REDIS_URL).toBe('redis://redis:6379');
@@ -63,6 +63,22 @@ describe('docker-compose.yml', () => {
     expect(byDefault.services.gateway!.environment?.REDIS_WAIT_REPLICAS).toBe('0');
     const onDisk = resolved(['docker-compose.yml'], { REDIS_APPENDFSYNC: 'always' });
     expect(flagOf(onDisk.services.redis!, '--appendfsync')).toBe('always');
+  });
+
+  it('keeps the archive in PostgreSQL on a named volume, written by archivers from the gateways\' image, read by the gateways', () => {
+    const byDefault = resolved(['docker-compose.yml']);
+    const { postgres, archiver, gateway } = byDefault.services as Record<string, ComposeService>;
+    expect(postgres!.volumes?.some((v) => String(v).startsWith('postgres-data:/var/lib/postgresql/data'))).toBe(true);
+    expect(byDefault.volumes).toHaveProperty('postgres-data');
+    expect(postgres!.healthcheck?.test.join(' ')).toContain('pg_isready');
+    expect(archiver!.image).toBe(gateway!.image);
+    expect(archiver!.command).toEqual(['node', 'services/archiver/dist/main.js']);
+    expect(archiver!.environment?.DATABASE_URL).toBe(gateway!.environment?.DATABASE_URL);
+    expect(archiver!.environment?.DATABASE_URL).toMatch(/^postgres:\/\/[^@]+@postgres:5432\//);
+    for (const service of [archiver!, gateway!]) expect(service.depends_on?.postgres?.condition).toBe('service_healthy');
+    const prometheus = parse(read('prometheus/prometheus.yml')) as { scrape_configs: Array<{ job_name: string; dns_sd_configs?: Array<{ names: string[]; port: number }> }> };
+    expect(prometheus.scrape_configs.find((j) => j.job_name === 'chat-archiver')!.dns_sd_configs![0])
+      .toMatchObject({ names: ['archiver'], port: Number(archiver!.environment!.PORT) });
   });
 
   it('starts in the right order on health, with healthchecks where others wait', () => {
@@ -106,7 +122,7 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
 
   it('is accepted by docker-compose config on top of docker-compose.yml', () => {
     expect(Object.keys(services()).sort()).toEqual(
-      ['gateway', 'grafana', 'lb', 'prometheus', 'redis', 'redis-cluster-init', ...nodes].sort());
+      ['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis', 'redis-cluster-init', ...nodes].sort());
   });
 
   it('has six cluster-mode nodes, each announcing its own service name, with a healthcheck', () => {

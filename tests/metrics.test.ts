@@ -1,3 +1,4 @@
+import { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
 import { TestClient, waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -91,8 +92,8 @@ describe('metrics of two gateways after a scripted session', () => {
     }
   });
 
-  it('include every metric the dashboard and the alert rules use', async () => {
-    const exposition = await (await fetch(metricsUrl(gw1))).text();
+  it('include every metric the dashboard and the alert rules use (the gateway\'s, and the archiver\'s)', async () => {
+    const exposition = (await (await fetch(metricsUrl(gw1))).text()) + await archiverExposition();
     const families = new Set([...exposition.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
     const sources = ['../grafana/dashboards/chat-gateway.json', '../prometheus/alerts.yml']
       .map((path) => readFileSync(new URL(path, import.meta.url), 'utf8'));
@@ -102,6 +103,23 @@ describe('metrics of two gateways after a scripted session', () => {
       const family = name.replace(/_(bucket|sum|count)$/, '');
       expect(families.has(name) || families.has(family), `${name} is not exported`).toBe(true);
     }
+  });
+});
+
+/** What an archiver exposes, from its own metrics module (no Redis or PostgreSQL needed). */
+async function archiverExposition(): Promise<string> {
+  const { createMetrics } = await import('../services/archiver/dist/metrics.js');
+  const registry = new Registry();
+  createMetrics(registry, { lagSeconds: () => 0, pendingRooms: () => 0, redisUp: () => true, databaseUp: () => true });
+  return registry.metrics();
+}
+
+describe('an archiver\'s metrics', () => {
+  it('pass promtool check metrics', async () => {
+    requireTool('promtool', 'apt-get install prometheus');
+    const result = run('promtool', ['check', 'metrics'], await archiverExposition());
+    expect(result.output.trim()).toBe('');
+    expect(result.status).toBe(0);
   });
 });
 

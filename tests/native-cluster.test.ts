@@ -141,6 +141,39 @@ describe('npm run cluster keeps Redis data in the directory it prints', () => {
   }, 30_000);
 });
 
+describe('npm run cluster -- --archive: PostgreSQL and two archivers too', () => {
+  let cluster: ReturnType<typeof spawn> | undefined;
+  afterAll(async () => {
+    if (cluster) await stopScript(cluster);
+  });
+
+  it('serves history past the Redis window from the archive, through the balancer', async () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    let ready: Ready & { postgres?: string; archivers?: Array<{ url: string }> };
+    ({ cluster, ready } = await startScript('--ephemeral', '--archive', '--gateways', '2', '--env', 'HISTORY_SIZE=20'));
+    expect(ready.postgres).toMatch(/^postgres:\/\//);
+    expect(ready.archivers).toHaveLength(2);
+    for (const a of ready.archivers!) await waitFor(async () => (await fetch(`${a.url}/readyz`)).ok, { what: 'archiver ready' });
+    const writer = await TestClient.connect(ready.ws, 'writer');
+    await writer.request({ type: 'join', room: 'long' });
+    const acked: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      acked.push(((await writer.request({ type: 'send', room: 'long', text: `m${i}` })) as { id: string }).id);
+      await sleep(20); // the archivers look every 100 ms: this room stays within its window of 20
+    }
+    // Past the 20 the stream keeps, the page continues from PostgreSQL once the archivers have them.
+    await waitFor(async () => {
+      const page = await writer.request({ type: 'history', room: 'long', limit: 100 });
+      return page.type === 'history' && page.messages.length === 40;
+    }, { what: 'all 40 in one page', timeoutMs: 15_000 });
+    const page = await writer.request({ type: 'history', room: 'long', limit: 100 });
+    expect(page.type === 'history' && page.messages.map((m) => m.id)).toEqual(acked);
+    await writer.close();
+    expect(await stopScript(cluster)).toBe(0);
+    cluster = undefined;
+  }, 60_000);
+});
+
 describe('npm run cluster -- --redis-cluster: the same on a Redis Cluster of 3 primaries + 3 replicas', () => {
   const data = mkdtempSync(join(tmpdir(), 'cluster-data-'));
   let cluster: ReturnType<typeof spawn> | undefined;

@@ -10,11 +10,12 @@
 //   npm run cluster -- --appendfsync always  # an ack means on disk (docs/redis-topologies.md#durability)
 //   npm run cluster -- --data-dir /var/tmp/chat
 //   npm run cluster -- --ephemeral           # the old mode: Redis in memory only, gone at exit
+//   npm run cluster -- --archive             # + PostgreSQL (Debian's binaries) and 2 archivers: history past Redis's window
 // A gateway that exits is started again on its ports (as compose's restart policy does);
 // SIGHUP restarts them one after the other, each ready before the next (a rolling deploy):
 //   kill -HUP <pid printed at start>         # or: npm run load -- churn --resend --roll <pid>
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,13 +35,15 @@ const BUS_OFFSET = 10_000;
 function parseArgs(argv) {
   const out = {
     gateways: 3, port: 8080, prometheus: false, redisCluster: false, json: false, env: {},
-    dataDir: join(root, '.cluster-data'), ephemeral: false, appendfsync: 'everysec',
+    dataDir: join(root, '.cluster-data'), ephemeral: false, appendfsync: 'everysec', archive: false, archivers: 2,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--gateways') out.gateways = Number(argv[++i]);
     else if (arg === '--data-dir') out.dataDir = resolve(argv[++i]);
     else if (arg === '--ephemeral') out.ephemeral = true;
+    else if (arg === '--archive') out.archive = true;
+    else if (arg === '--archivers') out.archivers = Number(argv[++i]);
     else if (arg === '--appendfsync') out.appendfsync = argv[++i];
     else if (arg === '--port') out.port = Number(argv[++i]);
     else if (arg === '--prometheus') out.prometheus = true;
@@ -224,6 +227,47 @@ async function allFree(ports) {
 const gateways = [];
 let rolling = false;
 
+const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+/**
+ * PostgreSQL from Debian's binaries, its data in --data-dir (or with the logs
+ * when --ephemeral), on a port below the ephemeral range. initdb and postgres
+ * refuse to run as root: then they run as the `postgres` user.
+ */
+async function startPostgres() {
+  if (!existsSync(join(PG_BIN, 'postgres'))) fail(`--archive needs PostgreSQL 15's binaries in ${PG_BIN}: apt-get install postgresql (or set PG_BIN)`);
+  const base = args.ephemeral ? join(dir, 'postgres') : join(args.dataDir, 'postgres');
+  const data = join(base, 'data');
+  mkdirSync(base, { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot && args.ephemeral) chmodSync(dir, 0o755); // the postgres user must reach its data inside it
+  const as = (command, argv) => (asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...argv]] : [command, argv]);
+  if (asRoot) spawnSync('chown', ['-R', 'postgres:postgres', base]);
+  if (!existsSync(join(data, 'PG_VERSION'))) {
+    const init = spawnSync(...as(join(PG_BIN, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8']), { encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+  }
+  const port = await stablePort();
+  const child = start('postgres', ...as(join(PG_BIN, 'postgres'), ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', base]));
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  await waitFor(async () => spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]).status === 0, 'postgres', 60_000);
+  spawnSync(join(PG_BIN, 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-c', 'CREATE DATABASE chat']); // fails harmlessly when it exists
+  return { url: url.replace(/\/postgres$/, '/chat'), pid: child.pid, data: args.ephemeral ? null : data };
+}
+
+async function startArchiver(index, env) {
+  const name = `archiver-${index}`;
+  const port = await freePort();
+  const child = start(name, process.execPath, ['services/archiver/dist/main.js'], {
+    NODE_ID: name, HOST: '127.0.0.1', PORT: String(port), ...env,
+  });
+  await new Promise((resolve, reject) => {
+    child.once('exit', () => reject(new Error(`${name} exited during start-up; see ${join(dir, `${name}.log`)}`)));
+    createInterface({ input: child.stdout }).on('line', (line) => { if (line.includes('"msg":"listening"')) resolve(); });
+  });
+  return { name, pid: child.pid, url: `http://127.0.0.1:${port}` };
+}
+
 async function startGateway(index, brokerEnv, ports) {
   const nodeId = `gw-${index}`;
   const [port, metricsPort] = ports ?? [await stablePort(), await stablePort()];
@@ -332,7 +376,11 @@ async function main() {
   process.on('SIGHUP', () => void roll());
 
   const redis = args.redisCluster ? await startRedisCluster() : await startRedis();
-  for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, redis.env));
+  const postgres = args.archive ? await startPostgres() : undefined;
+  const archiveEnv = postgres === undefined ? {} : { DATABASE_URL: postgres.url };
+  const archivers = [];
+  for (let i = 1; postgres !== undefined && i <= args.archivers; i++) archivers.push(await startArchiver(i, { ...redis.env, ...archiveEnv }));
+  for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, { ...redis.env, ...archiveEnv }));
   // Listening comes before the broker is connected: "ready" means every gateway
   // is, not just the first one the balancer found.
   for (const g of gateways) await waitFor(async () => (await fetch(`${g.url}/readyz`)).ok, `${g.nodeId} to be ready`);
@@ -348,6 +396,7 @@ async function main() {
   if (args.json) {
     process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
       redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids, redisData: redis.data,
+      postgres: postgres?.url, postgresPid: postgres?.pid, archivers,
       haproxyPid: haproxy.pid, gateways: gateways.map(({ nodeId, pid, port, metricsPort, url }) => ({ nodeId, pid, port, metricsPort, url })),
       prometheus, logs: dir })}\n`);
   } else {
@@ -359,6 +408,8 @@ async function main() {
     say(redis.data === null
       ? 'redis data            none: --ephemeral keeps it in memory only'
       : `redis data            ${redis.data}    (append-only file, appendfsync ${args.appendfsync}; delete it to start empty)`);
+    if (postgres) say(`postgres (archive)    ${postgres.url}    data: ${postgres.data ?? 'with the logs (--ephemeral)'}`);
+    for (const a of archivers) say(`${a.name.padEnd(22)}${a.url}/metrics`);
     if (prometheus) say(`prometheus            ${prometheus}`);
     say(`logs                  ${dir}\nCtrl-C stops everything; kill -HUP ${process.pid} restarts the gateways one by one.`);
   }

@@ -101,6 +101,13 @@ export class ArchiveStore {
     await this.#pool.end();
   }
 
+  /** When the archive began (its schema was made), ms since the epoch: every message since should be in it. */
+  async startedAt(): Promise<number> {
+    const { rows } = await this.#pool.query<{ ms: string }>(
+      'SELECT (extract(epoch FROM applied_at) * 1000)::bigint AS ms FROM chat_schema_migrations WHERE version = 1');
+    return Number(rows[0]?.ms ?? 0);
+  }
+
   /** True when a trivial query answers. */
   async ping(): Promise<boolean> {
     try {

@@ -5,7 +5,7 @@ import type { ArchiverConfig } from './config.js';
 import type { ArchiverMetrics } from './metrics.js';
 
 type Feed = Pick<RedisArchiveFeed, 'up' | 'listen' | 'dirtyRooms' | 'lease' | 'release' | 'read' | 'settle' | 'markLost'>;
-type Store = Pick<ArchiveStore, 'watermarks' | 'write' | 'dropBefore' | 'ping'>;
+type Store = Pick<ArchiveStore, 'watermarks' | 'write' | 'dropBefore' | 'ping' | 'startedAt'>;
 
 export interface ArchiverDeps {
   config: Pick<ArchiverConfig, 'nodeId' | 'batchSize' | 'roomsPerCycle' | 'cycleMs' | 'sweepMs' | 'leaseMs' | 'retentionDays'>;
@@ -49,6 +49,8 @@ export class Archiver {
   #stopped = false;
   #failures = 0;
   #databaseUp = true;
+  /** When the archive began: a room trimmed past a message younger than that lost it unarchived. */
+  #archiveStart = Number.POSITIVE_INFINITY;
 
   constructor(deps: ArchiverDeps) {
     this.#deps = deps;
@@ -69,7 +71,8 @@ export class Archiver {
   }
 
   async start(): Promise<void> {
-    const { feed, config, log } = this.#deps;
+    const { feed, store, config, log } = this.#deps;
+    this.#archiveStart = await store.startedAt();
     await feed.listen((room) => this.#enqueue(room)).catch((err: unknown) => log.warn({ err }, 'no wake-ups: relying on the sweep'));
     this.#every(config.sweepMs, () => this.#sweep());
     this.#every(Math.min(config.sweepMs, 2000), () => this.#checkDatabase());
@@ -220,7 +223,9 @@ export class Archiver {
    * that is there, so no rejoin from before it is told it missed nothing.
    */
   async #checkContinuity({ room, through, read }: RoomWork): Promise<void> {
-    if (through === undefined || (read.gap !== 'trimmed' && read.gap !== 'unproven')) return;
+    if (read.gap !== 'trimmed' && read.gap !== 'unproven') return;
+    // A room never archived, trimmed before the archive began: its archive just starts later.
+    if (through === undefined && Number(read.trimmed.split('-')[0]) < this.#archiveStart) return;
     const first = read.messages[0]?.id;
     if (first === undefined) return; // nothing stored after it yet: the next message decides
     this.#deps.metrics.losses.inc();

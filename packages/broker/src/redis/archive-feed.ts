@@ -22,6 +22,8 @@ export interface ArchiveRead {
   gap?: RangeGap;
   /** The room's loss mark ('0-0' when none). */
   lost: string;
+  /** The newest id trimmed from the stream ('0-0' when none). */
+  trimmed: string;
   /** The newest id stored in the room ('0-0' when none). */
   newest: string;
 }
@@ -89,7 +91,7 @@ export class RedisArchiveFeed {
     );
     const messages = (raw as RawEntry[]).map(([id, fields]) => ({ id, body: fields[fields.indexOf('b') + 1] ?? '' }));
     const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, 0, limit);
-    return gap === undefined ? { messages, lost, newest } : { messages, gap, lost, newest };
+    return gap === undefined ? { messages, lost, trimmed, newest } : { messages, gap, lost, trimmed, newest };
   }
 
   /** Takes the room off the dirty set when nothing newer than `through` is stored; true if it was. */
