@@ -1,9 +1,9 @@
 import type { AckFrame, MessageFrame } from '@chat/protocol';
 import { compareIds } from '@chat/protocol';
-import { TestClient, postgresForTests, sleep, startPostgres, uniquePrefix, waitFor, type PostgresServer } from '@chat/testkit';
+import { TestClient, postgresForTests, sleep, startPostgres, startRedisCluster, uniquePrefix, waitFor, type PostgresServer, type RedisClusterHandle } from '@chat/testkit';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { readyz, startArchiver, startCluster, type ArchiverProcess, type Cluster } from './helpers/gateways.js';
+import { readyz, startArchiver, startCluster, startGateway, type ArchiverProcess, type Cluster, type GatewayProcess } from './helpers/gateways.js';
 import { scrape } from './helpers/metrics.js';
 
 /*
@@ -217,5 +217,45 @@ describe('the archiver through crashes: its own, and PostgreSQL\'s', () => {
     } finally {
       await small.stop();
     }
+  }, 60_000);
+});
+
+describe('the archive on a Redis Cluster (3 primaries)', () => {
+  let redis: RedisClusterHandle;
+  let postgres: Awaited<ReturnType<typeof postgresForTests>>;
+  const gateways: GatewayProcess[] = [];
+  let archiver: ArchiverProcess | undefined;
+  const clients: TestClient[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await archiver?.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await redis?.stop();
+    await postgres?.close();
+  });
+
+  it('archives rooms of every shard, from sets on each room\'s own slot, and pages them back', async () => {
+    redis = await startRedisCluster({ primaries: 3, replicasPerPrimary: 0 });
+    postgres = await postgresForTests();
+    const databaseUrl = await postgres.createDatabase('cluster');
+    const env = { ...HISTORY, REDIS_URL: '', REDIS_CLUSTER_NODES: redis.seeds, REDIS_PREFIX: uniquePrefix('rca'), DATABASE_URL: databaseUrl };
+    for (const id of ['gw-1', 'gw-2']) gateways.push(await startGateway({ ...env, NODE_ID: id }));
+    archiver = await startArchiver({ ...env, NODE_ID: 'cluster-archiver' });
+    await waitFor(async () => (await Promise.all(gateways.map(readyz))).every((s) => s === 200), { what: 'ready', timeoutMs: 15_000 });
+    const rooms = Array.from({ length: 9 }, (_, i) => `sharded-${i}`); // spread over the three primaries
+    const acked = new Map<string, string[]>();
+    for (const [i, room] of rooms.entries()) {
+      const client = await TestClient.connect(gateways[i % 2]!.wsUrl, `w${i}`);
+      clients.push(client);
+      await client.request({ type: 'join', room });
+      acked.set(room, await post([client], room, 150));
+    }
+    for (const room of rooms) {
+      await waitFor(async () => (await archivedIds(databaseUrl, room)).length === 150, { what: `${room} archived`, timeoutMs: 20_000 });
+      expect(await archivedIds(databaseUrl, room)).toEqual(acked.get(room));
+    }
+    const reader = clients[0]!;
+    await reader.request({ type: 'join', room: rooms[4]! });
+    expect((await pageAll(reader, rooms[4]!)).map((m) => m.id)).toEqual(acked.get(rooms[4]!));
   }, 60_000);
 });

@@ -20,6 +20,8 @@ export interface PostgresServer {
   start(): Promise<void>;
   /** Stops it and removes its data directory. */
   cleanup(): Promise<void>;
+  /** The postmaster's PID while it runs (undefined in a container). */
+  pid(): number | undefined;
 }
 
 const BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -86,11 +88,14 @@ export async function startPostgres(): Promise<PostgresServer> {
       await sleep(50);
     }
   };
+  const postmaster = (): number | undefined => {
+    const pidFile = join(data, 'postmaster.pid');
+    return existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : undefined;
+  };
   /** The postmaster we started, by the PID it wrote; waits until it is gone. */
   const halt = async (signal: NodeJS.Signals): Promise<void> => {
-    const pidFile = join(data, 'postmaster.pid');
-    if (!existsSync(pidFile)) return;
-    const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    const pid = postmaster();
+    if (pid === undefined) return;
     try {
       process.kill(pid, signal);
     } catch {
@@ -111,6 +116,7 @@ export async function startPostgres(): Promise<PostgresServer> {
       await halt('SIGINT');
       rmSync(dir, { recursive: true, force: true });
     },
+    pid: postmaster,
   };
 }
 
@@ -165,5 +171,6 @@ async function startContainer(): Promise<PostgresServer> {
     kill: async () => { await container?.stop({ timeout: 0 }); container = null; },
     start: launch,
     cleanup: async () => { await container?.stop(); container = null; },
+    pid: () => undefined,
   };
 }
