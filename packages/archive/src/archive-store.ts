@@ -143,27 +143,20 @@ export class ArchiveStore {
     }
     if (rooms.length > 0) await this.ensureWeeks(lowest, highest);
     const marks = batches.map((b) => splitId(b.through));
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
-      const inserted = rooms.length === 0 ? { rowCount: 0 } : await client.query(
-        `INSERT INTO chat_messages (room, ms, seq, body)
+    // One statement, so one round trip and its own transaction: the rows and the watermarks together.
+    const { rows: [result] } = await this.#pool.query<{ inserted: string }>(
+      `WITH rows AS (
+         INSERT INTO chat_messages (room, ms, seq, body)
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
-         ON CONFLICT DO NOTHING`, [rooms, ms, seq, bodies]);
-      await client.query(
-        `INSERT INTO chat_archive_rooms (room, ms, seq, from_start)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[])
+         ON CONFLICT DO NOTHING RETURNING 1),
+       marks AS (
+         INSERT INTO chat_archive_rooms (room, ms, seq, from_start)
+         SELECT * FROM unnest($5::text[], $6::bigint[], $7::bigint[], $8::boolean[])
          ON CONFLICT (room) DO UPDATE SET ms = EXCLUDED.ms, seq = EXCLUDED.seq, updated_at = now()
-         WHERE (chat_archive_rooms.ms, chat_archive_rooms.seq) < (EXCLUDED.ms, EXCLUDED.seq)`,
-        [batches.map((b) => b.room), marks.map(([a]) => a), marks.map(([, b]) => b), batches.map((b) => b.fromStart)]);
-      await client.query('COMMIT');
-      return inserted.rowCount ?? 0;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+         WHERE (chat_archive_rooms.ms, chat_archive_rooms.seq) < (EXCLUDED.ms, EXCLUDED.seq) RETURNING 1)
+       SELECT (SELECT count(*) FROM rows) AS inserted, (SELECT count(*) FROM marks) AS marked`,
+      [rooms, ms, seq, bodies, batches.map((b) => b.room), marks.map(([a]) => a), marks.map(([, b]) => b), batches.map((b) => b.fromStart)]);
+    return Number(result!.inserted);
   }
 
   /** room -> the id it is archived through, for those archived at all. */
@@ -209,21 +202,40 @@ export class ArchiveStore {
   async ensureWeeks(fromMs: number, toMs: number): Promise<void> {
     const missing = weeksBetween(fromMs, toMs).filter((w) => !this.#weeks.has(w));
     if (missing.length === 0) return;
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    await this.#transaction(async (client) => {
       // Serializes partition DDL between processes: CREATE ... IF NOT EXISTS alone can race.
       await client.query('SELECT pg_advisory_xact_lock(727002)');
       for (const start of missing) {
         await client.query(`CREATE TABLE IF NOT EXISTS ${partitionName(start)} PARTITION OF chat_messages FOR VALUES FROM (${start}) TO (${nextWeek(start)})`);
       }
+    });
+    for (const start of missing) this.#weeks.add(start);
+  }
+
+  /**
+   * Runs `work` in a transaction on a client of its own. A connection that breaks
+   * meanwhile (PostgreSQL restarting) fails the work, never the process: a checked-out
+   * client's 'error' event has no other listener, and the broken client is discarded.
+   */
+  async #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
       await client.query('COMMIT');
-      for (const start of missing) this.#weeks.add(start);
+      return result;
     } catch (err) {
+      broken ??= err as Error;
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(broken);
     }
   }
 

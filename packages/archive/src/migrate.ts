@@ -11,6 +11,11 @@ const MIGRATION_LOCK = 727_001;
  */
 export async function migrate(pool: Pool): Promise<number> {
   const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error): void => {
+    broken = err; // the connection broke while checked out: fail this call, not the process
+  };
+  client.on('error', onError);
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await client.query(`CREATE TABLE IF NOT EXISTS chat_schema_migrations (
@@ -32,6 +37,7 @@ export async function migrate(pool: Pool): Promise<number> {
     return Math.max(0, ...MIGRATIONS.map((m) => m.version));
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => {});
-    client.release();
+    client.off('error', onError);
+    client.release(broken);
   }
 }

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { ArchiverConfig } from './config.js';
 import type { ArchiverMetrics } from './metrics.js';
 
-type Feed = Pick<RedisArchiveFeed, 'up' | 'listen' | 'dirtyRooms' | 'lease' | 'release' | 'read' | 'settle' | 'markLost'>;
+type Feed = Pick<RedisArchiveFeed, 'up' | 'listen' | 'dirtyRooms' | 'claim' | 'done' | 'markLost'>;
 type Store = Pick<ArchiveStore, 'watermarks' | 'write' | 'dropBefore' | 'ping' | 'startedAt'>;
 
 export interface ArchiverDeps {
@@ -42,13 +42,19 @@ export class Archiver {
   readonly #queue = new Set<string>();
   /** room -> ms of its oldest message read but not written yet: what the lag is measured from. */
   readonly #pendingSince = new Map<string, number>();
-  /** room -> the watermark last seen, to measure the lag from while PostgreSQL cannot say. */
-  readonly #lastThrough = new Map<string, string>();
+  /**
+   * room -> its watermark as this archiver last wrote or read it (undefined: never
+   * archived). It can only be older than the truth (another archiver may have
+   * moved it since), which merely re-reads rows the primary key turns away; a gap
+   * seen from a cached one is checked against PostgreSQL before it counts as a loss.
+   */
+  readonly #through = new Map<string, string | undefined>();
   #timers: NodeJS.Timeout[] = [];
   #cycle: Promise<void> | undefined;
   #stopped = false;
   #failures = 0;
   #databaseUp = true;
+  #listening = false;
   /** When the archive began: a room trimmed past a message younger than that lost it unarchived. */
   #archiveStart = Number.POSITIVE_INFINITY;
 
@@ -70,10 +76,15 @@ export class Archiver {
     return this.#databaseUp;
   }
 
+  /** Wake-ups arrive: a room is archived as soon as it has messages, not at the next sweep. */
+  get listening(): boolean {
+    return this.#listening;
+  }
+
   async start(): Promise<void> {
-    const { feed, store, config, log } = this.#deps;
+    const { store, config } = this.#deps;
     this.#archiveStart = await store.startedAt();
-    await feed.listen((room) => this.#enqueue(room)).catch((err: unknown) => log.warn({ err }, 'no wake-ups: relying on the sweep'));
+    void this.#listen(250);
     this.#every(config.sweepMs, () => this.#sweep());
     this.#every(Math.min(config.sweepMs, 2000), () => this.#checkDatabase());
     if (config.retentionDays > 0) this.#every(HOUR_MS, () => this.#retain());
@@ -93,11 +104,25 @@ export class Archiver {
     this.#queue.add(room);
   }
 
+  /** Wake-ups, retried until Redis takes the subscription (it may not be up when the archiver starts). */
+  async #listen(delayMs: number): Promise<void> {
+    try {
+      await this.#deps.feed.listen((room) => this.#enqueue(room));
+      this.#listening = true;
+    } catch (err) {
+      if (this.#stopped) return;
+      this.#deps.log.warn({ err, retryInMs: delayMs }, 'no wake-ups yet: relying on the sweep');
+      setTimeout(() => void this.#listen(Math.min(delayMs * 2, 5000)), delayMs).unref();
+    }
+  }
+
+  /** Every room of every set; a sweep that fails is tried again soon rather than at the next period. */
   async #sweep(): Promise<void> {
     try {
       for (const room of await this.#deps.feed.dirtyRooms()) this.#enqueue(room);
     } catch (err) {
-      this.#deps.log.debug({ err }, 'sweep failed');
+      this.#deps.log.debug({ err }, 'sweep failed; again in 500 ms');
+      if (!this.#stopped) setTimeout(() => void this.#sweep(), 500).unref();
     }
   }
 
@@ -128,45 +153,83 @@ export class Archiver {
     timer.unref?.();
   }
 
-  /** Resolves true when it had work to do. */
+  /**
+   * One cycle: claims the rooms (lease and read, one Redis call each), writes
+   * what they hold in one PostgreSQL statement, and hands them back (settle and
+   * release, one call each). Resolves true when it had work to do.
+   */
   async #runCycle(): Promise<boolean> {
-    const { config, feed } = this.#deps;
-    if (this.#queue.size === 0 || !feed.up) return false;
+    const { config, log } = this.#deps;
+    if (this.#queue.size === 0 || !this.#deps.feed.up) return false;
     const rooms = [...this.#queue].slice(0, config.roomsPerCycle);
     for (const room of rooms) this.#queue.delete(room);
-    const leased: string[] = [];
-    await Promise.all(rooms.map(async (room) => {
-      if (await feed.lease(room, config.nodeId, config.leaseMs).catch(() => false)) leased.push(room);
-      else this.#pendingSince.delete(room); // another archiver has it: its lag is that one's to report
-    }));
+    let claimed: RoomWork[] = [];
     try {
-      await this.#archive(leased);
+      await this.#learnWatermarks(rooms);
+      claimed = await this.#claim(rooms);
+      await this.#archive(claimed);
       this.#failures = 0;
     } catch (err) {
       this.#failures++;
-      for (const room of leased) this.#enqueue(room);
-      this.#deps.log.warn({ err, rooms: leased.length, failures: this.#failures }, 'archive cycle failed; retrying');
-    } finally {
-      await Promise.all(leased.map((room) => feed.release(room, config.nodeId).catch(() => {})));
+      for (const room of rooms) this.#enqueue(room);
+      log.warn({ err, rooms: rooms.length, failures: this.#failures }, 'archive cycle failed; retrying');
+      // Leases go back; nothing newer than what was stored before is claimed archived.
+      await Promise.all(claimed.map(({ room, through }) => this.#deps.feed.done(room, config.nodeId, through ?? '0-0').catch(() => false)));
     }
     return true;
   }
 
-  async #archive(rooms: string[]): Promise<void> {
-    if (rooms.length === 0) return;
-    const { feed, store, config, metrics } = this.#deps;
-    let watermarks: Map<string, string>;
+  /** The watermarks of rooms this archiver knows nothing of yet, from PostgreSQL. */
+  async #learnWatermarks(rooms: string[]): Promise<void> {
+    const unknown = rooms.filter((room) => !this.#through.has(room));
+    if (unknown.length === 0) return;
     try {
-      watermarks = await this.#watermarks(rooms);
+      const marks = await this.#deps.store.watermarks(unknown);
+      this.#databaseUp = true;
+      for (const room of unknown) this.#through.set(room, marks.get(room));
     } catch (err) {
-      await this.#notePending(rooms);
+      this.#databaseUp = false;
+      this.#deps.metrics.writeErrors.inc();
+      await this.#notePending(unknown);
       throw err;
     }
-    const work: RoomWork[] = await Promise.all(rooms.map(async (room) => {
-      const through = watermarks.get(room);
-      return { room, through, read: await feed.read(room, through ?? '0-0', config.batchSize) };
+  }
+
+  /** Leases and reads each room; a room leased by another archiver is that one's (and so is its lag). */
+  async #claim(rooms: string[]): Promise<RoomWork[]> {
+    const { feed, config } = this.#deps;
+    const work: RoomWork[] = [];
+    await Promise.all(rooms.map(async (room) => {
+      const through = this.#through.get(room);
+      const read = await feed.claim(room, config.nodeId, config.leaseMs, through ?? '0-0', config.batchSize).catch(() => undefined);
+      if (read === undefined) return this.#enqueue(room); // Redis trouble: next cycle
+      if (read !== null) {
+        work.push({ room, through, read });
+        return;
+      }
+      this.#pendingSince.delete(room);
+      this.#through.delete(room); // it will move on without us
     }));
-    for (const w of work) await this.#checkContinuity(w);
+    return work;
+  }
+
+  async #archive(claimed: RoomWork[]): Promise<void> {
+    const { feed, store, config, metrics } = this.#deps;
+    const work: RoomWork[] = [];
+    for (const w of claimed) {
+      if (w.read.gap === 'trimmed' || w.read.gap === 'unproven') {
+        // Maybe only our cached watermark is behind: ask PostgreSQL before calling it a loss.
+        const truth = (await store.watermarks([w.room])).get(w.room);
+        if (truth !== w.through) {
+          this.#through.set(w.room, truth);
+          this.#enqueue(w.room);
+          await feed.done(w.room, config.nodeId, '0-0');
+          continue;
+        }
+        await this.#markLoss(w);
+      }
+      work.push(w);
+    }
     const batches: ArchiveBatch[] = work.filter((w) => w.read.messages.length > 0).map(({ room, through, read }) => ({
       room, messages: read.messages, through: read.messages.at(-1)!.id,
       // No watermark yet: this is the room's first archiving; it starts at the room's beginning unless trimmed past it.
@@ -186,34 +249,26 @@ export class Archiver {
         timer();
       }
     }
-    for (const { room, read, through } of work) {
+    await Promise.all(work.map(async ({ room, read, through }) => {
       this.#pendingSince.delete(room);
-      const upTo = read.messages.at(-1)?.id ?? through ?? '0-0';
-      this.#lastThrough.set(room, upTo);
+      const upTo = read.messages.at(-1)?.id ?? through;
+      this.#through.set(room, upTo);
+      const settled = await feed.done(room, config.nodeId, upTo ?? '0-0');
       // A full batch means more is waiting; otherwise the room is done unless messages came meanwhile.
-      if (read.messages.length >= config.batchSize || !(await feed.settle(room, upTo))) this.#enqueue(room);
-    }
-  }
-
-  /** While the archive cannot be read: when did the oldest message waiting in each room arrive. */
-  async #notePending(rooms: string[]): Promise<void> {
-    await Promise.all(rooms.filter((room) => !this.#pendingSince.has(room)).map(async (room) => {
-      const read = await this.#deps.feed.read(room, this.#lastThrough.get(room) ?? '0-0', 1).catch(() => undefined);
-      const first = read?.messages[0]?.id;
-      if (first !== undefined) this.#pendingSince.set(room, Number(first.split('-')[0]));
+      if (read.messages.length >= config.batchSize || !settled) this.#enqueue(room);
     }));
   }
 
-  async #watermarks(rooms: string[]): Promise<Map<string, string>> {
-    try {
-      const marks = await this.#deps.store.watermarks(rooms);
-      this.#databaseUp = true;
-      return marks;
-    } catch (err) {
-      this.#databaseUp = false;
-      this.#deps.metrics.writeErrors.inc();
-      throw err;
-    }
+  /** While the archive cannot say where rooms stand: when did the oldest message waiting in each arrive. */
+  async #notePending(rooms: string[]): Promise<void> {
+    const { feed, config } = this.#deps;
+    await Promise.all(rooms.filter((room) => !this.#pendingSince.has(room)).map(async (room) => {
+      const read = await feed.claim(room, config.nodeId, config.leaseMs, '0-0', 1).catch(() => null);
+      if (read === null) return;
+      await feed.done(room, config.nodeId, '0-0').catch(() => false);
+      const first = read.messages[0]?.id;
+      if (first !== undefined) this.#pendingSince.set(room, Number(first.split('-')[0]));
+    }));
   }
 
   /**
@@ -222,8 +277,7 @@ export class Archiver {
    * failover) will never be archived: marked as lost up to the first message
    * that is there, so no rejoin from before it is told it missed nothing.
    */
-  async #checkContinuity({ room, through, read }: RoomWork): Promise<void> {
-    if (read.gap !== 'trimmed' && read.gap !== 'unproven') return;
+  async #markLoss({ room, through, read }: RoomWork): Promise<void> {
     // A room never archived, trimmed before the archive began: its archive just starts later.
     if (through === undefined && Number(read.trimmed.split('-')[0]) < this.#archiveStart) return;
     const first = read.messages[0]?.id;

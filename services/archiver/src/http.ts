@@ -5,10 +5,12 @@ export interface ArchiverReadiness {
   ready: boolean;
   redis: 'up' | 'down';
   database: 'up' | 'down';
+  /** Subscribed to wake-ups (else rooms wait for the next sweep). */
+  listening: boolean;
   lagSeconds: number;
 }
 
-/** /healthz (the process lives), /readyz (Redis and PostgreSQL both work), /metrics. */
+/** /healthz (the process lives), /readyz (Redis and PostgreSQL both work, wake-ups arrive), /metrics. */
 export function createHttpServer(registry: Registry, readiness: () => ArchiverReadiness): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -35,8 +35,8 @@ async function main(): Promise<void> {
   archiver = new Archiver({ config, feed, store, metrics, log });
   const server = createHttpServer(registry, () => {
     const redisUp = feed.up;
-    const databaseUp = archiver!.databaseUp;
-    return { ready: redisUp && databaseUp, redis: redisUp ? 'up' : 'down', database: databaseUp ? 'up' : 'down', lagSeconds: archiver!.lagSeconds };
+    const { databaseUp, listening, lagSeconds } = archiver!;
+    return { ready: redisUp && databaseUp && listening, redis: redisUp ? 'up' : 'down', database: databaseUp ? 'up' : 'down', listening, lagSeconds };
   });
   await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
   const address = server.address();

@@ -3,7 +3,7 @@ import type { RangeGap, StoredMessage } from '../broker.js';
 import { rangeGap } from '../continuity.js';
 import { ArchiveSets } from './archive-sets.js';
 import type { KeySpace } from './keys.js';
-import { defineScripts, type ChatScripts, type RawEntry } from './scripts.js';
+import { defineScripts, type ChatScripts } from './scripts.js';
 
 export interface ArchiveFeedOptions {
   /** Owned by the caller, who also closes them. */
@@ -58,6 +58,7 @@ export class RedisArchiveFeed {
   /** Calls `onRoom` with every room announced as newly dirty from now on (best effort: sweep with dirtyRooms). */
   async listen(onRoom: (room: string) => void): Promise<void> {
     const channel = this.#keys.archiveWake();
+    this.#subscriber.removeAllListeners('message');
     this.#subscriber.on('message', (from: string, room: string) => {
       if (from === channel) onRoom(room);
     });
@@ -68,35 +69,44 @@ export class RedisArchiveFeed {
   async dirtyRooms(): Promise<string[]> {
     const sets = this.#sets.all();
     const rooms = new Set<string>();
+    let failed: unknown;
     for (let i = 0; i < sets.length; i += 1024) {
-      const members = await Promise.all(sets.slice(i, i + 1024).map((key) => this.#command.smembers(key)));
-      for (const list of members) for (const room of list) rooms.add(room);
+      const members = await Promise.allSettled(sets.slice(i, i + 1024).map((key) => this.#command.smembers(key)));
+      for (const result of members) {
+        if (result.status === 'fulfilled') for (const room of result.value) rooms.add(room);
+        else failed = result.reason;
+      }
     }
+    // What could be read is worth archiving now; the caller tries the rest again soon.
+    if (failed !== undefined && rooms.size === 0) throw failed;
     return [...rooms];
   }
 
-  /** Takes (or renews) the room's lease for `owner`; false when another owner holds it. */
-  async lease(room: string, owner: string, ttlMs: number): Promise<boolean> {
-    return (await this.#command.chatLease(this.#keys.roomArchiver(room), owner, ttlMs)) === 1;
-  }
-
-  async release(room: string, owner: string): Promise<void> {
-    await this.#command.chatRelease(this.#keys.roomArchiver(room), owner);
-  }
-
-  /** The oldest `limit` messages after `after`, and whether the stream proves nothing lies between. */
-  async read(room: string, after: string, limit: number): Promise<ArchiveRead> {
-    const [trimmed, lost, newest, stored, raw] = await this.#command.chatArchiveRead(
-      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room), after, limit,
+  /**
+   * Takes (or renews) the room's lease for `owner` and, when it holds it, reads
+   * the oldest `limit` messages after `after` and whether the stream proves
+   * nothing lies between; null when another owner holds the lease.
+   */
+  async claim(room: string, owner: string, leaseMs: number, after: string, limit: number): Promise<ArchiveRead | null> {
+    const reply = await this.#command.chatArchiveClaim(
+      this.#keys.roomArchiver(room), this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
+      owner, leaseMs, after, limit,
     );
-    const messages = (raw as RawEntry[]).map(([id, fields]) => ({ id, body: fields[fields.indexOf('b') + 1] ?? '' }));
+    if (reply[0] === 0) return null;
+    const [, trimmed, lost, newest, stored, raw] = reply;
+    const messages = raw.map(([id, fields]) => ({ id, body: fields[fields.indexOf('b') + 1] ?? '' }));
     const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, 0, limit);
     return gap === undefined ? { messages, lost, trimmed, newest } : { messages, gap, lost, trimmed, newest };
   }
 
-  /** Takes the room off the dirty set when nothing newer than `through` is stored; true if it was. */
-  async settle(room: string, through: string): Promise<boolean> {
-    return (await this.#command.chatArchiveSettle(this.#keys.roomStream(room), this.#sets.of(room), through, room)) === 1;
+  /**
+   * Gives `owner`'s lease of the room up, and takes the room off its set when
+   * nothing newer than `through` is stored (an append since re-adds it); true if it was.
+   */
+  async done(room: string, owner: string, through: string): Promise<boolean> {
+    return (await this.#command.chatArchiveDone(
+      this.#keys.roomStream(room), this.#sets.of(room), this.#keys.roomArchiver(room), through, room, owner,
+    )) === 1;
   }
 
   /** Records that messages of the room up to `upTo` are gone unarchived (see Broker.markLost). */

@@ -93,44 +93,34 @@ return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XREVR
 `;
 
 /*
- * For the archiver: the oldest `count` messages after an id, with what proves
- * continuity from it (as AFTER) and the newest id.
- * KEYS: stream, trimmed-marker, lost-marker. ARGV: the id, count
+ * For the archiver, in one round trip: the room's lease for `owner` (taken when
+ * free, renewed when held), and when held, the oldest `count` messages after an
+ * id with what proves continuity from it (as AFTER) and the newest id.
+ * Returns {0} when another owner holds the lease, else {1, trimmed, lost, newest, stored, entries}.
+ * KEYS: lease, stream, trimmed-marker, lost-marker. ARGV: owner, lease ttl ms, the id, count
  */
-const ARCHIVE_READ = `
-local trimmed = redis.call('GET', KEYS[2]) or '0-0'
-local lost = redis.call('GET', KEYS[3]) or '0-0'
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local stored = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) }
+const ARCHIVE_CLAIM = `
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return { 0 } end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local trimmed = redis.call('GET', KEYS[3]) or '0-0'
+local lost = redis.call('GET', KEYS[4]) or '0-0'
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+local stored = #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3])
+return { 1, trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XRANGE', KEYS[2], '(' .. ARGV[3], '+', 'COUNT', ARGV[4]) }
 `;
 
 /*
- * For the archiver: the room leaves the set of rooms to archive when nothing
- * newer than `through` is stored (an append since re-adds it). Returns 1 if it left.
- * KEYS: stream, archive set. ARGV: through, room
+ * For the archiver, when done with a room: it leaves the set of rooms to archive
+ * unless something newer than `through` is stored (an append since re-adds it),
+ * and `owner` gives its lease up. Returns 1 if the room left the set.
+ * KEYS: stream, archive set, lease. ARGV: through, room, owner
  */
-const ARCHIVE_SETTLE = LOST + `
+const ARCHIVE_DONE = LOST + `
+if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if newest and newer(newest[1], ARGV[1]) then return 0 end
 return redis.call('SREM', KEYS[2], ARGV[2])
-`;
-
-/*
- * A lease held by `owner`: taken when free, renewed when held. Returns 1 when held now.
- * KEYS: lease. ARGV: owner, ttl ms
- */
-const LEASE = `
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`;
-
-// Gives a lease up if `owner` still holds it. KEYS: lease. ARGV: owner
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 `;
 
 /*
@@ -259,10 +249,10 @@ export interface ChatScripts {
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
   chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
-  chatArchiveRead(stream: string, trimmed: string, lost: string, after: string, count: number): Promise<[string, string, string, number, RawEntry[]]>;
-  chatArchiveSettle(stream: string, archiveSet: string, through: string, room: string): Promise<number>;
-  chatLease(lease: string, owner: string, ttlMs: number): Promise<number>;
-  chatRelease(lease: string, owner: string): Promise<number>;
+  chatArchiveClaim(
+    lease: string, stream: string, trimmed: string, lost: string, owner: string, leaseMs: number, after: string, count: number,
+  ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
+  chatArchiveDone(stream: string, archiveSet: string, lease: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceJoin(
     nodes: string, users: string, nodeSet: string,
     node: string, user: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
@@ -287,10 +277,8 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
-  redis.defineCommand('chatArchiveRead', { numberOfKeys: 3, lua: ARCHIVE_READ });
-  redis.defineCommand('chatArchiveSettle', { numberOfKeys: 2, lua: ARCHIVE_SETTLE });
-  redis.defineCommand('chatLease', { numberOfKeys: 1, lua: LEASE });
-  redis.defineCommand('chatRelease', { numberOfKeys: 1, lua: RELEASE });
+  redis.defineCommand('chatArchiveClaim', { numberOfKeys: 4, lua: ARCHIVE_CLAIM });
+  redis.defineCommand('chatArchiveDone', { numberOfKeys: 3, lua: ARCHIVE_DONE });
   redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
   redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });
