@@ -97,6 +97,21 @@ export class ArchiveStore {
     return migrate(this.#pool);
   }
 
+  /**
+   * Like migrate, retried with backoff (doubling up to maxDelayMs) until
+   * PostgreSQL answers: a process may start before its database.
+   */
+  async migrateWhenReachable(onRetry: (err: unknown, retryInMs: number) => void, maxDelayMs = 10_000): Promise<number> {
+    for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, maxDelayMs)) {
+      try {
+        return await this.migrate();
+      } catch (err) {
+        onRetry(err, delayMs);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
   async close(): Promise<void> {
     await this.#pool.end();
   }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { HostPort, RedisTarget } from '@chat/broker';
 import { NAME_PATTERN } from '@chat/protocol';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -11,19 +12,8 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-/** Where Redis is (the broker's RedisTarget): exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS. */
-export type RedisTargetSetting =
-  | { mode: 'standalone'; url: string }
-  | { mode: 'sentinel'; sentinels: HostPort[]; masterName: string; username?: string; password?: string }
-  | { mode: 'cluster'; nodes: HostPort[]; username?: string; password?: string };
-
 /** The Redis target from REDIS_URL / REDIS_CLUSTER_NODES / REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER, REDIS_USERNAME, REDIS_PASSWORD). */
-export function readRedisTarget(read: EnvReader): RedisTargetSetting | undefined {
+export function readRedisTarget(read: EnvReader): RedisTarget | undefined {
   const url = read.optionalUrl('REDIS_URL', ['redis:', 'rediss:']);
   const clusterNodes = read.hostPorts('REDIS_CLUSTER_NODES');
   const sentinels = read.hostPorts('REDIS_SENTINELS');
@@ -151,4 +141,18 @@ export function readFileNamed(name: string, path: string): string {
 /** Never echo a password from a URL into logs. */
 function redact(raw: string): string {
   return raw.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+/**
+ * Runs a service's config loader on the environment; on a ConfigError prints
+ * it (it names the variable) and exits with status 2, before anything starts.
+ */
+export function loadConfigOrExit<T>(load: (env: Env) => T, env: Env = process.env): T {
+  try {
+    return load(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(2);
+  }
 }

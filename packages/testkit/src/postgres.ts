@@ -104,11 +104,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     for (let i = 0; i < 400 && alive(pid); i++) await sleep(25);
   };
   await launch();
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  return {
-    url,
-    port,
-    createDatabase: (label) => createDatabase(url, label),
+  return serverOn(port, {
     stop: () => halt('SIGINT'),
     kill: () => halt('SIGQUIT'),
     start: launch,
@@ -117,7 +113,14 @@ export async function startPostgres(): Promise<PostgresServer> {
       rmSync(dir, { recursive: true, force: true });
     },
     pid: postmaster,
-  };
+  });
+}
+
+type Controls = Omit<PostgresServer, 'url' | 'port' | 'createDatabase'>;
+
+function serverOn(port: number, controls: Controls): PostgresServer {
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return { url, port, createDatabase: (label) => createDatabase(url, label), ...controls };
 }
 
 function alive(pid: number): boolean {
@@ -162,15 +165,11 @@ async function startContainer(): Promise<PostgresServer> {
     }
   };
   await launch();
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  return {
-    url,
-    port,
-    createDatabase: (label) => createDatabase(url, label),
+  return serverOn(port, {
     stop: async () => { await container?.stop(); container = null; },
     kill: async () => { await container?.stop({ timeout: 0 }); container = null; },
     start: launch,
     cleanup: async () => { await container?.stop(); container = null; },
     pid: () => undefined,
-  };
+  });
 }

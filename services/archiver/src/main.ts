@@ -4,13 +4,14 @@ import { Cluster, type Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { Archiver } from './archiver.js';
-import { ConfigError, loadConfig, type ArchiverConfig } from './config.js';
+import { loadConfigOrExit } from '@chat/env';
+import { loadConfig } from './config.js';
 import { createHttpServer } from './http.js';
 import { createMetrics } from './metrics.js';
 
 /** The only place that reads the environment, handles signals and exits. */
 async function main(): Promise<void> {
-  const config = loadConfigOrExit();
+  const config = loadConfigOrExit(loadConfig);
   const log = pino({ level: config.logLevel, base: { node: config.nodeId, service: 'archiver' } });
   const redis = createRedisClients(config.redis, {
     commandTimeoutMs: config.brokerTimeoutMs, name: `chat-archiver:${config.nodeId}`, prefix: config.redisPrefix, log: log.child({ component: 'redis' }),
@@ -22,7 +23,8 @@ async function main(): Promise<void> {
   wake.on('error', (err: Error) => log.debug({ err }, 'wake-up connection error'));
   const feed = new RedisArchiveFeed({ command: redis.command, subscriber: wake, keys: new KeySpace(config.redisPrefix), sharded: redis.mode === 'cluster' });
   const store = ArchiveStore.connect({ url: config.databaseUrl, onPoolError: (err) => log.warn({ err }, 'archive connection lost') });
-  await migrateUntilDone(store, log);
+  const version = await store.migrateWhenReachable((err, retryInMs) => log.warn({ err, retryInMs }, 'PostgreSQL not reachable yet; retrying'));
+  log.info({ version }, 'archive schema up to date');
 
   const registry = new Registry();
   let archiver: Archiver | undefined;
@@ -57,30 +59,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-}
-
-/** PostgreSQL may come up after the archiver: the schema is brought up to date as soon as it answers. */
-async function migrateUntilDone(store: ArchiveStore, log: pino.Logger): Promise<void> {
-  for (let delayMs = 500; ; delayMs = Math.min(delayMs * 2, 10_000)) {
-    try {
-      const version = await store.migrate();
-      log.info({ version }, 'archive schema up to date');
-      return;
-    } catch (err) {
-      log.warn({ err, retryInMs: delayMs }, 'PostgreSQL not reachable yet; retrying');
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
-  }
-}
-
-function loadConfigOrExit(): ArchiverConfig {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`configuration error: ${err.message}\n`);
-    process.exit(2);
-  }
 }
 
 void main();

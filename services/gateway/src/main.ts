@@ -1,13 +1,14 @@
 import { ArchiveStore } from '@chat/archive';
 import { KeySpace, MemoryBroker, RedisBroker, createRedisClients, type Broker, type RedisClients } from '@chat/broker';
 import uWS from 'uWebSockets.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { loadConfigOrExit } from '@chat/env';
+import { loadConfig, type Config } from './config.js';
 import { createGateway } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 
 /** The only place that reads the environment, handles signals and exits. */
 async function main(): Promise<void> {
-  const config = loadConfigOrExit();
+  const config = loadConfigOrExit(loadConfig);
   const log = createLogger(config.logLevel, config.nodeId);
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception');
@@ -53,27 +54,9 @@ async function main(): Promise<void> {
 function openArchive(url: string, log: Logger): ArchiveStore {
   const archiveLog = log.child({ component: 'archive' });
   const store = ArchiveStore.connect({ url, onPoolError: (err) => archiveLog.warn({ err }, 'archive connection lost') });
-  const migrate = (delayMs: number): void => {
-    store.migrate().then(
-      (version) => archiveLog.info({ version }, 'archive schema up to date'),
-      (err: unknown) => {
-        archiveLog.warn({ err, retryInMs: delayMs }, 'archive not reachable yet; retrying');
-        setTimeout(() => migrate(Math.min(delayMs * 2, 30_000)), delayMs).unref();
-      },
-    );
-  };
-  migrate(1000);
+  void store.migrateWhenReachable((err, retryInMs) => archiveLog.warn({ err, retryInMs }, 'archive not reachable yet; retrying'), 30_000)
+    .then((version) => archiveLog.info({ version }, 'archive schema up to date'));
   return store;
-}
-
-function loadConfigOrExit(): Config {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`configuration error: ${err.message}\n`);
-    process.exit(2);
-  }
 }
 
 function createBroker(config: Config, log: Logger): { broker: Broker; redis?: RedisClients } {
