@@ -11,6 +11,7 @@ COPY packages/protocol/package.json packages/protocol/
 COPY packages/broker/package.json packages/broker/
 COPY packages/env/package.json packages/env/
 COPY packages/archive/package.json packages/archive/
+COPY packages/webhooks/package.json packages/webhooks/
 COPY packages/testkit/package.json packages/testkit/
 COPY packages/client/package.json packages/client/
 COPY packages/loadgen/package.json packages/loadgen/
@@ -31,6 +32,8 @@ COPY packages/env/tsconfig.json packages/env/
 COPY packages/env/src packages/env/src
 COPY packages/archive/tsconfig.json packages/archive/
 COPY packages/archive/src packages/archive/src
+COPY packages/webhooks/tsconfig.json packages/webhooks/
+COPY packages/webhooks/src packages/webhooks/src
 COPY packages/client/tsconfig.json packages/client/
 COPY packages/client/src packages/client/src
 COPY services/gateway/tsconfig.json services/gateway/
@@ -68,6 +71,8 @@ COPY --from=build /app/packages/broker/dist packages/broker/dist
 COPY --from=build /app/packages/env/package.json packages/env/
 COPY --from=build /app/packages/env/dist packages/env/dist
 COPY --from=build /app/packages/archive/package.json packages/archive/
+COPY --from=build /app/packages/webhooks/package.json packages/webhooks/
+COPY --from=build /app/packages/webhooks/dist packages/webhooks/dist
 COPY --from=build /app/packages/archive/dist packages/archive/dist
 COPY --from=build /app/services/gateway/package.json services/gateway/
 COPY --from=build /app/services/gateway/dist services/gateway/dist

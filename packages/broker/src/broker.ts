@@ -58,11 +58,12 @@ export interface Broker {
   markLost(room: string, upTo: string): Promise<void>;
 
   /**
-   * Marks `user` present in `room` through this node and resolves with every
-   * user present in the room on any node. Idempotent. The room's subscribers
-   * get `onPresence(online)` when this makes the user present cluster-wide.
+   * Marks `user` present in `room` through this node, with `connections` of
+   * their connections joined here (1 by default), and resolves with every user
+   * present in the room on any node. Idempotent. The room's subscribers get
+   * `onPresence(online)` when this makes the user present cluster-wide.
    */
-  presenceJoin(room: string, user: string): Promise<string[]>;
+  presenceJoin(room: string, user: string, connections?: number): Promise<string[]>;
 
   /**
    * Withdraws this node's presence of `user` in `room`; subscribers get
@@ -70,6 +71,13 @@ export interface Broker {
    * dies without a word is withdrawn by the others within the presence timeout.
    */
   presenceLeave(room: string, user: string): Promise<void>;
+
+  /**
+   * Records how many connections `user` has on this node (0: none left). The
+   * first connection anywhere in the cluster records `user.online`, the last one
+   * gone `user.offline`; a node that dies is withdrawn within the presence timeout.
+   */
+  setUserConnections(user: string, connections: number): Promise<void>;
 
   /** Sends an ephemeral frame about `user` to the room's subscribers; never stored. */
   publishRoomEvent(room: string, user: string, frame: string): Promise<void>;
@@ -89,6 +97,9 @@ export interface Broker {
 
   /** Delivers a finished frame to every node subscribed to `user`. */
   publishToUser(user: string, frame: string): Promise<void>;
+
+  /** Hands `command` (opaque) to every node subscribed to `user`; resolves with how many nodes got it. */
+  sendUserCommand(user: string, command: string): Promise<number>;
 }
 
 export interface BrokerStats {
@@ -207,4 +218,7 @@ export interface BrokerListener {
 
   /** A frame for every local connection of `user` (direct messages). */
   onUserFrame(user: string, frame: Uint8Array): void;
+
+  /** A command for this node's connections of `user` (see sendUserCommand). */
+  onUserCommand(user: string, command: string): void;
 }

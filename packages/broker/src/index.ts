@@ -4,8 +4,15 @@ export type {
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
-export { createRedisClients, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';
+export { createRedisClients, duplicateForChannel, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';
 export type { PubSub } from './redis/pubsub.js';
 export { keySlot } from './redis/slot.js';
 export { KeySpace } from './redis/keys.js';
 export { RedisArchiveFeed, type ArchiveFeedOptions, type ArchiveRead } from './redis/archive-feed.js';
+export { CLUSTER_EVENT_TYPES, type ClusterEventType, type EventRecording } from './cluster-events.js';
+export type { Directory, MemberConnections, RoomOccupancy, UserPresence } from './directory.js';
+export type { EventFeed, ClaimedEvents, PendingEvent, StreamBacklog } from './event-feed.js';
+export { MemoryDirectory } from './memory/memory-directory.js';
+export { MemoryEventFeed } from './memory/memory-events.js';
+export { RedisDirectory } from './redis/directory.js';
+export { RedisEventFeed, type RedisEventFeedOptions } from './redis/event-feed.js';

@@ -16,6 +16,7 @@ export class RecordingListener implements BrokerListener {
   readonly presence: string[] = [];
   readonly events: string[] = [];
   readonly userFrames: string[] = [];
+  readonly userCommands: string[] = [];
   readonly losses: string[] = [];
   /** Messages and losses as they arrived, per room: `m:<id>` and `l:<id>`. */
   readonly arrivals = new Map<string, string[]>();
@@ -34,6 +35,9 @@ export class RecordingListener implements BrokerListener {
   }
   onUserFrame(user: string, frame: Uint8Array): void {
     this.userFrames.push(`${user}:${Buffer.from(frame).toString()}`);
+  }
+  onUserCommand(user: string, command: string): void {
+    this.userCommands.push(`${user}:${command}`);
   }
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
     this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev });

@@ -1,10 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerUnavailableError, MemoryBroker, MemoryHub } from '../src/index.js';
+import { BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub } from '../src/index.js';
+import { clusterStateContract } from './cluster-state-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
 
 brokerContract('MemoryBroker', async () => {
   const hub = new MemoryHub();
   return { create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub }), cleanup: async () => {} };
+});
+
+clusterStateContract('MemoryBroker', async () => {
+  const hub = new MemoryHub();
+  return {
+    create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } }),
+    directory: () => new MemoryDirectory(hub),
+    feed: () => new MemoryEventFeed(hub.events),
+    cleanup: async () => {},
+  };
 });
 
 describe('MemoryBroker outages (for gateway tests)', () => {

@@ -1,7 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
-import { BrokerUnavailableError, KeySpace, RedisBroker, createRedisClients, type RedisClients } from '../src/index.js';
+import {
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, createRedisClients, type RedisClients,
+} from '../src/index.js';
+import { clusterStateContract } from './cluster-state-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
 
 brokerContract('RedisBroker', async () => {
@@ -20,6 +23,34 @@ brokerContract('RedisBroker', async () => {
       if (keysLeft.length > 0) await admin.del(...keysLeft);
       await admin.quit();
       await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+});
+
+clusterStateContract('RedisBroker', async () => {
+  const url = inject('redisUrl');
+  const keys = new KeySpace(uniquePrefix('state'));
+  const clients: RedisClients[] = [];
+  const connections: Redis[] = [];
+  const connection = () => {
+    const redis = new Redis(url);
+    connections.push(redis);
+    return redis;
+  };
+  return {
+    create() {
+      const c = createRedisClients(url, { commandTimeoutMs: 2000 });
+      clients.push(c);
+      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
+    },
+    directory: () => new RedisDirectory(connection(), keys),
+    feed: () => new RedisEventFeed({ command: connection(), subscriber: connection(), keys, sharded: false }),
+    async cleanup() {
+      const admin = connection();
+      const keysLeft = await admin.keys(`${keys.prefix}*`);
+      if (keysLeft.length > 0) await admin.del(...keysLeft);
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(connections.map((r) => r.quit().catch(() => {})));
     },
   };
 });
@@ -90,5 +121,63 @@ describe('RedisBroker presence when a node dies without a word', () => {
     await eventually(() => seen.presence.filter((p) => p === 'r:stays:online').length === 2, 're-announced', 5000);
     await survivor.close();
     await survivorClients.close();
+  });
+});
+
+describe('RedisBroker cluster events when a node dies without a word', () => {
+  it('records user.offline, member.left and room.vacated once, within 1.25 × the presence timeout, even in a room no other node holds', async () => {
+    const url = inject('redisUrl');
+    const keys = new KeySpace(uniquePrefix('reap'));
+    const ttl = 400;
+    const events = { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 };
+    const survivorClients = createRedisClients(url, { commandTimeoutMs: 1000 });
+    const victimClients = createRedisClients(url, { commandTimeoutMs: 1000 });
+    const survivor = new RedisBroker({ ...survivorClients, keys, historySize: 10, nodeId: 'survivor', presenceTtlMs: ttl, events });
+    const victim = new RedisBroker({ ...victimClients, keys, historySize: 10, nodeId: 'victim', presenceTtlMs: ttl, events });
+    survivor.start(new RecordingListener());
+    victim.start(new RecordingListener());
+    await eventually(() => survivor.up && victim.up, 'up');
+    await survivor.setUserConnections('both', 1);
+    await victim.setUserConnections('both', 1);
+    await victim.setUserConnections('only', 2);
+    await victim.presenceJoin('alone', 'only', 2);
+    const reader = new Redis(url);
+    const feed = new RedisEventFeed({ command: reader, subscriber: new Redis(url), keys, sharded: false });
+    const read = async () => {
+      const out: Array<{ type: string; ts: number; data: Record<string, string> }> = [];
+      for (const { stream } of await feed.backlog()) {
+        const claimed = await feed.claim(stream, 'test', 1000, 1000);
+        if (!('events' in claimed)) continue;
+        for (const e of claimed.events) {
+          out.push(JSON.parse(e.body));
+          await feed.ack(stream, 'test', e.entry);
+        }
+      }
+      return out;
+    };
+
+    expect((await read()).map((e) => e.type).sort()).toEqual(['member.joined', 'room.occupied', 'user.online', 'user.online']);
+
+    await victimClients.close();
+    const died = Date.now();
+    const after: Awaited<ReturnType<typeof read>> = [];
+    for (const deadline = Date.now() + 5000; Date.now() < deadline && !after.some((e) => e.type === 'room.vacated');) {
+      after.push(...(await read()));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, ttl)); // and nothing more comes
+    after.push(...(await read()));
+    expect(after.map((e) => `${e.type}:${JSON.stringify(e.data)}`).sort()).toEqual([
+      'member.left:{"room":"alone","user":"only"}',
+      'room.vacated:{"room":"alone"}',
+      'user.offline:{"user":"only"}',
+    ]);
+    for (const e of after) expect(e.ts - died).toBeLessThan(ttl * 1.25 + 100);
+    const directory = new RedisDirectory(reader, keys);
+    expect(await directory.userPresence('both')).toEqual({ online: true, connections: 1, rooms: [] });
+    expect((await directory.activeRooms(undefined, 10)).rooms).toEqual([]);
+    await survivor.close();
+    await survivorClients.close();
+    await reader.quit();
   });
 });

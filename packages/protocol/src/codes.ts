@@ -19,5 +19,7 @@ export const CloseCode = {
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
   TRY_AGAIN_LATER: 1013,
+  /** Added (docs/protocol.md): the application disconnected the user through the server API; do not reconnect on your own. */
+  DISCONNECTED: 4000,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -6,3 +6,4 @@ export { TestClient, HttpRefusal, type CloseInfo, type WaitOptions } from './ws-
 export { startRedisCluster, type RedisClusterHandle, type RedisClusterOptions } from './redis-cluster.js';
 export { startRedisSentinel, type RedisSentinelHandle, type RedisSentinelOptions } from './redis-sentinel.js';
 export { postgresForTests, startPostgres, createDatabase, type PostgresServer } from './postgres.js';
+export { startWebhookReceiver, type ReceivedDelivery, type WebhookReceiver } from './webhook-receiver.js';

@@ -1,6 +1,5 @@
 import { ArchiveStore } from '@chat/archive';
-import { KeySpace, RedisArchiveFeed, createRedisClients } from '@chat/broker';
-import { Cluster, type Redis } from 'ioredis';
+import { KeySpace, RedisArchiveFeed, createRedisClients, duplicateForChannel } from '@chat/broker';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { Archiver } from './archiver.js';
@@ -16,10 +15,7 @@ async function main(): Promise<void> {
   const redis = createRedisClients(config.redis, {
     commandTimeoutMs: config.brokerTimeoutMs, name: `chat-archiver:${config.nodeId}`, prefix: config.redisPrefix, log: log.child({ component: 'redis' }),
   });
-  // The wake channel is a plain (cluster-wide) channel, on a connection of its own that resubscribes by itself.
-  const wake: Redis | Cluster = redis.command instanceof Cluster
-    ? redis.command.duplicate(undefined, { redisOptions: { ...redis.command.options.redisOptions, autoResubscribe: true } })
-    : redis.command.duplicate({ autoResubscribe: true });
+  const wake = duplicateForChannel(redis.command);
   wake.on('error', (err: Error) => log.debug({ err }, 'wake-up connection error'));
   const feed = new RedisArchiveFeed({ command: redis.command, subscriber: wake, keys: new KeySpace(config.redisPrefix), sharded: redis.mode === 'cluster' });
   const store = ArchiveStore.connect({ url: config.databaseUrl, onPoolError: (err) => log.warn({ err }, 'archive connection lost') });

@@ -11,6 +11,8 @@ export interface Identity {
   dm: readonly string[] | null;
   /** When the token expires (ms since the epoch), if it does. */
   expiresAt?: number;
+  /** When the token was issued (`iat`, ms since the epoch); absent for development identities and tokens without it. */
+  issuedAt?: number;
 }
 
 export interface AuthSettings {
@@ -76,12 +78,21 @@ export class Authenticator {
           rooms: rooms ?? null,
           dm: dm ?? null,
           ...(payload.exp !== undefined && { expiresAt: payload.exp * 1000 }),
+          ...(payload.iat !== undefined && { issuedAt: payload.iat * 1000 }),
         },
       };
     } catch (err) {
       return { ok: false, reason: err instanceof errors.JOSEError ? `invalid token (${err.code})` : 'invalid token' };
     }
   }
+}
+
+/**
+ * Whether a revocation refuses this identity: tokens issued before `revokedBefore`
+ * are refused, and so is an identity that cannot show when it was issued.
+ */
+export function revokedBy(identity: Identity, revokedBefore: number | undefined): boolean {
+  return revokedBefore !== undefined && (identity.issuedAt === undefined || identity.issuedAt < revokedBefore);
 }
 
 /** Whether a `rooms` or `dm` claim admits `name`: exact names, or prefixes ending in `*`; null admits all. */

@@ -63,6 +63,24 @@ export class CommandHandler {
     }
   }
 
+  /**
+   * A join the application made for the user (server API): as the client's own
+   * join without `ref`, and without the token's room check (the backend decided);
+   * a failure reaches the client as an `error` frame.
+   */
+  serverJoin(session: Session, room: string): void {
+    this.#run(session, undefined, session.serialize(room, async () => {
+      if (!session.rooms.has(room)) await this.#join(session, { type: 'join', room }, false);
+    }));
+  }
+
+  /** A leave the application made for the user: `left` without `ref`; nothing if the connection is not in the room. */
+  serverLeave(session: Session, room: string): void {
+    this.#run(session, undefined, session.serialize(room, async () => {
+      if (session.rooms.has(room)) this.#leave(session, room, undefined);
+    }));
+  }
+
   /** Answers with an `error` frame; unknown failures are logged and reported as `internal`. */
   reject(session: Session, err: unknown, ref: string | undefined): void {
     const error = toChatError(err);
@@ -75,8 +93,8 @@ export class CommandHandler {
     operation.catch((err: unknown) => this.reject(session, err, ref));
   }
 
-  async #join(session: Session, { room, since, ref }: JoinFrame): Promise<void> {
-    this.#authorize(session, room);
+  async #join(session: Session, { room, since, ref }: JoinFrame, authorize = true): Promise<void> {
+    if (authorize) this.#authorize(session, room);
     const { maxRoomsPerConnection } = this.deps.config;
     if (!session.rooms.has(room) && session.rooms.size >= maxRoomsPerConnection) {
       throw new ChatError('forbidden', `a connection may join at most ${maxRoomsPerConnection} rooms`);

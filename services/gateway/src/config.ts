@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { RedisTarget } from '@chat/broker';
+import { CLUSTER_EVENT_TYPES, type ClusterEventType, type RedisTarget } from '@chat/broker';
+import type { WebhookSettings } from '@chat/webhooks';
 import { ConfigError, EnvReader, LOG_LEVELS, readRedisTarget, type Env, type LogLevel } from '@chat/env';
 
 /** Validated, frozen settings. `loadConfig` is the only place that reads the environment. */
@@ -56,8 +57,15 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Most messages a join with `since` replays from the archive and the stream together. */
   readonly archiveReplayLimit: number;
-  /** Key of the server-side publish API; unset: the API is off. */
+  /** Key of the server API (`/api/...`); unset: the API is off. */
   readonly apiKey: string | undefined;
+  /** Requests per second the server API takes per key (a token bucket with this burst). */
+  readonly apiRateLimitPerSec: number;
+  readonly apiRateLimitBurst: number;
+  /** How long a "refuse this user's older tokens" lasts: the longest lifetime of a token. */
+  readonly tokenRevocationTtlMs: number;
+  /** Unset: no events are recorded or delivered. */
+  readonly webhooks: WebhookSettings | undefined;
   readonly redisTlsCa: string | undefined;
 }
 
@@ -94,6 +102,10 @@ export function loadConfig(env: Env = process.env): Config {
     ...readSecurity(read),
     databaseUrl: read.optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
     archiveReplayLimit: read.int('ARCHIVE_REPLAY_LIMIT', 2000, 1, 100_000),
+    apiRateLimitPerSec: read.number('API_RATE_LIMIT_PER_SEC', 100, 0.001, 10_000_000),
+    apiRateLimitBurst: read.int('API_RATE_LIMIT_BURST', 200, 1, 100_000_000),
+    tokenRevocationTtlMs: read.int('TOKEN_REVOCATION_TTL_S', 24 * 3600, 1, 365 * 24 * 3600) * 1000,
+    webhooks: readWebhooks(read),
   };
   if (config.databaseUrl !== undefined && config.redis === undefined) {
     throw new ConfigError('DATABASE_URL needs a Redis (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): the archiver reads messages from Redis');
@@ -155,6 +167,41 @@ function readSecurity(read: EnvReader) {
   };
 }
 
+
+/** Every event but message.created, unless WEBHOOK_EVENTS says otherwise. */
+const DEFAULT_WEBHOOK_EVENTS = CLUSTER_EVENT_TYPES.filter((type) => type !== 'message.created');
+
+function readWebhooks(read: EnvReader): WebhookSettings | undefined {
+  const url = read.optionalUrl('WEBHOOK_URL', ['http:', 'https:']);
+  const secret = read.optionalString('WEBHOOK_SECRET');
+  if (url === undefined) {
+    if (secret !== undefined) throw new ConfigError('WEBHOOK_SECRET is set but WEBHOOK_URL is not: set both, or neither');
+    return undefined;
+  }
+  if (secret === undefined || secret.length < 16) throw new ConfigError('WEBHOOK_SECRET must be set (at least 16 characters) with WEBHOOK_URL: every delivery is signed with it');
+  const listed = read.optionalString('WEBHOOK_EVENTS')?.split(',').map((e) => e.trim()).filter(Boolean);
+  for (const type of listed ?? []) {
+    if (!(CLUSTER_EVENT_TYPES as readonly string[]).includes(type)) {
+      throw new ConfigError(`WEBHOOK_EVENTS: unknown event "${type}"; known: ${CLUSTER_EVENT_TYPES.join(', ')}`);
+    }
+  }
+  const retryMinMs = read.int('WEBHOOK_RETRY_MIN_MS', 1000, 1, 3_600_000);
+  const retryMaxMs = read.int('WEBHOOK_RETRY_MAX_MS', 60_000, 1, 24 * 3_600_000);
+  if (retryMaxMs < retryMinMs) throw new ConfigError(`WEBHOOK_RETRY_MAX_MS (${retryMaxMs}) must not be less than WEBHOOK_RETRY_MIN_MS (${retryMinMs})`);
+  return {
+    url,
+    secret,
+    events: (listed ?? DEFAULT_WEBHOOK_EVENTS) as ClusterEventType[],
+    timeoutMs: read.int('WEBHOOK_TIMEOUT_MS', 5000, 10, 600_000),
+    retryMinMs,
+    retryMaxMs,
+    giveUpAfterMs: read.int('WEBHOOK_GIVE_UP_AFTER_S', 24 * 3600, 1, 30 * 24 * 3600) * 1000,
+    concurrency: read.int('WEBHOOK_CONCURRENCY', 8, 1, 1000),
+    sweepMs: read.int('WEBHOOK_SWEEP_MS', 10_000, 100, 3_600_000),
+    leaseMs: read.int('WEBHOOK_LEASE_MS', 10_000, 100, 3_600_000),
+    backlogLimit: read.int('WEBHOOK_BACKLOG_LIMIT', 100_000, 100, 100_000_000),
+  };
+}
 
 function defaultNodeId(): string {
   return `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(-64);

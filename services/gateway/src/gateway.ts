@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Broker } from '@chat/broker';
+import type { Broker, Directory, EventFeed } from '@chat/broker';
+import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
 import uWS from 'uWebSockets.js';
@@ -13,16 +14,22 @@ import { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Relay } from './relay.js';
-import { registerPublishApi } from './publish-api.js';
+import { registerServerApi } from './api/server-api.js';
 import { RoomRegistry } from './rooms/registry.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
 import { createSocketBehavior } from './socket-behavior.js';
+import { UserCommands } from './user-commands.js';
 import { UserRegistry } from './users.js';
+import { createWebhookMetrics } from './webhook-metrics.js';
 
 export interface GatewayOptions {
   config: Config;
   broker: Broker;
+  /** Who is where, for the server API; over the same state as the broker. */
+  directory: Directory;
+  /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
+  events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
   archive?: HistoryArchive;
   log: Logger;
@@ -44,7 +51,17 @@ export interface Gateway {
 /** Stored messages beyond HISTORY_SIZE: streams are trimmed in batches of at most 100. */
 const TRIM_SLACK = 100;
 
-export function createGateway({ config, broker, archive, log, registry: injected }: GatewayOptions): Gateway {
+function createDispatcher(config: Config, events: EventFeed | undefined, registry: Registry | null, log: Logger, bootId: string): WebhookDispatcher | undefined {
+  if (config.webhooks === undefined || events === undefined) return undefined;
+  let dispatcher: WebhookDispatcher | undefined;
+  const observer = createWebhookMetrics(registry, () => dispatcher!.status);
+  dispatcher = new WebhookDispatcher({
+    feed: events, settings: config.webhooks, owner: `${config.nodeId}.${bootId}`, log: log.child({ component: 'webhooks' }), observer,
+  });
+  return dispatcher;
+}
+
+export function createGateway({ config, broker, directory, events, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -80,6 +97,7 @@ export function createGateway({ config, broker, archive, log, registry: injected
   });
   const users = new UserRegistry(broker, log);
   const commands = new CommandHandler({ config, broker, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
+  const webhooks = createDispatcher(config, events, registry, log, bootId);
 
   const readiness = (): Readiness => ({
     ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining,
@@ -88,6 +106,7 @@ export function createGateway({ config, broker, archive, log, registry: injected
     draining,
     catchingUp: rooms.catchingUp,
     devIdentity: config.devIdentity,
+    ...(webhooks !== undefined && { webhooks: webhooks.status }),
   });
 
   app.ws('/ws', createSocketBehavior({
@@ -96,9 +115,10 @@ export function createGateway({ config, broker, archive, log, registry: injected
     newConnectionId: () => `${config.nodeId}-${bootId}-${(++connectionCounter).toString(36)}`,
     authenticator: new Authenticator(config),
     limits: new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp),
+    revokedBefore: (user) => directory.revokedBefore(user),
   }));
   registerWebPage(app, new URL('./public/', import.meta.url));
-  registerPublishApi(app, { config, broker, rooms, inFlight, metrics, log });
+  registerServerApi(app, { config, broker, directory, rooms, history, inFlight, metrics, log });
   for (const target of new Set([app, metricsApp])) {
     registerHealthRoutes(target, readiness);
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);
@@ -106,7 +126,8 @@ export function createGateway({ config, broker, archive, log, registry: injected
   }
   const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses, log);
   slowConsumers.start();
-  broker.start(new Relay(rooms, users, slowConsumers, metrics, log));
+  broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), slowConsumers, metrics, log));
+  webhooks?.start();
 
   return {
     metrics,
@@ -129,6 +150,7 @@ export function createGateway({ config, broker, archive, log, registry: injected
         await inFlight.idle();
         for (const session of [...sessions]) session.end(CloseCode.GOING_AWAY, 'server shutting down');
         await inFlight.idle(); // presence withdrawals of the sockets just closed
+        await webhooks?.stop();
         await broker.close();
       })();
       return closing;

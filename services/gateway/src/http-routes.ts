@@ -1,7 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Registry } from 'prom-client';
-import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import type { WebhookStatus } from '@chat/webhooks';
+import type { TemplatedApp } from 'uWebSockets.js';
+import { watchAbort } from './api/http.js';
 
 export interface Readiness {
   ready: boolean;
@@ -13,6 +15,8 @@ export interface Readiness {
   catchingUp: number;
   /** `?user=` identities are accepted: never in production. */
   devIdentity: boolean;
+  /** When webhooks are on: the cluster's undelivered events (a failing receiver does not make the node unready). */
+  webhooks?: WebhookStatus;
 }
 
 export function registerHealthRoutes(app: TemplatedApp, readiness: () => Readiness): void {
@@ -80,13 +84,4 @@ export function registerNotFound(app: TemplatedApp): void {
   app.any('/*', (res) => {
     res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end('not found');
   });
-}
-
-/** uWS requires an abort handler on every response answered after the handler returns. */
-function watchAbort(res: HttpResponse): { value: boolean } {
-  const aborted = { value: false };
-  res.onAborted(() => {
-    aborted.value = true;
-  });
-  return aborted;
 }

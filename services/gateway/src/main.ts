@@ -1,5 +1,8 @@
 import { ArchiveStore } from '@chat/archive';
-import { KeySpace, MemoryBroker, RedisBroker, createRedisClients, type Broker, type RedisClients } from '@chat/broker';
+import {
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, RedisBroker, RedisDirectory, RedisEventFeed,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type RedisClients,
+} from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
 import { loadConfig, type Config } from './config.js';
@@ -22,9 +25,9 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, redis } = createBroker(config, log);
+  const { broker, directory, events, redis, closeEvents } = createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
-  const gateway = createGateway({ config, broker, archive, log });
+  const gateway = createGateway({ config, broker, directory, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -38,7 +41,7 @@ async function main(): Promise<void> {
       process.exit(0);
     }, config.drainTimeoutMs).unref();
     gateway.close()
-      .then(() => Promise.all([redis?.close(), archive?.close()]))
+      .then(() => Promise.all([redis?.close(), closeEvents?.(), archive?.close()]))
       .then(() => log.info('stopped'), (err: unknown) => log.error({ err }, 'error while shutting down'))
       .finally(() => process.exit(0));
   };
@@ -59,10 +62,22 @@ function openArchive(url: string, log: Logger): ArchiveStore {
   return store;
 }
 
-function createBroker(config: Config, log: Logger): { broker: Broker; redis?: RedisClients } {
+interface BrokerParts {
+  broker: Broker;
+  directory: Directory;
+  /** The recorded events, when webhooks are on. */
+  events?: EventFeed;
+  redis?: RedisClients;
+  closeEvents?: () => Promise<unknown>;
+}
+
+function createBroker(config: Config, log: Logger): BrokerParts {
+  const recording = config.webhooks === undefined ? undefined : { types: config.webhooks.events, backlogLimit: config.webhooks.backlogLimit };
   if (config.redis === undefined) {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
-    return { broker: new MemoryBroker({ historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs }) };
+    const hub = new MemoryHub();
+    const broker = new MemoryBroker({ hub, historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs, events: recording });
+    return { broker, directory: new MemoryDirectory(hub), events: recording && new MemoryEventFeed(hub.events) };
   }
   const brokerLog = log.child({ component: 'broker' });
   const redis = createRedisClients(config.redis, {
@@ -74,10 +89,11 @@ function createBroker(config: Config, log: Logger): { broker: Broker; redis?: Re
     probeTimeoutMs: config.redisProbeTimeoutMs,
     log: brokerLog,
   });
+  const keys = new KeySpace(config.redisPrefix);
   const broker = new RedisBroker({
     command: redis.command,
     pubsub: redis.pubsub,
-    keys: new KeySpace(config.redisPrefix),
+    keys,
     historySize: config.historySize,
     nodeId: config.nodeId,
     presenceTtlMs: config.presenceTtlMs,
@@ -86,9 +102,15 @@ function createBroker(config: Config, log: Logger): { broker: Broker; redis?: Re
     connectWaitMs: config.brokerTimeoutMs,
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,
+    events: recording,
     log: brokerLog,
   });
-  return { broker, redis };
+  const directory = new RedisDirectory(redis.command, keys, config.brokerTimeoutMs);
+  if (recording === undefined) return { broker, directory, redis };
+  const wake = duplicateForChannel(redis.command);
+  wake.on('error', (err: Error) => brokerLog.debug({ err }, 'webhook wake-up connection error'));
+  const events = new RedisEventFeed({ command: redis.command, subscriber: wake, keys, sharded: redis.mode === 'cluster', waitMs: config.brokerTimeoutMs });
+  return { broker, directory, events, redis, closeEvents: () => wake.quit().catch(() => {}) };
 }
 
 void main();

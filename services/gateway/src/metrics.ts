@@ -49,7 +49,8 @@ export interface GaugeSources {
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-const CLOSE_CODES = ['1000', '1001', '1005', '1006', '1008', '1009', '1011', '1013', 'other'] as const;
+const CLOSE_CODES = ['1000', '1001', '1005', '1006', '1008', '1009', '1011', '1013', '4000', 'other'] as const;
+const API_STATUSES = ['200', '201', '400', '401', '404', '405', '409', '413', '429', '500', '503'] as const;
 const FRAME_LABELS = [...CLIENT_FRAME_TYPES, 'invalid'] as const;
 const RESYNC_REASONS = ['trimmed', 'unproven', 'limit', 'lost', 'failed'] as const;
 const REJOIN_RESULTS = ['recovered', 'gap'] as const;
@@ -151,6 +152,8 @@ function instruments(registry: Registry | null, brokerPublishSeconds: Observer, 
       { name: 'type', values: RESYNC_REASONS }),
     rejoins: new HotCounter(registry, 'chat_rejoins_total', 'Joins with since, by whether they were told recovered (every message) or a gap.',
       { name: 'type', values: REJOIN_RESULTS }),
+    apiRequests: new HotCounter(registry, 'chat_api_requests_total', 'Server API requests (/api), by HTTP status.',
+      { name: 'status', values: API_STATUSES }),
   };
 }
 

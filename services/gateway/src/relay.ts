@@ -4,6 +4,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
 import type { SlowConsumerGuard } from './slow-consumers.js';
+import type { UserCommands } from './user-commands.js';
 import type { UserRegistry } from './users.js';
 
 /** Turns broker events into local room deliveries. */
@@ -14,6 +15,7 @@ export class Relay implements BrokerListener {
   constructor(
     private readonly rooms: RoomRegistry,
     private readonly users: UserRegistry,
+    private readonly userCommands: UserCommands,
     private readonly slowConsumers: SlowConsumerGuard,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -41,6 +43,10 @@ export class Relay implements BrokerListener {
   onUserFrame(user: string, frame: Uint8Array): void {
     this.users.deliver(user, frame);
     this.slowConsumers.fannedOut(frame.byteLength);
+  }
+
+  onUserCommand(user: string, command: string): void {
+    this.userCommands.handle(user, command);
   }
 
   onStatus(up: boolean): void {

@@ -1,6 +1,6 @@
 import { CloseCode, encodeWelcome, parseClientFrame, type FrameLimits } from '@chat/protocol';
 import type { HttpResponse, WebSocketBehavior } from 'uWebSockets.js';
-import type { Authenticator } from './auth.js';
+import { revokedBy, type Authenticator } from './auth.js';
 import { clientAddress, normalizeAddress } from './client-address.js';
 import type { ConnectionLimits } from './connection-limits.js';
 import type { CommandHandler } from './commands.js';
@@ -33,6 +33,8 @@ export interface SocketContext {
   newConnectionId(): string;
   authenticator: Authenticator;
   limits: ConnectionLimits;
+  /** Tokens of the user issued before this are refused (server API: disconnect with revokeTokens). */
+  revokedBefore(user: string): Promise<number | undefined>;
 }
 
 function refuse(res: HttpResponse, status: string, message: string): void {
@@ -41,6 +43,22 @@ function refuse(res: HttpResponse, status: string, message: string): void {
 
 function bearerToken(authorization: string): string | undefined {
   return authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : undefined;
+}
+
+type Identified = { ok: true; identity: Session['identity'] } | { ok: false; status: string; reason: string };
+
+/** The identity, checked against the user's token revocation (read from the cluster state at every upgrade). */
+async function identify(ctx: SocketContext, token: string | undefined, user: string | undefined): Promise<Identified> {
+  const result = await ctx.authenticator.identify({ token, user });
+  if (!result.ok) return { ok: false, status: '401 Unauthorized', reason: result.reason };
+  let revokedBefore: number | undefined;
+  try {
+    revokedBefore = await ctx.revokedBefore(result.identity.user);
+  } catch {
+    return { ok: false, status: '503 Service Unavailable', reason: 'cannot check the token now; retry later' };
+  }
+  if (revokedBy(result.identity, revokedBefore)) return { ok: false, status: '401 Unauthorized', reason: 'token revoked' };
+  return result;
 }
 
 export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<SocketData> {
@@ -75,9 +93,9 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
       res.onAborted(() => {
         aborted = true;
       });
-      void ctx.authenticator.identify({ token, user }).then((result) => {
+      void identify(ctx, token, user).then((result) => {
         if (aborted) return;
-        if (!result.ok) return res.cork(() => refuse(res, '401 Unauthorized', result.reason));
+        if (!result.ok) return res.cork(() => refuse(res, result.status, result.reason));
         const address = clientAddress(peer, forwardedFor, config.trustedProxies);
         const refusal = ctx.limits.refusal(result.identity.user, address);
         if (refusal !== undefined) return res.cork(() => refuse(res, '429 Too Many Requests', refusal));

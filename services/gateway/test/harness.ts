@@ -1,4 +1,4 @@
-import { MemoryBroker, MemoryHub } from '@chat/broker';
+import { MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub } from '@chat/broker';
 import { TestClient } from '@chat/testkit';
 import { afterEach } from 'vitest';
 import { pino } from 'pino';
@@ -20,8 +20,11 @@ export async function startTestGateway(
   env: Record<string, string> = {}, hub = new MemoryHub(), deliveryDelayMs = 0,
 ): Promise<TestGateway> {
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', NODE_ID: 'unit', LOG_LEVEL: 'silent', ...env });
-  const broker = new MemoryBroker({ historySize: config.historySize, hub, deliveryDelayMs });
-  const gateway = createGateway({ config, broker, log: pino({ level: 'silent' }) });
+  const recording = config.webhooks && { types: config.webhooks.events, backlogLimit: config.webhooks.backlogLimit };
+  const broker = new MemoryBroker({ historySize: config.historySize, hub, deliveryDelayMs, events: recording });
+  const gateway = createGateway({
+    config, broker, directory: new MemoryDirectory(hub), events: recording && new MemoryEventFeed(hub.events), log: pino({ level: 'silent' }),
+  });
   const port = await gateway.listen();
   const wsUrl = `ws://127.0.0.1:${port}/ws`;
   return {

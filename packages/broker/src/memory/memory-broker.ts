@@ -1,4 +1,5 @@
 import { compareIds } from '@chat/protocol';
+import type { EventRecording } from '../cluster-events.js';
 import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
@@ -6,6 +7,7 @@ import { rangeGap } from '../continuity.js';
 import { BrokerUnavailableError } from '../errors.js';
 import { MIN_STREAM_ID } from '../ids.js';
 import { trimBatch } from '../trim.js';
+import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
 
 const encoder = new TextEncoder();
 
@@ -29,8 +31,8 @@ class IdSequence {
 class MemoryRoom {
   readonly messages: StoredMessage[] = [];
   readonly subscribers = new Set<MemoryBroker>();
-  /** user -> brokers (nodes) that have the user present in the room */
-  readonly presence = new Map<string, Set<MemoryBroker>>();
+  /** user -> brokers (nodes) that have the user present in the room -> connections joined there */
+  readonly presence = new Map<string, Map<MemoryBroker, number>>();
   readonly ids = new IdSequence();
   trimmed = MIN_STREAM_ID;
   lost = MIN_STREAM_ID;
@@ -46,6 +48,11 @@ class MemoryRoom {
 class MemoryUser {
   readonly subscribers = new Set<MemoryBroker>();
   readonly directIds = new IdSequence();
+  /** broker (node) -> the user's connections there */
+  readonly connections = new Map<MemoryBroker, number>();
+  /** Tokens issued before this time are refused until `revokedUntil`. */
+  revokedBefore: number | undefined;
+  revokedUntil = 0;
 }
 
 interface OnceRecord {
@@ -91,6 +98,17 @@ export class MemoryHub {
   readonly #rooms = new Map<string, MemoryRoom>();
   readonly #users = new Map<string, MemoryUser>();
   readonly once = new OnceRecords();
+  readonly events = new MemoryEventLog();
+
+  /** Rooms with a member, by name. */
+  occupiedRooms(): Array<[name: string, room: MemoryRoom]> {
+    return [...this.#rooms].filter(([, room]) => room.presence.size > 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** The user's state, if the user was ever seen. */
+  findUser(name: string): MemoryUser | undefined {
+    return this.#users.get(name);
+  }
 
   room(name: string): MemoryRoom {
     let room = this.#rooms.get(name);
@@ -128,6 +146,8 @@ export interface MemoryBrokerOptions {
   deliveryDelayMs?: number;
   /** How long an idempotency key is remembered after its last use. */
   idempotencyTtlMs?: number;
+  /** Cluster events to record in the hub's log (see MemoryEventFeed); none by default. */
+  events?: EventRecording;
 }
 
 /** A single-process broker: used when no Redis is configured, and in unit tests. */
@@ -141,6 +161,9 @@ export class MemoryBroker implements Broker {
   readonly #users = new Set<string>();
   /** room -> users this broker holds present there */
   readonly #presence = new Map<string, Set<string>>();
+  /** users with a connection through this broker */
+  readonly #connected = new Set<string>();
+  readonly #events: MemoryEventRecorder;
   #listener: BrokerListener | null = null;
   #available = true;
   #dropping = 0;
@@ -152,6 +175,7 @@ export class MemoryBroker implements Broker {
     this.#trimBatch = trimBatch(options.historySize);
     this.#deliveryDelayMs = options.deliveryDelayMs ?? 0;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
+    this.#events = new MemoryEventRecorder(this.#hub.events, options.events);
   }
 
   get up(): boolean {
@@ -170,6 +194,7 @@ export class MemoryBroker implements Broker {
   /** Withdraws this node's presence (others see `offline`), then stops. */
   async close(): Promise<void> {
     for (const [room, users] of this.#presence) for (const user of [...users]) this.#withdraw(room, user);
+    for (const user of [...this.#connected]) this.#setConnections(user, 0);
     for (const room of this.#rooms) this.#hub.room(room).subscribers.delete(this);
     for (const user of this.#users) this.#hub.user(user).subscribers.delete(this);
     this.#rooms.clear();
@@ -228,6 +253,7 @@ export class MemoryBroker implements Broker {
       else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev);
     });
     if (once !== undefined) this.#hub.once.record(once, id, message.ts, this.#idempotencyTtlMs, Date.now());
+    this.#events.record('message.created', `{"room":${JSON.stringify(message.room)},"message":${message.head}${id}${message.body}}`);
     return { id, ts: message.ts, repeat: false };
   }
 
@@ -268,17 +294,37 @@ export class MemoryBroker implements Broker {
     this.#toRoom(room, (b) => b.#listener?.onRoomLoss(room, upTo));
   }
 
-  async presenceJoin(room: string, user: string): Promise<string[]> {
+  async presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
     this.#check();
     let held = this.#presence.get(room);
     if (held === undefined) this.#presence.set(room, (held = new Set()));
     held.add(user);
     const state = this.#hub.room(room);
     let nodes = state.presence.get(user);
-    if (nodes === undefined) state.presence.set(user, (nodes = new Set()));
-    nodes.add(this);
-    if (nodes.size === 1) this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true));
+    if (nodes === undefined) {
+      state.presence.set(user, (nodes = new Map()));
+      if (state.presence.size === 1) this.#events.record('room.occupied', { room });
+      this.#events.record('member.joined', { room, user });
+      this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true));
+    }
+    nodes.set(this, connections);
     return [...state.presence.keys()];
+  }
+
+  async setUserConnections(user: string, connections: number): Promise<void> {
+    this.#check();
+    this.#setConnections(user, connections);
+  }
+
+  async sendUserCommand(user: string, command: string): Promise<number> {
+    this.#check();
+    const subscribers = [...this.#hub.user(user).subscribers].filter((b) => b.#available);
+    for (const b of subscribers) {
+      queueMicrotask(() => {
+        if (b.#available && b.#users.has(user)) b.#listener?.onUserCommand(user, command);
+      });
+    }
+    return subscribers.length;
   }
 
   async presenceLeave(room: string, user: string): Promise<void> {
@@ -326,7 +372,22 @@ export class MemoryBroker implements Broker {
     const nodes = state.presence.get(user);
     if (nodes === undefined || !nodes.delete(this) || nodes.size > 0) return;
     state.presence.delete(user);
+    this.#events.record('member.left', { room, user });
+    if (state.presence.size === 0) this.#events.record('room.vacated', { room });
     this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, false));
+  }
+
+  #setConnections(user: string, connections: number): void {
+    const nodes = this.#hub.user(user).connections;
+    if (connections > 0) {
+      const fresh = !nodes.has(this);
+      this.#connected.add(user);
+      nodes.set(this, connections);
+      if (fresh && nodes.size === 1) this.#events.record('user.online', { user });
+      return;
+    }
+    this.#connected.delete(user);
+    if (nodes.delete(this) && nodes.size === 0) this.#events.record('user.offline', { user });
   }
 
   #toUser(user: string, frame: string): number {

@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { RangeGap, StoredMessage } from '../broker.js';
 import { rangeGap } from '../continuity.js';
-import { ArchiveSets } from './archive-sets.js';
+import { SlotKeys } from './slot-keys.js';
 import type { KeySpace } from './keys.js';
 import { defineScripts, type ChatScripts } from './scripts.js';
 
@@ -39,14 +39,14 @@ export class RedisArchiveFeed {
   readonly #command: (Redis | Cluster) & ChatScripts;
   readonly #subscriber: Redis | Cluster;
   readonly #keys: KeySpace;
-  readonly #sets: ArchiveSets;
+  readonly #sets: SlotKeys;
   readonly #publish: 'PUBLISH' | 'SPUBLISH';
 
   constructor(options: ArchiveFeedOptions) {
     this.#command = defineScripts(options.command);
     this.#subscriber = options.subscriber;
     this.#keys = options.keys;
-    this.#sets = new ArchiveSets(options.keys, options.sharded);
+    this.#sets = new SlotKeys((tag) => options.keys.archiveDirty(tag), options.sharded);
     this.#publish = options.sharded ? 'SPUBLISH' : 'PUBLISH';
   }
 
@@ -105,7 +105,7 @@ export class RedisArchiveFeed {
    */
   async done(room: string, owner: string, through: string): Promise<boolean> {
     return (await this.#command.chatArchiveDone(
-      this.#keys.roomStream(room), this.#sets.of(room), this.#keys.roomArchiver(room), through, room, owner,
+      this.#keys.roomStream(room), this.#sets.of(this.#keys.roomStream(room)), this.#keys.roomArchiver(room), through, room, owner,
     )) === 1;
   }
 

@@ -120,3 +120,13 @@ async function quit(redis: Redis | Cluster): Promise<void> {
   }
   await redis.quit().catch(() => redis.disconnect());
 }
+
+/**
+ * A connection of its own for a plain (cluster-wide) channel, such as a wake-up
+ * channel, that resubscribes by itself after a reconnect.
+ */
+export function duplicateForChannel(command: Redis | Cluster): Redis | Cluster {
+  return command instanceof Cluster
+    ? command.duplicate(undefined, { redisOptions: { ...command.options.redisOptions, autoResubscribe: true } })
+    : command.duplicate({ autoResubscribe: true });
+}

@@ -6,6 +6,7 @@
  *   e|<user>|<frame>      an ephemeral event about <user> (typing)
  * User channel:
  *   d|<frame>             a frame for every connection of the user
+ *   c|<command>           a command for the nodes with a connection of the user (the gateway's to read)
  * Frames are forwarded to sockets as they are.
  */
 const PIPE = 0x7c;
@@ -14,6 +15,7 @@ const P = 0x70;
 const E = 0x65;
 const L = 0x6c;
 const D = 0x64;
+const C = 0x63;
 const PLUS = 0x2b;
 
 export type RoomPayload =
@@ -56,9 +58,18 @@ export function encodeRoomEvent(user: string, frame: string): string {
   return `e|${user}|${frame}`;
 }
 
-/** The frame inside a user-channel payload, or null. */
-export function decodeUserPayload(payload: Buffer): Uint8Array | null {
-  return payload[0] === D && payload[1] === PIPE ? payload.subarray(2) : null;
+export type UserPayload = { kind: 'frame'; frame: Uint8Array } | { kind: 'command'; command: string };
+
+/** What a user-channel payload carries, or null. */
+export function decodeUserPayload(payload: Buffer): UserPayload | null {
+  if (payload[1] !== PIPE) return null;
+  if (payload[0] === D) return { kind: 'frame', frame: payload.subarray(2) };
+  if (payload[0] === C) return { kind: 'command', command: payload.toString('utf8', 2) };
+  return null;
+}
+
+export function encodeUserCommand(command: string): string {
+  return `c|${command}`;
 }
 
 export function encodeUserPayload(frame: string): string {

@@ -58,9 +58,69 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:users`;
   }
 
-  /** Prefix of the per-incarnation sets of users; the incarnation id follows. */
+  /** Prefix of the per-incarnation hashes (user -> connections joined through it); the incarnation id follows. */
   presenceNodePrefix(room: string): string {
     return `${this.prefix}room:{${room}}:node:`;
+  }
+
+  /** Counts the times the room became occupied: orders the index's adds and prunes of the room. */
+  roomEpoch(room: string): string {
+    return `${this.prefix}room:{${room}}:epoch`;
+  }
+
+  /** Sorted set (all scores 0, so it pages by name) of rooms that may be occupied: a superset, pruned as rooms empty. */
+  roomIndex(): string {
+    return `${this.prefix}{rooms}:index`;
+  }
+
+  /** Hash: room -> the epoch at which it was last added to the index. */
+  roomIndexEpochs(): string {
+    return `${this.prefix}{rooms}:epochs`;
+  }
+
+  /** Sorted set: gateway incarnation -> expiry (ms, Redis clock); the liveness behind user presence. */
+  nodes(): string {
+    return `${this.prefix}{nodes}`;
+  }
+
+  /** Set of the users with a connection on an incarnation, for reaping it when it dies. */
+  nodeUsers(incarnation: string): string {
+    return `${this.prefix}node:{${incarnation}}:users`;
+  }
+
+  /** Set of the rooms with a user present through an incarnation, for reaping it when it dies. */
+  nodeRooms(incarnation: string): string {
+    return `${this.prefix}node:{${incarnation}}:rooms`;
+  }
+
+  /** Hash: incarnation -> the user's connections there. */
+  userConnections(user: string): string {
+    return `${this.prefix}user:{${user}}:conns`;
+  }
+
+  /** Set of the rooms the user has joined through an incarnation. */
+  userRooms(user: string, incarnation: string): string {
+    return `${this.prefix}user:{${user}}:rooms:${incarnation}`;
+  }
+
+  /** Tokens of the user issued before this time (ms) are refused (expires by itself). */
+  userRevoked(user: string): string {
+    return `${this.prefix}user:{${user}}:revoked`;
+  }
+
+  /** Stream of cluster events (for webhooks): one on a single server, one per slot on a Redis Cluster (`slotTag`). */
+  events(slotTag?: string): string {
+    return slotTag === undefined ? `${this.prefix}events` : `${this.prefix}events:{${slotTag}}`;
+  }
+
+  /** Who delivers an event stream now (a lease with an expiry); same slot as the stream. */
+  eventsLease(stream: string): string {
+    return `${stream}:lease`;
+  }
+
+  /** Plain (cluster-wide) channel: an event stream just got its first pending event. */
+  eventsWake(): string {
+    return `${this.prefix}events:wake`;
   }
 
   userChannel(user: string): string {

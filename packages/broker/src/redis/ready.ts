@@ -1,4 +1,5 @@
-import { BrokerUnavailableError } from '../errors.js';
+import { ReplyError } from 'ioredis';
+import { BrokerCommandError, BrokerUnavailableError } from '../errors.js';
 
 /** What ioredis's Redis and Cluster share for connection state. */
 export interface Connectable {
@@ -26,4 +27,27 @@ export function whenReady(redis: Connectable, timeoutMs: number): Promise<void> 
     }, timeoutMs);
     redis.once('ready', onReady);
   });
+}
+
+/** Errors Redis answers while it cannot serve, as opposed to errors in the request. */
+const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+
+/** A command's failure as the broker reports it: unavailable (retry later) or a command error (do not). */
+export function toBrokerError(err: unknown): Error {
+  if (err instanceof BrokerUnavailableError || err instanceof BrokerCommandError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof ReplyError && !TRANSIENT_REPLY.test(message)) {
+    return new BrokerCommandError(message, { cause: err });
+  }
+  return new BrokerUnavailableError(message, { cause: err });
+}
+
+/** Runs a command once the connection is ready (see whenReady), reporting failures as broker errors. */
+export async function callRedis<T>(redis: Connectable, waitMs: number, operation: () => Promise<T>): Promise<T> {
+  try {
+    await whenReady(redis, waitMs);
+    return await operation();
+  } catch (err) {
+    throw toBrokerError(err);
+  }
 }

@@ -1,18 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { ReplyError, type Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
-import { BrokerCommandError, BrokerNotReplicatedError, BrokerUnavailableError } from '../errors.js';
+import type { EventRecording } from '../cluster-events.js';
+import { BrokerNotReplicatedError } from '../errors.js';
 import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
 import { trimBatch } from '../trim.js';
-import { ArchiveSets } from './archive-sets.js';
-import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserPayload } from './envelope.js';
+import { SlotKeys } from './slot-keys.js';
+import { EventRecorder } from './event-recorder.js';
+import { RedisRoomPresence } from './room-presence.js';
+import { RedisUserPresence } from './user-presence.js';
+import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserCommand, encodeUserPayload } from './envelope.js';
 import type { KeySpace } from './keys.js';
 import type { PubSub } from './pubsub.js';
-import { whenReady } from './ready.js';
+import { callRedis, toBrokerError } from './ready.js';
 import { defineScripts, type ChatScripts, type RawEntry } from './scripts.js';
 
 export interface RedisBrokerOptions {
@@ -41,11 +45,11 @@ export interface RedisBrokerOptions {
   idempotencyTtlMs?: number;
   /** Mark every appended room for the archiver (see RedisArchiveFeed). */
   archive?: boolean;
+  /** Cluster events to record for an EventFeed reader (webhooks); none by default. */
+  events?: EventRecording;
   log?: BrokerLog;
 }
 
-/** Errors Redis answers while it cannot serve, as opposed to errors in the request. */
-const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MOVED|ASK)\b/;
 const DIRECT_SEQUENCE_TTL_MS = 24 * 3600 * 1000;
 
 type Subscription = { kind: 'room' | 'user'; name: string };
@@ -59,7 +63,7 @@ export class RedisBroker implements Broker {
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
   readonly #idempotencyTtlMs: number;
-  readonly #archiveSets: ArchiveSets | undefined;
+  readonly #archiveSets: SlotKeys | undefined;
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -71,8 +75,9 @@ export class RedisBroker implements Broker {
 
   /** channel -> what it carries, for everything this node wants; the source of truth for resubscribing. */
   readonly #channels = new Map<string, Subscription>();
-  /** room -> users this node holds present there; re-announced whenever Redis lost them. */
-  readonly #presence = new Map<string, Set<string>>();
+  readonly #events: EventRecorder;
+  readonly #roomPresence: RedisRoomPresence;
+  readonly #userPresence: RedisUserPresence;
   #listener: BrokerListener | null = null;
   #up = false;
   #commandHealthy = true;
@@ -86,7 +91,7 @@ export class RedisBroker implements Broker {
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
-    this.#archiveSets = options.archive ? new ArchiveSets(options.keys, options.pubsub.publishCommand === 'SPUBLISH') : undefined;
+    this.#archiveSets = options.archive ? new SlotKeys((tag) => options.keys.archiveDirty(tag), options.pubsub.publishCommand === 'SPUBLISH') : undefined;
     this.#keys = options.keys;
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
@@ -95,6 +100,14 @@ export class RedisBroker implements Broker {
     this.#healthCheckMs = options.healthCheckMs ?? 1000;
     this.#connectWaitMs = options.connectWaitMs ?? 2000;
     this.#log = options.log ?? silentLog;
+    const sharded = options.pubsub.publishCommand === 'SPUBLISH';
+    this.#events = new EventRecorder(options.keys, options.events, sharded, this.#incarnation);
+    const presence = {
+      command: this.#command, keys: options.keys, incarnation: this.#incarnation, ttlMs: this.#presenceTtlMs, events: this.#events, log: this.#log,
+      call: <T>(operation: () => Promise<T>) => this.#call(operation),
+    };
+    this.#roomPresence = new RedisRoomPresence({ ...presence, publish: this.#publish });
+    this.#userPresence = new RedisUserPresence({ ...presence, rooms: this.#roomPresence });
   }
 
   get up(): boolean {
@@ -128,12 +141,10 @@ export class RedisBroker implements Broker {
   /** Withdraws this node's presence (others see `offline` at once), then stops. */
   async close(): Promise<void> {
     for (const timer of this.#timers) clearInterval(timer);
-    const rooms = [...this.#presence.keys()];
-    this.#presence.clear();
     if (this.#command.status === 'ready') {
-      await Promise.all(rooms.map((room) => this.#command.chatPresenceNodeLeave(
-        ...this.#presenceKeys(room), this.#incarnation, this.#keys.roomChannel(room), this.#publish,
-      ).catch((err: unknown) => this.#log.warn({ err, room }, 'presence withdrawal failed'))));
+      await this.#roomPresence.withdrawNode(this.#incarnation)
+        .then(() => this.#userPresence.close())
+        .catch((err: unknown) => this.#log.warn({ err }, 'presence withdrawal failed'));
     }
     this.#listener = null;
     this.#channels.clear();
@@ -164,11 +175,11 @@ export class RedisBroker implements Broker {
     const args: Parameters<ChatScripts['chatAppend']> = [
       stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
-      archive === undefined ? stream : archive.of(room),
+      archive === undefined ? stream : archive.of(stream), this.#events.streamOf(stream),
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
-      archive === undefined ? '' : this.#keys.archiveWake(), room,
+      archive === undefined ? '' : this.#keys.archiveWake(), room, ...this.#events.args(),
     ];
     if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await this.#command.chatAppend(...args)));
     return this.#call(() => this.#appendReplicated(args));
@@ -221,20 +232,20 @@ export class RedisBroker implements Broker {
     await this.#call(() => this.#command.chatMarkLost(this.#keys.roomLost(room), upTo, this.#keys.roomChannel(room), this.#publish));
   }
 
-  async presenceJoin(room: string, user: string): Promise<string[]> {
-    let held = this.#presence.get(room);
-    if (held === undefined) this.#presence.set(room, (held = new Set()));
-    held.add(user);
-    return this.#call(() => this.#presenceJoinScript(room, user));
+  presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
+    return this.#roomPresence.set(room, user, connections);
   }
 
   async presenceLeave(room: string, user: string): Promise<void> {
-    const held = this.#presence.get(room);
-    held?.delete(user);
-    if (held?.size === 0) this.#presence.delete(room);
-    await this.#call(() => this.#command.chatPresenceLeave(
-      ...this.#presenceKeys(room), this.#incarnation, user, this.#keys.roomChannel(room), this.#publish,
-    ));
+    await this.#roomPresence.set(room, user, 0);
+  }
+
+  setUserConnections(user: string, connections: number): Promise<void> {
+    return this.#userPresence.set(user, connections);
+  }
+
+  sendUserCommand(user: string, command: string): Promise<number> {
+    return this.#call(() => this.#publishTo(this.#keys.userChannel(user), encodeUserCommand(command)));
   }
 
   async publishRoomEvent(room: string, user: string, frame: string): Promise<void> {
@@ -255,8 +266,8 @@ export class RedisBroker implements Broker {
     await this.#call(() => this.#publishTo(this.#keys.userChannel(user), encodeUserPayload(frame)));
   }
 
-  #publishTo(channel: string, payload: string): Promise<unknown> {
-    return this.#publish === 'SPUBLISH' ? this.#command.spublish(channel, payload) : this.#command.publish(channel, payload);
+  #publishTo(channel: string, payload: string): Promise<number> {
+    return (this.#publish === 'SPUBLISH' ? this.#command.spublish(channel, payload) : this.#command.publish(channel, payload)) as Promise<number>;
   }
 
   async #subscribe(channel: string, subscription: Subscription, forgetOnFailure: boolean): Promise<void> {
@@ -283,8 +294,9 @@ export class RedisBroker implements Broker {
     const listener = this.#listener;
     if (subscription === undefined || listener === null) return;
     if (subscription.kind === 'user') {
-      const frame = decodeUserPayload(payload);
-      if (frame !== null) listener.onUserFrame(subscription.name, frame);
+      const decoded = decodeUserPayload(payload);
+      if (decoded?.kind === 'frame') listener.onUserFrame(subscription.name, decoded.frame);
+      else if (decoded?.kind === 'command') listener.onUserCommand(subscription.name, decoded.command);
       return;
     }
     const room = subscription.name;
@@ -303,37 +315,10 @@ export class RedisBroker implements Broker {
     }
   }
 
-  #presenceKeys(room: string): [nodes: string, users: string, nodeSet: string] {
-    return [
-      this.#keys.presenceNodes(room),
-      this.#keys.presenceUsers(room),
-      this.#keys.presenceNodePrefix(room) + this.#incarnation,
-    ];
-  }
-
-  #presenceJoinScript(room: string, user: string): Promise<string[]> {
-    return this.#command.chatPresenceJoin(
-      ...this.#presenceKeys(room), this.#incarnation, user, this.#presenceTtlMs, this.#presenceTtlMs * 3,
-      this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), this.#publish,
-    );
-  }
-
   /** Keeps this node's presence alive, reaps dead nodes, and re-announces what Redis lost. */
   async #heartbeat(): Promise<void> {
     if (this.#command.status !== 'ready') return;
-    await Promise.all([...this.#presence].map(async ([room, users]) => {
-      try {
-        const alive = await this.#command.chatPresenceHeartbeat(
-          ...this.#presenceKeys(room), this.#incarnation, this.#presenceTtlMs, this.#presenceTtlMs * 3,
-          this.#keys.presenceNodePrefix(room), this.#keys.roomChannel(room), this.#publish,
-        );
-        if (alive === 1 || users.size === 0) return;
-        this.#log.warn({ room, users: users.size }, 'presence was lost (reaped or Redis restarted); re-announcing');
-        for (const user of [...users]) await this.#presenceJoinScript(room, user);
-      } catch (err) {
-        this.#log.debug({ err, room }, 'presence heartbeat failed');
-      }
-    }));
+    await Promise.all([this.#roomPresence.heartbeat(), this.#userPresence.heartbeat()]);
   }
 
   async #checkHealth(): Promise<void> {
@@ -365,13 +350,8 @@ export class RedisBroker implements Broker {
     this.#listener?.onStatus(up);
   }
 
-  async #call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      await whenReady(this.#command, this.#connectWaitMs);
-      return await operation();
-    } catch (err) {
-      throw toBrokerError(err);
-    }
+  #call<T>(operation: () => Promise<T>): Promise<T> {
+    return callRedis(this.#command, this.#connectWaitMs, operation);
   }
 
   #every(ms: number, task: () => Promise<void>): void {
@@ -392,13 +372,4 @@ function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {
     out[i] = { id, body: fields[fields.indexOf('b') + 1] ?? '' };
   }
   return out;
-}
-
-function toBrokerError(err: unknown): Error {
-  if (err instanceof BrokerUnavailableError || err instanceof BrokerCommandError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof ReplyError && !TRANSIENT_REPLY.test(message)) {
-    return new BrokerCommandError(message, { cause: err });
-  }
-  return new BrokerUnavailableError(message, { cause: err });
 }

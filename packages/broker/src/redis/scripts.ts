@@ -1,4 +1,9 @@
 import type { Cluster, Redis } from 'ioredis';
+import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
+import {
+  NODES_HEARTBEAT, PRESENCE_HEARTBEAT, PRESENCE_MEMBERS, PRESENCE_NODE_LEAVE, PRESENCE_SET,
+  ROOM_INDEX_ADD, ROOM_INDEX_PRUNE, ROOM_OCCUPANCY, USER_PRESENCE, USER_SET,
+} from './presence-scripts.js';
 
 /*
  * Ids are Redis's own: decimals without leading zeros, so a longer part is a larger one.
@@ -51,14 +56,15 @@ end
  * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
  *
  * With the archive on, the room joins its slot's set of rooms to archive, and a
- * room that was not in it is announced on the archive's wake channel.
+ * room that was not in it is announced on the archive's wake channel. With
+ * message.created events on, the message is recorded as one.
  *
  * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none),
- *       archive set (any key of the room when the archive is off)
+ *       archive set (any key of the room when the archive is off), event stream
  * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
- *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room
+ *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room, events (4)
  */
-const APPEND = LOST + ONCE + `
+const APPEND = LOST + ONCE + EVENTS + `
 local first = seen(KEYS[4], ARGV[9])
 if first then return first end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
@@ -74,6 +80,8 @@ end
 redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
 if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
 if ARGV[10] ~= '' and redis.call('SADD', KEYS[5], ARGV[11]) == 1 then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
+emit(events(KEYS[6], ARGV, 12), tonumber(ARGV[4]), 'message.created',
+  '{"room":' .. cjson.encode(ARGV[11]) .. ',"message":' .. ARGV[5] .. id .. ARGV[6] .. '}')
 return { id, ARGV[4], 0 }
 `;
 
@@ -141,84 +149,6 @@ return raiseLost(KEYS[1], ARGV[1], ARGV[3], ARGV[2])
 `;
 
 /*
- * Presence. Per room: a sorted set of node incarnations with their expiry, a set
- * of users per incarnation, and a count per user of incarnations that have them.
- * Time is Redis's own, so gateway clocks cannot disagree about expiry. Every
- * join and heartbeat reaps incarnations that stopped heartbeating and announces
- * `offline` for users present nowhere else.
- */
-const NOW = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-`;
-const REAP = `
-local function reap(nodes, users, nodePrefix, now, pub, channel)
-  for _, node in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
-    local key = nodePrefix .. node
-    for _, user in ipairs(redis.call('SMEMBERS', key)) do
-      if redis.call('HINCRBY', users, user, -1) <= 0 then
-        redis.call('HDEL', users, user)
-        redis.call(pub, channel, 'p|-|' .. user)
-      end
-    end
-    redis.call('DEL', key)
-    redis.call('ZREM', nodes, node)
-  end
-end
-`;
-
-// KEYS: nodes, users, own node set. ARGV: node, user, ttl, key ttl, node prefix, channel, publish command
-const PRESENCE_JOIN = NOW + REAP + `
-reap(KEYS[1], KEYS[2], ARGV[5], now, ARGV[7], ARGV[6])
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-if redis.call('SADD', KEYS[3], ARGV[2]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    redis.call(ARGV[7], ARGV[6], 'p|+|' .. ARGV[2])
-  end
-end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-return redis.call('HKEYS', KEYS[2])
-`;
-
-// KEYS: nodes, users, own node set. ARGV: node, user, channel, publish command
-const PRESENCE_LEAVE = `
-if redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
-    redis.call('HDEL', KEYS[2], ARGV[2])
-    redis.call(ARGV[4], ARGV[3], 'p|-|' .. ARGV[2])
-  end
-end
-if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return 1
-`;
-
-// Refreshes this incarnation and reaps dead ones. Returns 0 when this incarnation
-// was itself reaped (or Redis lost it): the caller then re-announces its users.
-// KEYS: nodes, users, own node set. ARGV: node, ttl, key ttl, node prefix, channel, publish command
-const PRESENCE_HEARTBEAT = NOW + REAP + `
-local alive = redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= false and redis.call('EXISTS', KEYS[3]) == 1
-if alive then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
-reap(KEYS[1], KEYS[2], ARGV[4], now, ARGV[6], ARGV[5])
-if not alive then return 0 end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
-return 1
-`;
-
-// Withdraws every user of this incarnation (graceful shutdown).
-// KEYS: nodes, users, own node set. ARGV: node, channel, publish command
-const PRESENCE_NODE_LEAVE = `
-for _, user in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], user)
-    redis.call(ARGV[3], ARGV[2], 'p|-|' .. user)
-  end
-end
-redis.call('DEL', KEYS[3])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return 1
-`;
-
-/*
  * A direct message: an id from the recipient's (always empty) sequence stream,
  * then a publish whose receiver count says whether the user is connected anywhere.
  * With an idempotency key: a repeat of one that reached someone is not sent again.
@@ -238,11 +168,14 @@ return { id, ARGV[6], 0, receivers }
 
 export type RawEntry = [id: string, fields: string[]];
 
+/** The four event arguments every recording script ends with (see EVENTS): types, wake channel, backlog limit, nonce. */
+export type EventArgs = [types: string, wake: string, limit: number | '', nonce: string];
+
 export interface ChatScripts {
   chatAppend(
-    stream: string, trimmed: string, lost: string, once: string, archiveSet: string,
+    stream: string, trimmed: string, lost: string, once: string, archiveSet: string, events: string,
     channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-    lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string,
+    lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, ...eventArgs: EventArgs
   ): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
@@ -253,18 +186,30 @@ export interface ChatScripts {
     lease: string, stream: string, trimmed: string, lost: string, owner: string, leaseMs: number, after: string, count: number,
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, through: string, room: string, owner: string): Promise<number>;
-  chatPresenceJoin(
-    nodes: string, users: string, nodeSet: string,
-    node: string, user: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
-  ): Promise<string[]>;
-  chatPresenceLeave(
-    nodes: string, users: string, nodeSet: string, node: string, user: string, channel: string, publish: string,
-  ): Promise<number>;
+  chatPresenceSet(
+    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
+    node: string, user: string, count: number, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
+    room: string, ...eventArgs: EventArgs
+  ): Promise<[fresh: number, epoch: string, members: string[]] | [vacated: number, epoch: string]>;
   chatPresenceHeartbeat(
-    nodes: string, users: string, nodeSet: string,
-    node: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
-  ): Promise<number>;
-  chatPresenceNodeLeave(nodes: string, users: string, nodeSet: string, node: string, channel: string, publish: string): Promise<number>;
+    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
+    node: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string, room: string, ...eventArgs: EventArgs
+  ): Promise<[alive: number, vacated: number, epoch: string]>;
+  chatPresenceNodeLeave(
+    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
+    node: string, channel: string, publish: string, room: string, ...eventArgs: EventArgs
+  ): Promise<[vacated: number, epoch: string]>;
+  chatPresenceMembers(nodes: string, nodePrefix: string): Promise<Array<string | number>>;
+  chatRoomOccupancy(users: string, epoch: string): Promise<[members: number, epoch: string]>;
+  chatRoomIndexAdd(index: string, epochs: string, room: string, epoch: string): Promise<number>;
+  chatRoomIndexPrune(index: string, epochs: string, room: string, epoch: string): Promise<number>;
+  chatUserSet(connections: string, rooms: string, events: string, node: string, count: number, user: string, ...eventArgs: EventArgs): Promise<number>;
+  chatUserPresence(connections: string, roomsPrefix: string): Promise<[connections: number, rooms: string[]]>;
+  chatNodesHeartbeat(nodes: string, node: string, ttlMs: number): Promise<[added: number, dead: string[]]>;
+  chatEventsClaim(lease: string, stream: string, owner: string, leaseMs: number, count: number): Promise<[0, number] | [1, number, RawEntry[]]>;
+  chatEventsAck(lease: string, stream: string, owner: string, entry: string): Promise<number>;
+  chatEventsRelease(lease: string, owner: string): Promise<number>;
+  chatEventsBacklog(stream: string): Promise<[0] | [number, string]>;
   chatDirect(
     sequence: string, once: string, channel: string, head: string, body: string, keyTtlMs: number, publish: string,
     ts: number, onceTtlMs: number | '',
@@ -273,16 +218,26 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: APPEND });
+  redis.defineCommand('chatAppend', { numberOfKeys: 6, lua: APPEND });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
   redis.defineCommand('chatArchiveClaim', { numberOfKeys: 4, lua: ARCHIVE_CLAIM });
   redis.defineCommand('chatArchiveDone', { numberOfKeys: 3, lua: ARCHIVE_DONE });
-  redis.defineCommand('chatPresenceJoin', { numberOfKeys: 3, lua: PRESENCE_JOIN });
-  redis.defineCommand('chatPresenceLeave', { numberOfKeys: 3, lua: PRESENCE_LEAVE });
-  redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 3, lua: PRESENCE_HEARTBEAT });
-  redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 3, lua: PRESENCE_NODE_LEAVE });
+  redis.defineCommand('chatPresenceSet', { numberOfKeys: 5, lua: PRESENCE_SET });
+  redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 5, lua: PRESENCE_HEARTBEAT });
+  redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 5, lua: PRESENCE_NODE_LEAVE });
+  redis.defineCommand('chatPresenceMembers', { numberOfKeys: 1, lua: PRESENCE_MEMBERS });
+  redis.defineCommand('chatRoomOccupancy', { numberOfKeys: 2, lua: ROOM_OCCUPANCY });
+  redis.defineCommand('chatRoomIndexAdd', { numberOfKeys: 2, lua: ROOM_INDEX_ADD });
+  redis.defineCommand('chatRoomIndexPrune', { numberOfKeys: 2, lua: ROOM_INDEX_PRUNE });
+  redis.defineCommand('chatUserSet', { numberOfKeys: 3, lua: USER_SET });
+  redis.defineCommand('chatUserPresence', { numberOfKeys: 1, lua: USER_PRESENCE });
+  redis.defineCommand('chatNodesHeartbeat', { numberOfKeys: 1, lua: NODES_HEARTBEAT });
+  redis.defineCommand('chatEventsClaim', { numberOfKeys: 2, lua: EVENTS_CLAIM });
+  redis.defineCommand('chatEventsAck', { numberOfKeys: 2, lua: EVENTS_ACK });
+  redis.defineCommand('chatEventsRelease', { numberOfKeys: 1, lua: EVENTS_RELEASE });
+  redis.defineCommand('chatEventsBacklog', { numberOfKeys: 1, lua: EVENTS_BACKLOG });
   redis.defineCommand('chatDirect', { numberOfKeys: 2, lua: DIRECT });
   return redis as C & ChatScripts;
 }

@@ -61,13 +61,14 @@ export class LocalRoom {
     sessions.add(session);
   }
 
-  /** True when the session's user has no session left here. */
-  release(session: Session): boolean {
+  /** How many sessions of the session's user are left here; undefined when it held none. */
+  release(session: Session): number | undefined {
     const sessions = this.holders.get(session.user);
-    if (sessions === undefined || !sessions.delete(session) || sessions.size > 0) return false;
+    if (sessions === undefined || !sessions.delete(session)) return undefined;
+    if (sessions.size > 0) return sessions.size;
     this.holders.delete(session.user);
     this.typingAt.delete(session.user);
-    return true;
+    return 0;
   }
 
   /** Every session joined or joining here. */

@@ -107,7 +107,7 @@ export class RoomRegistry {
       // writing presence now would leave a member nobody withdraws.
       if (!room.pending.has(pending) || !session.open) return;
       const [members, { messages, recovered, newest }] = await Promise.all([
-        this.#options.track(broker.presenceJoin(name, session.user)),
+        this.#options.track(broker.presenceJoin(name, session.user, room.holders.get(session.user)?.size ?? 1)),
         this.#readForJoin(name, since),
       ]);
       // A message stored before the read may still be on its way here live (pub/sub
@@ -269,12 +269,13 @@ export class RoomRegistry {
     return room;
   }
 
-  /** Withdraws the user's presence when their last session here is gone, and the room when it is empty. */
+  /** Counts the user's sessions here down, withdraws their presence when none is left, and the room when it is empty. */
   #release(room: LocalRoom, session: Session): void {
     const { broker, log, track } = this.#options;
-    if (room.release(session)) {
-      track(broker.presenceLeave(room.name, session.user))
-        .catch((err: unknown) => log.warn({ err, room: room.name }, 'presence leave failed'));
+    const left = room.release(session);
+    if (left !== undefined) {
+      track(left === 0 ? broker.presenceLeave(room.name, session.user) : broker.presenceJoin(room.name, session.user, left).then(() => {}))
+        .catch((err: unknown) => log.warn({ err, room: room.name }, 'presence update failed'));
     }
     if (room.holders.size > 0 || this.#rooms.get(room.name) !== room) return;
     this.#rooms.delete(room.name);

@@ -1,0 +1,38 @@
+/**
+ * Who is where in the cluster, read from the shared state (Redis) rather than
+ * by asking each node, so an answer never waits for a slow node; and the
+ * per-user token revocations every node checks at connect.
+ */
+export interface Directory {
+  /** Rooms with at least one member, by name after `after`, up to `limit`; `next` pages on (absent at the end). */
+  activeRooms(after: string | undefined, limit: number): Promise<{ rooms: RoomOccupancy[]; next?: string }>;
+
+  /** The room's members with their joined connections, on every live node; by user name. */
+  roomMembers(room: string): Promise<MemberConnections[]>;
+
+  /** Whether the user has a connection on a live node, how many, and the rooms joined through them. */
+  userPresence(user: string): Promise<UserPresence>;
+
+  /** Tokens of `user` issued before `before` (ms) are refused for `ttlMs`. */
+  revokeTokens(user: string, before: number, ttlMs: number): Promise<void>;
+
+  /** The time before which the user's tokens are refused, if a revocation is in force. */
+  revokedBefore(user: string): Promise<number | undefined>;
+}
+
+export interface RoomOccupancy {
+  room: string;
+  /** Distinct users present. */
+  members: number;
+}
+
+export interface MemberConnections {
+  user: string;
+  connections: number;
+}
+
+export interface UserPresence {
+  online: boolean;
+  connections: number;
+  rooms: string[];
+}

@@ -1,0 +1,79 @@
+import type { Cluster, Redis } from 'ioredis';
+import type { Directory, MemberConnections, RoomOccupancy, UserPresence } from '../directory.js';
+import type { KeySpace } from './keys.js';
+import { callRedis } from './ready.js';
+import { defineScripts, type ChatScripts } from './scripts.js';
+
+/** The Directory over the presence state the brokers keep in Redis: one or a few commands per answer, on any topology. */
+export class RedisDirectory implements Directory {
+  readonly #command: (Redis | Cluster) & ChatScripts;
+
+  readonly #waitMs: number;
+
+  /** `waitMs`: how long a call waits for a (re)connecting Redis before it fails as unavailable. */
+  constructor(command: Redis | Cluster, private readonly keys: KeySpace, waitMs = 2000) {
+    this.#command = defineScripts(command);
+    this.#waitMs = waitMs;
+  }
+
+  activeRooms(after: string | undefined, limit: number): ReturnType<Directory['activeRooms']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#activeRooms(after, limit));
+  }
+
+  async #activeRooms(after: string | undefined, limit: number): Promise<{ rooms: RoomOccupancy[]; next?: string }> {
+    const { keys } = this;
+    const read = await this.#command.zrangebylex(keys.roomIndex(), after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, limit + 1);
+    const names = read.slice(0, limit);
+    const occupancy = await Promise.all(names.map((room) => this.#command.chatRoomOccupancy(keys.presenceUsers(room), keys.roomEpoch(room))));
+    const rooms: RoomOccupancy[] = [];
+    const prunes: Promise<number>[] = [];
+    names.forEach((room, i) => {
+      const [members, epoch] = occupancy[i]!;
+      if (members > 0) rooms.push({ room, members });
+      else prunes.push(this.#command.chatRoomIndexPrune(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch));
+    });
+    await Promise.all(prunes);
+    return read.length > limit ? { rooms, next: names.at(-1)! } : { rooms };
+  }
+
+  roomMembers(room: string): ReturnType<Directory['roomMembers']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#roomMembers(room));
+  }
+
+  async #roomMembers(room: string): Promise<MemberConnections[]> {
+    const flat = await this.#command.chatPresenceMembers(this.keys.presenceNodes(room), this.keys.presenceNodePrefix(room));
+    const members: MemberConnections[] = [];
+    for (let i = 0; i < flat.length; i += 2) members.push({ user: String(flat[i]), connections: Number(flat[i + 1]) });
+    return members.sort((a, b) => compareNames(a.user, b.user));
+  }
+
+  userPresence(user: string): ReturnType<Directory['userPresence']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#userPresence(user));
+  }
+
+  async #userPresence(user: string): Promise<UserPresence> {
+    const [connections, rooms] = await this.#command.chatUserPresence(this.keys.userConnections(user), this.keys.userRooms(user, ''));
+    return { online: connections > 0, connections, rooms: rooms.sort(compareNames) };
+  }
+
+  revokeTokens(user: string, before: number, ttlMs: number): ReturnType<Directory['revokeTokens']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#revokeTokens(user, before, ttlMs));
+  }
+
+  async #revokeTokens(user: string, before: number, ttlMs: number): Promise<void> {
+    await this.#command.set(this.keys.userRevoked(user), String(before), 'PX', ttlMs);
+  }
+
+  revokedBefore(user: string): ReturnType<Directory['revokedBefore']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#revokedBefore(user));
+  }
+
+  async #revokedBefore(user: string): Promise<number | undefined> {
+    const value = await this.#command.get(this.keys.userRevoked(user));
+    return value === null ? undefined : Number(value);
+  }
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,164 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed } from '../src/index.js';
+import { RecordingListener, eventually } from './contract.js';
+
+/** Nodes of one cluster, with the directory and event feed over their shared state. */
+export interface ClusterStateHarness {
+  /** A node recording every cluster event type. */
+  create(): Broker;
+  directory(): Directory;
+  feed(): EventFeed;
+  cleanup(): Promise<void>;
+}
+
+interface Event {
+  id: string;
+  type: string;
+  ts: number;
+  data: Record<string, unknown>;
+}
+
+/** Reads and acknowledges every pending event, stream by stream, oldest first. */
+async function drain(feed: EventFeed): Promise<Event[]> {
+  const out: Event[] = [];
+  for (const { stream } of await feed.backlog()) {
+    for (;;) {
+      const claimed = await feed.claim(stream, 'reader', 5000, 100);
+      if ('heldForMs' in claimed) throw new Error('lease held by someone else');
+      if (claimed.events.length === 0) break;
+      for (const event of claimed.events) {
+        out.push(JSON.parse(event.body) as Event);
+        await feed.ack(stream, 'reader', event.entry);
+      }
+    }
+  }
+  return out;
+}
+
+/** What Directory and EventFeed promise over the state every node writes (see directory.ts, event-feed.ts). */
+export function clusterStateContract(name: string, makeHarness: () => Promise<ClusterStateHarness>): void {
+  describe(`${name} (cluster state contract)`, () => {
+    let harness: ClusterStateHarness;
+    let a: Broker;
+    let b: Broker;
+    let la: RecordingListener;
+    let lb: RecordingListener;
+
+    beforeEach(async () => {
+      harness = await makeHarness();
+      a = harness.create();
+      b = harness.create();
+      la = new RecordingListener();
+      lb = new RecordingListener();
+      a.start(la);
+      b.start(lb);
+      await eventually(() => a.up && b.up, 'both brokers up');
+    });
+
+    afterEach(async () => {
+      await a.close();
+      await b.close();
+      await harness.cleanup();
+    });
+
+    it('records each transition once however many nodes take part, with unique ids, in order per room and per user', async () => {
+      const feed = harness.feed();
+      await a.setUserConnections('ann', 1);
+      await b.setUserConnections('ann', 2);
+      await a.setUserConnections('ann', 3);
+      await a.presenceJoin('r', 'ann', 1);
+      await b.presenceJoin('r', 'ann', 2);
+      await b.presenceJoin('r', 'bob', 1);
+      const { id } = await a.append({ room: 'r', head: '{"type":"message","room":"r","id":"', body: '","user":"ann","text":"hi","ts":5}', ts: 5 });
+      await a.presenceLeave('r', 'ann');
+      await b.presenceLeave('r', 'bob');
+      await b.presenceLeave('r', 'ann');
+      await a.setUserConnections('ann', 0);
+      await b.setUserConnections('ann', 0);
+      const events = await drain(feed);
+      expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+      const about = (type: string) => events.filter((e) => e.type === type).map((e) => e.data);
+      expect(about('user.online')).toEqual([{ user: 'ann' }]);
+      expect(about('user.offline')).toEqual([{ user: 'ann' }]);
+      expect(about('room.occupied')).toEqual([{ room: 'r' }]);
+      expect(about('room.vacated')).toEqual([{ room: 'r' }]);
+      expect(about('member.joined')).toEqual([{ room: 'r', user: 'ann' }, { room: 'r', user: 'bob' }]);
+      expect(about('member.left')).toEqual([{ room: 'r', user: 'bob' }, { room: 'r', user: 'ann' }]);
+      expect(about('message.created')).toEqual([{ room: 'r', message: { type: 'message', room: 'r', id, user: 'ann', text: 'hi', ts: 5 } }]);
+      const roomOrder = events.filter((e) => e.data.room === 'r').map((e) => e.type);
+      expect(roomOrder).toEqual(['room.occupied', 'member.joined', 'member.joined', 'message.created', 'member.left', 'member.left', 'room.vacated']);
+      expect(events.filter((e) => e.data.user === 'ann' && !('room' in e.data)).map((e) => e.type)).toEqual(['user.online', 'user.offline']);
+      for (const e of events) expect(CLUSTER_EVENT_TYPES).toContain(e.type);
+      expect(await feed.backlog()).toEqual([]);
+    });
+
+    it('leases a stream to one reader at a time; only the holder acknowledges', async () => {
+      const feed = harness.feed();
+      await a.setUserConnections('cat', 1);
+      const [{ stream, pending }] = (await feed.backlog()) as unknown as [{ stream: string; pending: number }];
+      expect(pending).toBe(1);
+      const first = await feed.claim(stream, 'one', 5000, 10);
+      if ('heldForMs' in first) throw new Error('expected the lease');
+      const held = await feed.claim(stream, 'two', 5000, 10);
+      expect('heldForMs' in held && held.heldForMs > 0 && held.heldForMs <= 5000).toBe(true);
+      expect(await feed.ack(stream, 'two', first.events[0]!.entry)).toBeNull();
+      expect(await feed.ack(stream, 'one', first.events[0]!.entry)).toBe(0);
+      // The last acknowledgement gave the lease up with the stream.
+      await b.setUserConnections('cid', 1);
+      const next = await feed.claim(stream, 'two', 5000, 10);
+      expect('events' in next && next.events.length).toBe(1);
+      await feed.release(stream, 'two');
+      expect('events' in (await feed.claim(stream, 'one', 5000, 10))).toBe(true);
+    });
+
+    it('tells a reader of a stream that got its first event', async () => {
+      const feed = harness.feed();
+      const woken: string[] = [];
+      await feed.listen((stream) => woken.push(stream));
+      await a.setUserConnections('dee', 1);
+      await eventually(() => woken.length === 1, 'a wake-up');
+      expect((await feed.backlog()).map((s) => s.stream)).toEqual(woken);
+    });
+
+    it('answers who is where from the shared state', async () => {
+      const directory = harness.directory();
+      await a.setUserConnections('eve', 2);
+      await b.setUserConnections('eve', 1);
+      await a.presenceJoin('x1', 'eve', 2);
+      await b.presenceJoin('x1', 'eve', 1);
+      await b.presenceJoin('x1', 'fay', 1);
+      await a.presenceJoin('x2', 'eve', 1);
+      await a.presenceJoin('x3', 'fay', 1);
+      expect(await directory.roomMembers('x1')).toEqual([{ user: 'eve', connections: 3 }, { user: 'fay', connections: 1 }]);
+      expect(await directory.userPresence('eve')).toEqual({ online: true, connections: 3, rooms: ['x1', 'x2'] });
+      expect(await directory.userPresence('nobody')).toEqual({ online: false, connections: 0, rooms: [] });
+      const page1 = await directory.activeRooms(undefined, 2);
+      expect(page1).toEqual({ rooms: [{ room: 'x1', members: 2 }, { room: 'x2', members: 1 }], next: 'x2' });
+      expect(await directory.activeRooms(page1.next, 2)).toEqual({ rooms: [{ room: 'x3', members: 1 }] });
+      await a.presenceLeave('x2', 'eve');
+      expect((await directory.activeRooms(undefined, 10)).rooms.map((r) => r.room)).toEqual(['x1', 'x3']);
+      expect((await directory.userPresence('eve')).rooms).toEqual(['x1']);
+      await a.setUserConnections('eve', 0);
+      expect(await directory.userPresence('eve')).toMatchObject({ online: true, connections: 1 });
+    });
+
+    it('keeps a token revocation for its time', async () => {
+      const directory = harness.directory();
+      expect(await directory.revokedBefore('gus')).toBeUndefined();
+      await directory.revokeTokens('gus', 1234, 200);
+      expect(await directory.revokedBefore('gus')).toBe(1234);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await directory.revokedBefore('gus')).toBeUndefined();
+    });
+
+    it('hands a user command to every node subscribed to the user and counts them', async () => {
+      await a.subscribeUser('hal');
+      await b.subscribeUser('hal');
+      expect(await a.sendUserCommand('hal', '{"op":"x"}')).toBe(2);
+      await eventually(() => la.userCommands.length === 1 && lb.userCommands.length === 1, 'both nodes');
+      expect(la.userCommands).toEqual(['hal:{"op":"x"}']);
+      expect(la.userFrames).toEqual([]);
+      expect(await a.sendUserCommand('nobody', '{}')).toBe(0);
+    });
+  });
+}

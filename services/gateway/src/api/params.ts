@@ -1,0 +1,27 @@
+import { isMessageId, isValidName, NAME_PATTERN } from '@chat/protocol';
+import { apiError, type ApiReply } from './http.js';
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; reply: ApiReply };
+
+/** A room or user name from the path. */
+export function name(value: string, what: 'room' | 'user'): Checked<string> {
+  return isValidName(value) ? { ok: true, value } : { ok: false, reply: apiError(400, 'bad_request', `${what} must match ${NAME_PATTERN.source}`) };
+}
+
+/** An optional integer query parameter within [min, max]. */
+export function intParam(query: URLSearchParams, key: string, fallback: number, min: number, max: number): Checked<number> {
+  const raw = query.get(key);
+  if (raw === null) return { ok: true, value: fallback };
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) return { ok: false, reply: apiError(400, 'bad_request', `${key} must be an integer from ${min} to ${max}`) };
+  return { ok: true, value };
+}
+
+/** An optional name (after=) or message id (before=) query parameter. */
+export function optionalParam(query: URLSearchParams, key: string, kind: 'name' | 'id'): Checked<string | undefined> {
+  const raw = query.get(key);
+  if (raw === null) return { ok: true, value: undefined };
+  const valid = kind === 'name' ? isValidName(raw) : isMessageId(raw);
+  if (valid) return { ok: true, value: raw };
+  return { ok: false, reply: apiError(400, 'bad_request', kind === 'name' ? `${key} must match ${NAME_PATTERN.source}` : `${key} must be a message id <ms>-<seq>`) };
+}

@@ -1,0 +1,130 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Broker, Directory } from '@chat/broker';
+import type { HttpRequest, TemplatedApp } from 'uWebSockets.js';
+import type { Config } from '../config.js';
+import { toChatError } from '../errors.js';
+import type { RoomHistory } from '../history.js';
+import type { InFlight } from '../in-flight.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { RoomRegistry } from '../rooms/registry.js';
+import { TokenBucket } from '../token-bucket.js';
+import { apiError, readBody, send, watchAbort, type ApiReply } from './http.js';
+import { roomRoutes } from './rooms-api.js';
+import { userRoutes } from './users-api.js';
+
+export interface ApiDeps {
+  config: Config;
+  broker: Broker;
+  directory: Directory;
+  rooms: RoomRegistry;
+  history: RoomHistory;
+  inFlight: InFlight;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** What a route's handler gets: the path parameters (URL-decoded), the query, the headers it asked for, the body. */
+export interface ApiInput {
+  params: string[];
+  query: URLSearchParams;
+  headers: Record<string, string>;
+  body: Buffer | undefined;
+}
+
+export interface ApiRoute {
+  method: 'get' | 'post' | 'put' | 'del';
+  /** uWS pattern; also the OpenAPI path with `{name}` for `:name`. */
+  path: string;
+  /** Request headers the handler reads (lower case). */
+  headers?: readonly string[];
+  /** Read the body (up to MAX_FRAME_BYTES). */
+  body?: boolean;
+  handle(input: ApiInput): Promise<ApiReply>;
+}
+
+/**
+ * The server API under /api, for trusted backends: the key in
+ * `Authorization: Bearer <key>` or `X-API-Key`, a token bucket per key, JSON
+ * in and out, every error `{"code","message"}` with a 4xx or 5xx. Without
+ * API_KEY every /api route answers 404.
+ */
+export function registerServerApi(app: TemplatedApp, deps: ApiDeps): void {
+  const { config, log } = deps;
+  if (config.apiKey === undefined) {
+    app.any('/api/*', (res) => send(res, { value: false }, apiError(404, 'bad_request', 'the server API is off: set API_KEY')));
+    return;
+  }
+  const expected = digest(config.apiKey);
+  // One key today; a bucket per key so a second key gets its own.
+  const buckets = new Map<string, TokenBucket>();
+  const bucketOf = (key: string): TokenBucket => {
+    let bucket = buckets.get(key);
+    if (bucket === undefined) buckets.set(key, (bucket = new TokenBucket(config.apiRateLimitBurst, config.apiRateLimitPerSec, Date.now())));
+    return bucket;
+  };
+  const routes = [...roomRoutes(deps), ...userRoutes(deps)];
+  for (const route of routes) {
+    app[route.method](route.path, (res, req) => {
+      const aborted = watchAbort(res);
+      const presented = presentedKey(req);
+      const input = { params: decodeParams(req, route.path), query: new URLSearchParams(req.getQuery() ?? ''), headers: readHeaders(req, route.headers) };
+      const answer = (reply: ApiReply): void => {
+        deps.metrics.apiRequests.incLabel(`${reply.status}`);
+        send(res, aborted, reply);
+      };
+      // Compare digests: equal lengths, and no timing hint about the key.
+      if (!timingSafeEqual(digest(presented), expected)) return answer(apiError(401, 'forbidden', 'missing or wrong API key'));
+      if (!bucketOf(presented).take(Date.now())) return answer(apiError(429, 'rate_limited', 'too many requests for this API key', { 'Retry-After': '1' }));
+      const run = (body: Buffer | undefined): void => {
+        if (input.params.includes('')) return answer(apiError(400, 'bad_request', 'a path segment is not valid percent-encoding'));
+        route.handle({ ...input, body }).then(answer, (err: unknown) => answer(failure(err, log, route.path)));
+      };
+      if (!route.body) return run(undefined);
+      readBody(res, config.maxFrameBytes, (body) => {
+        if (body === null) return answer(apiError(413, 'payload_too_large', `body exceeds ${config.maxFrameBytes} bytes`));
+        run(body);
+      });
+    });
+  }
+  const methodsOf = new Map<string, string[]>();
+  for (const route of routes) methodsOf.set(route.path, [...(methodsOf.get(route.path) ?? []), route.method === 'del' ? 'DELETE' : route.method.toUpperCase()]);
+  for (const [path, methods] of methodsOf) {
+    app.any(path, (res, req) => {
+      const method = req.getMethod().toUpperCase();
+      send(res, { value: false }, apiError(405, 'bad_request', `${method} is not allowed here; allowed: ${methods.join(', ')}`, { Allow: methods.join(', ') }));
+    });
+  }
+  app.any('/api/*', (res, req) => send(res, { value: false }, apiError(404, 'bad_request', `no such route: ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
+}
+
+function failure(err: unknown, log: Logger, path: string): ApiReply {
+  const error = toChatError(err);
+  if (error.code === 'internal') log.error({ err, path }, 'server API request failed');
+  return apiError(error.code === 'unavailable' ? 503 : 500, error.code, error.message);
+}
+
+function presentedKey(req: HttpRequest): string {
+  const authorization = req.getHeader('authorization');
+  return authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : req.getHeader('x-api-key');
+}
+
+/** Path parameters, percent-decoded; '' for one that does not decode. */
+function decodeParams(req: HttpRequest, path: string): string[] {
+  const count = path.split('/').filter((segment) => segment.startsWith(':')).length;
+  return Array.from({ length: count }, (_, i) => {
+    try {
+      return decodeURIComponent(req.getParameter(i) ?? '');
+    } catch {
+      return '';
+    }
+  });
+}
+
+function readHeaders(req: HttpRequest, names: readonly string[] = []): Record<string, string> {
+  return Object.fromEntries(names.map((name) => [name, req.getHeader(name)]));
+}
+
+function digest(key: string): Buffer {
+  return createHash('sha256').update(key).digest();
+}
