@@ -8,6 +8,7 @@ import {
   type ErrorFrame,
   type HistoryFrame,
   type JoinedFrame,
+  type LeftFrame,
   type MessageFrame,
   type PresenceFrame,
   type ServerFrame,
@@ -62,9 +63,13 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   /**
    * A (re)join completed, its history already delivered as `message` events;
    * `gap` is true when the service cannot show that every message after the
-   * last one seen is there (trimmed, or lost by Redis).
+   * last one seen is there (trimmed, or lost by Redis). `byServer`: the
+   * application's backend joined this user (server API); the room is rejoined
+   * after reconnects like one joined here.
    */
-  joined(frame: JoinedFrame, info: { resumed: boolean; gap: boolean }): void;
+  joined(frame: JoinedFrame, info: { resumed: boolean; gap: boolean; byServer?: boolean }): void;
+  /** The application's backend took this user out of a room (server API). */
+  left(frame: LeftFrame): void;
   /** An `error` frame that answered no pending request. */
   error(error: ErrorFrame): void;
 }
@@ -91,8 +96,9 @@ const OPEN = 1;
  * A chat client that reconnects by itself: after a reconnect it rejoins its rooms
  * with `since` = the last id it saw, so the application sees every message once,
  * in order, with no gap. Close codes are honoured: 1001 (node going away)
- * reconnects at once, 1008 (policy: flooding, expired token) does not retry and
- * goes `offline`; anything else retries with jittered exponential backoff.
+ * reconnects at once, 1008 (policy: flooding, expired token) and 4000 (the
+ * application disconnected the user) do not retry and go `offline`; anything
+ * else retries with jittered exponential backoff.
  * Every send carries an idempotency key, so it is resent rather than failed:
  * one made while disconnected is queued (up to `queueLimit`), one whose
  * connection dropped before its `ack` goes out again after the rejoin, and one
@@ -218,9 +224,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#outbox.close(); // sends in flight go out again after the next rejoin
     this.#failPending('connection lost before the answer; the request may or may not have taken effect');
     if (this.#state === 'closed') return;
-    if (code === CloseCode.POLICY_VIOLATION) {
+    if (code === CloseCode.POLICY_VIOLATION || code === CloseCode.DISCONNECTED) {
       this.#setState('offline', { code, reason });
-      this.#outbox.failAll('the server refused this connection (policy); not retrying');
+      this.#outbox.failAll(code === CloseCode.DISCONNECTED ? 'disconnected by the application; not retrying' : 'the server refused this connection (policy); not retrying');
       return;
     }
     const delay = code === CloseCode.GOING_AWAY ? Math.random() * 250 : this.#backoff();
@@ -281,6 +287,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         break;
     }
     const ref = 'ref' in frame ? frame.ref : undefined;
+    if (ref === undefined && frame.type === 'joined') return this.#joinedByServer(frame);
+    if (ref === undefined && frame.type === 'left') {
+      this.#rooms.delete(frame.room);
+      return this.emit('left', frame);
+    }
     if (ref !== undefined && (frame.type === 'ack' || frame.type === 'error') && this.#outbox.answer(ref, frame)) return;
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (pending === undefined) {
@@ -292,6 +303,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (frame.type === 'error') return pending.reject(new ChatRequestError(frame.code, frame.message));
     pending.onAnswer?.(frame);
     pending.resolve(frame);
+  }
+
+  /** A join the backend made: the room becomes one of ours, its history goes out first. */
+  #joinedByServer(frame: JoinedFrame): void {
+    if (!this.#rooms.has(frame.room)) this.#rooms.set(frame.room, undefined);
+    for (const m of frame.history) this.#onMessage(m);
+    this.emit('joined', frame, { resumed: false, gap: false, byServer: true });
   }
 
   /** Each message once, in order: anything at or below the newest id seen in its room is a repeat. */

@@ -204,3 +204,42 @@ describe('ChatClient: sends are resent, never failed for a dropped connection', 
     for (const w of waiting) await expect(w).rejects.toMatchObject({ code: 'disconnected' });
   });
 });
+
+describe('ChatClient: what the application\'s backend does (server API)', () => {
+  it('takes a server-side join as its own: history first, live after, and rejoined after a reconnect', async () => {
+    const fake = fakeClient();
+    await joined(fake, 'own');
+    const joins: Array<[string, boolean | undefined]> = [];
+    fake.client.on('joined', (frame, info) => joins.push([frame.room, info.byServer]));
+    fake.socket().push(
+      { type: 'joined', room: 'r', members: ['alice'], history: [message('1-1'), message('1-2')] },
+      message('1-3'),
+    );
+    expect(fake.seen).toEqual(['1-1', '1-2', '1-3']);
+    expect(joins).toEqual([['r', true]]);
+    expect(fake.client.rooms.sort()).toEqual(['own', 'r']);
+    fake.socket().drop();
+    await fake.reconnect();
+    const rejoin = fake.socket().sent.find((f) => f.type === 'join' && f.room === 'r');
+    expect(rejoin).toMatchObject({ since: '1-3' });
+    fake.client.close();
+  });
+
+  it('drops a room the backend took it out of, and stays offline after a disconnect (4000)', async () => {
+    const fake = fakeClient();
+    await joined(fake);
+    const left: string[] = [];
+    fake.client.on('left', (frame) => left.push(frame.room));
+    fake.socket().push({ type: 'left', room: 'r' }, message('1-9'));
+    expect(left).toEqual(['r']);
+    expect(fake.client.rooms).toEqual([]);
+    expect(fake.seen).toEqual([]);
+    const states: string[] = [];
+    fake.client.on('state', (state, detail) => states.push(`${state}:${detail.code}`));
+    fake.socket().drop(4000, 'banned');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(states).toEqual(['offline:4000']);
+    expect(fake.sockets).toHaveLength(1);
+    await expect(fake.client.send('r', 'after')).rejects.toMatchObject({ code: 'disconnected' });
+  });
+});

@@ -1,0 +1,121 @@
+import { TestClient, sleep, startWebhookReceiver, waitFor, type ReceivedDelivery, type WebhookReceiver } from '@chat/testkit';
+import { WEBHOOK_HEADERS, verifyWebhook } from '@chat/webhooks';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { startCluster, type Cluster } from './helpers/gateways.js';
+
+const PRESENCE_TTL_MS = 1000;
+const RETRY_MS = 100;
+const SECRET = 'webhook-test-secret-0123456789';
+
+/** One line per delivered event: what it says, not its id or time. */
+const described = (d: ReceivedDelivery): string => `${d.event!.type} ${JSON.stringify(d.event!.data)}`;
+
+describe('webhooks from three gateways', () => {
+  let cluster: Cluster | undefined;
+  let receiver: WebhookReceiver;
+  const clients: TestClient[] = [];
+
+  async function start(env: Record<string, string> = {}): Promise<Cluster> {
+    receiver = await startWebhookReceiver();
+    cluster = await startCluster(3, inject('redisUrl'), {
+      PRESENCE_TTL_MS: String(PRESENCE_TTL_MS), WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET,
+      WEBHOOK_RETRY_MIN_MS: String(RETRY_MS), WEBHOOK_RETRY_MAX_MS: String(RETRY_MS), WEBHOOK_SWEEP_MS: '500', ...env,
+    });
+    return cluster;
+  }
+  const connect = async (gateway: number, user: string) => {
+    const client = await TestClient.connect(cluster!.gateways[gateway]!.wsUrl, user);
+    clients.push(client);
+    return client;
+  };
+
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.terminate()));
+    await cluster?.stop();
+    await receiver?.close();
+  });
+
+  it('tells of a user going offline once, when their last gateway dies, and retries a failing receiver with the same id', async () => {
+    await start();
+    const tabA = await connect(0, 'kim');
+    await connect(1, 'kim');
+    await waitFor(() => receiver.accepted().length === 1, { what: 'user.online' });
+    expect(receiver.accepted().map(described)).toEqual(['user.online {"user":"kim"}']);
+
+    await tabA.close();
+    await sleep(PRESENCE_TTL_MS * 1.5); // a connection left on gateway 2: kim is online
+    expect(receiver.deliveries).toHaveLength(1);
+
+    let refusals = 3;
+    receiver.respond(() => (refusals-- > 0 ? 500 : 200));
+    const killedAt = Date.now();
+    await cluster!.gateways[1]!.kill();
+    await waitFor(() => receiver.accepted().length === 2, { timeoutMs: 10_000, what: 'user.offline delivered' });
+    const attempts = receiver.deliveries.slice(1);
+    expect(attempts.map((d) => d.status)).toEqual([500, 500, 500, 200]);
+    expect(attempts.map(described)).toEqual(Array(4).fill('user.offline {"user":"kim"}'));
+    expect(new Set(attempts.map((d) => d.event!.id)).size).toBe(1);
+    for (const d of attempts) expect(d.headers[WEBHOOK_HEADERS.id]).toBe(d.event!.id);
+    // Recorded when found dead, within the presence bound; delivered after the retries.
+    const offline = attempts.at(-1)!;
+    expect(offline.event!.ts - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 250);
+    expect(offline.at - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 3 * RETRY_MS + 750);
+
+    const signed = { body: offline.body, timestamp: offline.headers[WEBHOOK_HEADERS.timestamp] as string, signature: offline.headers[WEBHOOK_HEADERS.signature] as string };
+    expect(verifyWebhook({ secret: SECRET, ...signed })).toBe(true);
+    expect(verifyWebhook({ secret: 'not-the-secret-0123456789', ...signed })).toBe(false);
+
+    await sleep(1500); // sweeps and lease expiries later: nothing is delivered again
+    expect(receiver.deliveries).toHaveLength(5);
+  });
+
+  it('fires every event type once per cluster, and room.vacated only once nobody is left anywhere', async () => {
+    await start({ WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated,member.joined,member.left,message.created' });
+    const ann = [await connect(0, 'ann'), await connect(1, 'ann')];
+    const bob = await connect(1, 'bob');
+    const cid = await connect(2, 'cid');
+    for (const c of [...ann, bob, cid]) await c.request({ type: 'join', room: 'hall' });
+    const ack = await bob.request({ type: 'send', room: 'hall', text: 'hello' });
+    await ann[0]!.request({ type: 'leave', room: 'hall' });
+    await bob.close();
+    await cid.request({ type: 'leave', room: 'hall' });
+    await waitFor(() => receiver.accepted().filter((d) => d.event!.type === 'member.left').length === 2, { what: 'bob and cid left' });
+    await sleep(300);
+    // ann's second connection is still in the room on gateway 2.
+    expect(receiver.accepted().map((d) => d.event!.type)).not.toContain('room.vacated');
+    await ann[1]!.close();
+    await ann[0]!.close();
+    await cid.close();
+    await waitFor(() => receiver.accepted().filter((d) => d.event!.type === 'user.offline').length === 3, { what: 'everyone offline' });
+    await sleep(700); // a sweep later: nothing more
+
+    const delivered = receiver.accepted();
+    expect(new Set(delivered.map((d) => d.event!.id)).size).toBe(delivered.length);
+    expect(delivered.map(described).sort()).toEqual([
+      'member.joined {"room":"hall","user":"ann"}',
+      'member.joined {"room":"hall","user":"bob"}',
+      'member.joined {"room":"hall","user":"cid"}',
+      'member.left {"room":"hall","user":"ann"}',
+      'member.left {"room":"hall","user":"bob"}',
+      'member.left {"room":"hall","user":"cid"}',
+      `message.created {"room":"hall","message":{"type":"message","room":"hall","id":"${(ack as { id: string }).id}","user":"bob","text":"hello","ts":${(ack as { ts: number }).ts}}}`,
+      'room.occupied {"room":"hall"}',
+      'room.vacated {"room":"hall"}',
+      'user.offline {"user":"ann"}',
+      'user.offline {"user":"bob"}',
+      'user.offline {"user":"cid"}',
+      'user.online {"user":"ann"}',
+      'user.online {"user":"bob"}',
+      'user.online {"user":"cid"}',
+    ]);
+    // In order per room: occupied first, vacated last, after the last member left.
+    const hall = delivered.filter((d) => d.event!.data.room === 'hall').map((d) => d.event!.type);
+    expect(hall[0]).toBe('room.occupied');
+    expect(hall.at(-1)).toBe('room.vacated');
+    expect(hall.at(-2)).toBe('member.left');
+    // In order per user: online before offline.
+    for (const user of ['ann', 'bob', 'cid']) {
+      expect(delivered.filter((d) => d.event!.data.user === user && !('room' in d.event!.data)).map((d) => d.event!.type)).toEqual(['user.online', 'user.offline']);
+    }
+  });
+});
