@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import SwaggerParser from '@apidevtools/swagger-parser';
-import Ajv2020 from 'ajv/dist/2020.js';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { TestClient, HttpRefusal, startRedisServer, waitFor, type RedisServer } from '@chat/testkit';
 import type { ErrorFrame, JoinedFrame, LeftFrame } from '@chat/protocol';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
