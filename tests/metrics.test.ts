@@ -93,7 +93,7 @@ describe('metrics of two gateways after a scripted session', () => {
   });
 
   it('include every metric the dashboard and the alert rules use (the gateway\'s, and the archiver\'s)', async () => {
-    const exposition = (await (await fetch(metricsUrl(gw1))).text()) + await archiverExposition();
+    const exposition = (await (await fetch(metricsUrl(gw1))).text()) + await archiverExposition() + await webhookExposition();
     const families = new Set([...exposition.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!));
     const sources = ['../grafana/dashboards/chat-gateway.json', '../prometheus/alerts.yml']
       .map((path) => readFileSync(new URL(path, import.meta.url), 'utf8'));
@@ -113,6 +113,25 @@ async function archiverExposition(): Promise<string> {
   createMetrics(registry, { lagSeconds: () => 0, pendingRooms: () => 0, redisUp: () => true, databaseUp: () => true });
   return registry.metrics();
 }
+
+/** What a gateway with webhooks on adds, from its webhook metrics module. */
+async function webhookExposition(): Promise<string> {
+  const { createWebhookMetrics } = await import('../services/gateway/dist/webhook-metrics.js');
+  const registry = new Registry();
+  const observer = createWebhookMetrics(registry, () => ({ pending: 3, oldestAgeSeconds: 1.5, failing: false }));
+  observer.delivered('user.online', 0.02);
+  observer.failed('timeout');
+  return registry.metrics();
+}
+
+describe('webhook metrics', () => {
+  it('pass promtool check metrics', async () => {
+    requireTool('promtool', 'apt-get install prometheus');
+    const result = run('promtool', ['check', 'metrics'], await webhookExposition());
+    expect(result.output.trim()).toBe('');
+    expect(result.status).toBe(0);
+  });
+});
 
 describe('an archiver\'s metrics', () => {
   it('pass promtool check metrics', async () => {

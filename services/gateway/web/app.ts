@@ -45,6 +45,13 @@ function start(firstRoom: string): void {
     if (info.gap) notice(frame.room, 'some earlier messages could not be recovered');
     if (frame.room === current) renderMembers();
   });
+  // The application's backend took this user out of a room (server API).
+  client.on('left', (frame) => {
+    rooms.delete(frame.room);
+    const next = rooms.keys().next().value;
+    if (current === frame.room && next !== undefined) select(next);
+    else renderRooms();
+  });
   client.on('presence', (p) => {
     const view = room(p.room);
     if (p.state === 'online') view.members.add(p.user);
