@@ -49,8 +49,10 @@ async function run(keyed) {
     for (let j = 0; j < 500; j++) {
       const room = `room-${(i + j) % ROOMS}`;
       const stream = keys.roomStream(room);
-      pipeline.chatAppend(stream, keys.roomTrimmed(room), keys.roomLost(room), keyed ? keys.roomOnce(room, `alice/${newKey()}`) : stream,
-        keys.roomChannel(room), 1000, 100, Date.now(), `{"type":"message","room":"${room}","id":"`, body, 'PUBLISH', '', keyed ? TTL_MS : '');
+      // Archive and events off: their keys are any key of the room, their arguments empty.
+      pipeline.chatAppend(stream, keys.roomTrimmed(room), keys.roomLost(room), keyed ? keys.roomOnce(room, `alice/${newKey()}`) : stream, stream,
+        keys.roomChannel(room), 1000, 100, Date.now(), `{"type":"message","room":"${room}","id":"`, body, 'PUBLISH', '', keyed ? TTL_MS : '',
+        '', room);
     }
     await pipeline.exec();
   }

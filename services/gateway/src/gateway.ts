@@ -95,7 +95,7 @@ export function createGateway({ config, broker, directory, events, archive, log,
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),
   });
-  const users = new UserRegistry(broker, log);
+  const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation));
   const commands = new CommandHandler({ config, broker, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
   const webhooks = createDispatcher(config, events, registry, log, bootId);
 

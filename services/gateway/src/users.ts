@@ -10,7 +10,8 @@ import type { Session } from './session.js';
 export class UserRegistry {
   readonly #users = new Map<string, Set<Session>>();
 
-  constructor(private readonly broker: Broker, private readonly log: Logger) {}
+  /** `track`: keeps shutdown waiting for the presence writes of the connections it closes. */
+  constructor(private readonly broker: Broker, private readonly log: Logger, private readonly track: <T>(operation: Promise<T>) => Promise<T>) {}
 
   /**
    * Resolves once frames for the user reach this node and the connection is
@@ -47,7 +48,7 @@ export class UserRegistry {
   }
 
   #count(user: string, connections: number): Promise<void> {
-    return this.broker.setUserConnections(user, connections)
+    return this.track(this.broker.setUserConnections(user, connections))
       .catch((err: unknown) => this.log.warn({ err, user }, 'user presence not recorded yet; the broker retries'));
   }
 }

@@ -2,7 +2,8 @@
  * Cluster events (see cluster-events.ts). A script that decides a transition
  * records its event in the same step: `events(stream, ARGV, i)` reads the four
  * event arguments from ARGV[i] on (types as ',a,b,' or '' for none, wake channel,
- * backlog limit, nonce) and `emit` appends `{"id","type","ts","data"}` to the
+ * backlog limit, nonce), `wants` says whether a type is recorded (check it before
+ * building costly data), and `emit` appends `{"id","type","ts","data"}` to the
  * stream of the script's own slot, announcing a stream that was empty. Ids are
  * the nonce (unique per call) and a counter, so a retried delivery keeps its id.
  */
@@ -10,8 +11,11 @@ export const EVENTS = `
 local function events(stream, argv, i)
   return { stream = stream, types = argv[i], wake = argv[i + 1], limit = argv[i + 2], nonce = argv[i + 3], n = 0 }
 end
+local function wants(ev, kind)
+  return ev.types ~= '' and string.find(ev.types, ',' .. kind .. ',', 1, true) ~= nil
+end
 local function emit(ev, now, kind, data)
-  if ev.types == '' or not string.find(ev.types, ',' .. kind .. ',', 1, true) then return end
+  if not wants(ev, kind) then return end
   ev.n = ev.n + 1
   redis.call('XADD', ev.stream, 'MAXLEN', '~', ev.limit, '*', 'e',
     '{"id":"' .. ev.nonce .. '.' .. ev.n .. '","type":"' .. kind .. '","ts":' .. string.format('%d', now) .. ',"data":' .. data .. '}')

@@ -17,7 +17,7 @@ import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserComman
 import type { KeySpace } from './keys.js';
 import type { PubSub } from './pubsub.js';
 import { callRedis, toBrokerError } from './ready.js';
-import { defineScripts, type ChatScripts, type RawEntry } from './scripts.js';
+import { defineScripts, type AppendArgv, type AppendKeys, type ChatScripts, type RawEntry } from './scripts.js';
 
 export interface RedisBrokerOptions {
   /** Owned by the caller, who also closes them (see createRedisClients). */
@@ -76,6 +76,8 @@ export class RedisBroker implements Broker {
   /** channel -> what it carries, for everything this node wants; the source of truth for resubscribing. */
   readonly #channels = new Map<string, Subscription>();
   readonly #events: EventRecorder;
+  /** message.created is recorded: appends run the script that records it. */
+  readonly #recordsMessages: boolean;
   readonly #roomPresence: RedisRoomPresence;
   readonly #userPresence: RedisUserPresence;
   #listener: BrokerListener | null = null;
@@ -102,6 +104,7 @@ export class RedisBroker implements Broker {
     this.#log = options.log ?? silentLog;
     const sharded = options.pubsub.publishCommand === 'SPUBLISH';
     this.#events = new EventRecorder(options.keys, options.events, sharded, this.#incarnation);
+    this.#recordsMessages = options.events?.types.includes('message.created') ?? false;
     const presence = {
       command: this.#command, keys: options.keys, incarnation: this.#incarnation, ttlMs: this.#presenceTtlMs, events: this.#events, log: this.#log,
       call: <T>(operation: () => Promise<T>) => this.#call(operation),
@@ -172,26 +175,31 @@ export class RedisBroker implements Broker {
     const { room, idempotencyKey } = message;
     const stream = this.#keys.roomStream(room);
     const archive = this.#archiveSets;
-    const args: Parameters<ChatScripts['chatAppend']> = [
+    const keys: AppendKeys = [
       stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
-      archive === undefined ? stream : archive.of(stream), this.#events.streamOf(stream),
+      archive === undefined ? stream : archive.of(stream),
+    ];
+    const argv: AppendArgv = [
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
-      archive === undefined ? '' : this.#keys.archiveWake(), room, ...this.#events.args(),
+      archive === undefined ? '' : this.#keys.archiveWake(), room,
     ];
-    if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await this.#command.chatAppend(...args)));
-    return this.#call(() => this.#appendReplicated(args));
+    const send = (target: ChatScripts) => (this.#recordsMessages
+      ? target.chatAppendRecorded(...keys, this.#events.streamOf(stream), ...argv, ...this.#events.args())
+      : target.chatAppend(...keys, ...argv));
+    if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await send(this.#command)));
+    return this.#call(() => this.#appendReplicated(send));
   }
 
   /**
    * The append and a WAIT in one pipeline: same connection, same primary (on a
    * cluster the pipeline goes to the room's shard), so WAIT covers this write.
    */
-  async #appendReplicated(args: Parameters<ChatScripts['chatAppend']>): Promise<AppendResult> {
+  async #appendReplicated(send: (target: ChatScripts) => unknown): Promise<AppendResult> {
     const pipeline = this.#command.pipeline() as unknown as ChatScripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
-    pipeline.chatAppend(...args);
+    send(pipeline);
     pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
     const [[appendError, reply], [waitError, replicas]] = (await pipeline.exec()) as [[Error | null, [string, string, number]], [Error | null, number]];
     if (appendError !== null) throw appendError;

@@ -56,15 +56,14 @@ end
  * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
  *
  * With the archive on, the room joins its slot's set of rooms to archive, and a
- * room that was not in it is announced on the archive's wake channel. With
- * message.created events on, the message is recorded as one.
+ * room that was not in it is announced on the archive's wake channel.
  *
  * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none),
- *       archive set (any key of the room when the archive is off), event stream
+ *       archive set (any key of the room when the archive is off)
  * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
- *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room, events (4)
+ *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room
  */
-const APPEND = LOST + ONCE + EVENTS + `
+const APPEND_STEPS = `
 local first = seen(KEYS[4], ARGV[9])
 if first then return first end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
@@ -80,6 +79,15 @@ end
 redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
 if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
 if ARGV[10] ~= '' and redis.call('SADD', KEYS[5], ARGV[11]) == 1 then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
+`;
+const APPEND = LOST + ONCE + APPEND_STEPS + `return { id, ARGV[4], 0 }`;
+
+/*
+ * APPEND that also records message.created: a script of its own, so appends
+ * without it pay nothing for events.
+ * KEYS: as APPEND, then the event stream. ARGV: as APPEND, then events (4)
+ */
+const APPEND_RECORDED = LOST + ONCE + EVENTS + APPEND_STEPS + `
 emit(events(KEYS[6], ARGV, 12), tonumber(ARGV[4]), 'message.created',
   '{"room":' .. cjson.encode(ARGV[11]) .. ',"message":' .. ARGV[5] .. id .. ARGV[6] .. '}')
 return { id, ARGV[4], 0 }
@@ -168,15 +176,19 @@ return { id, ARGV[6], 0, receivers }
 
 export type RawEntry = [id: string, fields: string[]];
 
+export type AppendKeys = [stream: string, trimmed: string, lost: string, once: string, archiveSet: string];
+export type AppendArgv = [
+  channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
+  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string,
+];
+export type AppendArgs = [...AppendKeys, ...AppendArgv];
+
 /** The four event arguments every recording script ends with (see EVENTS): types, wake channel, backlog limit, nonce. */
 export type EventArgs = [types: string, wake: string, limit: number | '', nonce: string];
 
 export interface ChatScripts {
-  chatAppend(
-    stream: string, trimmed: string, lost: string, once: string, archiveSet: string, events: string,
-    channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-    lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, ...eventArgs: EventArgs
-  ): Promise<[id: string, ts: string, repeat: number]>;
+  chatAppend(...args: AppendArgs): Promise<[id: string, ts: string, repeat: number]>;
+  chatAppendRecorded(...args: [...keys: AppendKeys, events: string, ...argv: AppendArgv, ...eventArgs: EventArgs]): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
@@ -218,7 +230,8 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 6, lua: APPEND });
+  redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: APPEND });
+  redis.defineCommand('chatAppendRecorded', { numberOfKeys: 6, lua: APPEND_RECORDED });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
