@@ -1,7 +1,7 @@
-import { TestClient, sleep, startWebhookReceiver, waitFor, type ReceivedDelivery, type WebhookReceiver } from '@chat/testkit';
+import { TestClient, sleep, startRedisServer, startWebhookReceiver, waitFor, type ReceivedDelivery, type RedisServer, type WebhookReceiver } from '@chat/testkit';
 import { WEBHOOK_HEADERS, verifyWebhook } from '@chat/webhooks';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { startCluster, type Cluster } from './helpers/gateways.js';
+import { startCluster, startGateway, type Cluster, type GatewayProcess } from './helpers/gateways.js';
 
 const PRESENCE_TTL_MS = 1000;
 const RETRY_MS = 100;
@@ -116,6 +116,37 @@ describe('webhooks from three gateways', () => {
     // In order per user: online before offline.
     for (const user of ['ann', 'bob', 'cid']) {
       expect(delivered.filter((d) => d.event!.data.user === user && !('room' in d.event!.data)).map((d) => d.event!.type)).toEqual(['user.online', 'user.offline']);
+    }
+  });
+
+  it('announces a user who left while Redis was away, once it is back', async () => {
+    const redis: RedisServer = await startRedisServer({ persistence: 'aof-always' });
+    const gateways: GatewayProcess[] = [];
+    try {
+      receiver = await startWebhookReceiver();
+      const env = {
+        // A call waits 300 ms for Redis to come back, the outage lasts longer.
+        REDIS_URL: redis.url, PRESENCE_TTL_MS: '3000', BROKER_TIMEOUT_MS: '300', WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET,
+        WEBHOOK_RETRY_MIN_MS: String(RETRY_MS), WEBHOOK_RETRY_MAX_MS: String(RETRY_MS), WEBHOOK_SWEEP_MS: '500',
+      };
+      gateways.push(await startGateway(env), await startGateway(env));
+      const ann = await TestClient.connect(gateways[0]!.wsUrl, 'ann');
+      const bob = await TestClient.connect(gateways[1]!.wsUrl, 'bob');
+      clients.push(ann, bob);
+      for (const c of [ann, bob]) await c.request({ type: 'join', room: 'r' });
+      await waitFor(() => receiver.accepted().length === 5, { what: 'two online, occupied, two joined' });
+
+      await redis.kill();
+      await ann.close(); // neither her leave nor her disconnect can be written now
+      await sleep(1000);
+      await redis.start();
+      await waitFor(() => receiver.accepted().some((d) => d.event!.type === 'user.offline'), { timeoutMs: 10_000, what: 'ann offline' });
+      await sleep(1000);
+      const after = receiver.accepted().slice(5).map(described).sort();
+      expect(after).toEqual(['member.left {"room":"r","user":"ann"}', 'user.offline {"user":"ann"}']);
+    } finally {
+      await Promise.all(gateways.map((g) => g.stop()));
+      await redis.cleanup();
     }
   });
 });
