@@ -1,7 +1,6 @@
 /**
  * Who is where in the cluster, read from the shared state (Redis) rather than
- * by asking each node, so an answer never waits for a slow node; and the
- * per-user token revocations every node checks at connect.
+ * by asking each node, so an answer never waits for a slow node.
  */
 export interface Directory {
   /** Rooms with at least one member, by name after `after`, up to `limit`; `next` pages on (absent at the end). */
@@ -12,12 +11,6 @@ export interface Directory {
 
   /** Whether the user has a connection on a live node, how many, and the rooms joined through them. */
   userPresence(user: string): Promise<UserPresence>;
-
-  /** Tokens of `user` issued before `before` (ms) are refused for `ttlMs`. */
-  revokeTokens(user: string, before: number, ttlMs: number): Promise<void>;
-
-  /** The time before which the user's tokens are refused, if a revocation is in force. */
-  revokedBefore(user: string): Promise<number | undefined>;
 }
 
 export interface RoomOccupancy {

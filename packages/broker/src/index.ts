@@ -15,4 +15,7 @@ export type { EventFeed, ClaimedEvents, PendingEvent, StreamBacklog } from './ev
 export { MemoryDirectory } from './memory/memory-directory.js';
 export { MemoryEventFeed } from './memory/memory-events.js';
 export { RedisDirectory } from './redis/directory.js';
+export { RevocationTable, type Revocation, type TokenRevocations } from './revocations.js';
+export { MemoryRevocations } from './memory/memory-revocations.js';
+export { RedisRevocations, type RedisRevocationsOptions } from './redis/revocations.js';
 export { RedisEventFeed, type RedisEventFeedOptions } from './redis/event-feed.js';

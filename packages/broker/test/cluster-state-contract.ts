@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed } from '../src/index.js';
+import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed, type TokenRevocations } from '../src/index.js';
 import { RecordingListener, eventually } from './contract.js';
 
 /** Nodes of one cluster, with the directory and event feed over their shared state. */
@@ -8,6 +8,8 @@ export interface ClusterStateHarness {
   create(): Broker;
   directory(): Directory;
   feed(): EventFeed;
+  /** One node's view of the token revocations, started. */
+  revocations(): Promise<TokenRevocations>;
   cleanup(): Promise<void>;
 }
 
@@ -142,13 +144,17 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       expect(await directory.userPresence('eve')).toMatchObject({ online: true, connections: 1 });
     });
 
-    it('keeps a token revocation for its time', async () => {
-      const directory = harness.directory();
-      expect(await directory.revokedBefore('gus')).toBeUndefined();
-      await directory.revokeTokens('gus', 1234, 200);
-      expect(await directory.revokedBefore('gus')).toBe(1234);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(await directory.revokedBefore('gus')).toBeUndefined();
+    it('holds a token revocation made on one node on every node, moving only forward, until it lapses', async () => {
+      const [here, there] = await Promise.all([harness.revocations(), harness.revocations()]);
+      expect(there.revokedBefore('gus')).toBeUndefined();
+      await here.revoke('gus', 1234, 300);
+      expect(here.revokedBefore('gus')).toBe(1234);
+      await eventually(() => there.revokedBefore('gus') === 1234, 'the other node hears of it');
+      await there.revoke('gus', 1000, 300);
+      expect(there.revokedBefore('gus')).toBe(1234);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(here.revokedBefore('gus')).toBeUndefined();
+      expect(there.revokedBefore('gus')).toBeUndefined();
     });
 
     it('hands a user command to every node subscribed to the user and counts them', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub } from '../src/index.js';
+import { BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryRevocations } from '../src/index.js';
 import { clusterStateContract } from './cluster-state-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
 
@@ -14,6 +14,7 @@ clusterStateContract('MemoryBroker', async () => {
     create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } }),
     directory: () => new MemoryDirectory(hub),
     feed: () => new MemoryEventFeed(hub.events),
+    revocations: async () => new MemoryRevocations(hub),
     cleanup: async () => {},
   };
 });

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, createRedisClients, type RedisClients,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations, createRedisClients, type RedisClients,
 } from '../src/index.js';
 import { clusterStateContract } from './cluster-state-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
@@ -45,6 +45,11 @@ clusterStateContract('RedisBroker', async () => {
     },
     directory: () => new RedisDirectory(connection(), keys),
     feed: () => new RedisEventFeed({ command: connection(), subscriber: connection(), keys, sharded: false }),
+    revocations: async () => {
+      const revocations = new RedisRevocations({ command: connection(), subscriber: connection(), keys, waitMs: 2000 });
+      await revocations.start();
+      return revocations;
+    },
     async cleanup() {
       const admin = connection();
       const keysLeft = await admin.keys(`${keys.prefix}*`);
@@ -53,6 +58,30 @@ clusterStateContract('RedisBroker', async () => {
       await Promise.all(connections.map((r) => r.quit().catch(() => {})));
     },
   };
+});
+
+describe('RedisRevocations', () => {
+  it('will not answer while its channel is down, and once back knows what was revoked meanwhile', async () => {
+    const url = inject('redisUrl');
+    const keys = new KeySpace(uniquePrefix('revoke'));
+    const [command, subscriber, other] = [new Redis(url), new Redis(url), new Redis(url)];
+    const here = new RedisRevocations({ command, subscriber, keys, waitMs: 2000 });
+    const there = new RedisRevocations({ command: other, subscriber: other, keys, waitMs: 2000 });
+    try {
+      await here.start();
+      expect(here.revokedBefore('ivy')).toBeUndefined();
+      subscriber.disconnect();
+      await eventually(() => subscriber.status !== 'ready', 'subscriber down');
+      expect(() => here.revokedBefore('ivy')).toThrow(BrokerUnavailableError);
+      await there.revoke('ivy', 4321, 60_000);
+      await subscriber.connect();
+      await eventually(() => { try { return here.revokedBefore('ivy') === 4321; } catch { return false; } }, 'trusted again, with the revocation');
+    } finally {
+      await Promise.all([here.close(), there.close()]);
+      await command.del(keys.revocations());
+      for (const r of [command, subscriber, other]) r.disconnect();
+    }
+  });
 });
 
 describe('RedisBroker when Redis goes away', () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Broker, Directory, EventFeed } from '@chat/broker';
+import type { Broker, Directory, EventFeed, TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -28,6 +28,8 @@ export interface GatewayOptions {
   broker: Broker;
   /** Who is where, for the server API; over the same state as the broker. */
   directory: Directory;
+  /** Token revocations every connect is checked against (server API: disconnect with revokeTokens). */
+  revocations: TokenRevocations;
   /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
@@ -61,7 +63,7 @@ function createDispatcher(config: Config, events: EventFeed | undefined, registr
   return dispatcher;
 }
 
-export function createGateway({ config, broker, directory, events, archive, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway({ config, broker, directory, revocations, events, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -115,10 +117,10 @@ export function createGateway({ config, broker, directory, events, archive, log,
     newConnectionId: () => `${config.nodeId}-${bootId}-${(++connectionCounter).toString(36)}`,
     authenticator: new Authenticator(config),
     limits: new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp),
-    revokedBefore: (user) => directory.revokedBefore(user),
+    revocations,
   }));
   registerWebPage(app, new URL('./public/', import.meta.url));
-  registerServerApi(app, { config, broker, directory, rooms, history, inFlight, metrics, log });
+  registerServerApi(app, { config, broker, directory, revocations, rooms, history, inFlight, metrics, log });
   for (const target of new Set([app, metricsApp])) {
     registerHealthRoutes(target, readiness);
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);

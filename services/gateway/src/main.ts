@@ -1,7 +1,7 @@
 import { ArchiveStore } from '@chat/archive';
 import {
-  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, RedisBroker, RedisDirectory, RedisEventFeed,
-  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type RedisClients,
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryRevocations, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
@@ -25,9 +25,9 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, directory, events, redis, closeEvents } = createBroker(config, log);
+  const { broker, directory, revocations, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
-  const gateway = createGateway({ config, broker, directory, events, archive, log });
+  const gateway = createGateway({ config, broker, directory, revocations, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
       process.exit(0);
     }, config.drainTimeoutMs).unref();
     gateway.close()
-      .then(() => Promise.all([redis?.close(), closeEvents?.(), archive?.close()]))
+      .then(() => Promise.all([redis?.close(), closeChannels?.(), archive?.close()]))
       .then(() => log.info('stopped'), (err: unknown) => log.error({ err }, 'error while shutting down'))
       .finally(() => process.exit(0));
   };
@@ -65,19 +65,21 @@ function openArchive(url: string, log: Logger): ArchiveStore {
 interface BrokerParts {
   broker: Broker;
   directory: Directory;
+  revocations: TokenRevocations;
   /** The recorded events, when webhooks are on. */
   events?: EventFeed;
   redis?: RedisClients;
-  closeEvents?: () => Promise<unknown>;
+  /** Closes the connections of plain channels (revocations, webhook wake-ups). */
+  closeChannels?: () => Promise<unknown>;
 }
 
-function createBroker(config: Config, log: Logger): BrokerParts {
+async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   const recording = config.webhooks === undefined ? undefined : { types: config.webhooks.events, backlogLimit: config.webhooks.backlogLimit };
   if (config.redis === undefined) {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
     const hub = new MemoryHub();
     const broker = new MemoryBroker({ hub, historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs, events: recording });
-    return { broker, directory: new MemoryDirectory(hub), events: recording && new MemoryEventFeed(hub.events) };
+    return { broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub), events: recording && new MemoryEventFeed(hub.events) };
   }
   const brokerLog = log.child({ component: 'broker' });
   const redis = createRedisClients(config.redis, {
@@ -106,11 +108,18 @@ function createBroker(config: Config, log: Logger): BrokerParts {
     log: brokerLog,
   });
   const directory = new RedisDirectory(redis.command, keys, config.brokerTimeoutMs);
-  if (recording === undefined) return { broker, directory, redis };
-  const wake = duplicateForChannel(redis.command);
-  wake.on('error', (err: Error) => brokerLog.debug({ err }, 'webhook wake-up connection error'));
-  const events = new RedisEventFeed({ command: redis.command, subscriber: wake, keys, sharded: redis.mode === 'cluster', waitMs: config.brokerTimeoutMs });
-  return { broker, directory, events, redis, closeEvents: () => wake.quit().catch(() => {}) };
+  const channel = (what: string): ReturnType<typeof duplicateForChannel> => {
+    const connection = duplicateForChannel(redis.command);
+    connection.on('error', (err: Error) => brokerLog.debug({ err }, `${what} connection error`));
+    return connection;
+  };
+  const revocationChannel = channel('token revocation');
+  const revocations = new RedisRevocations({ command: redis.command, subscriber: revocationChannel, keys, waitMs: config.brokerTimeoutMs });
+  await revocations.start();
+  const wake = recording && channel('webhook wake-up');
+  const events = wake && new RedisEventFeed({ command: redis.command, subscriber: wake, keys, sharded: redis.mode === 'cluster', waitMs: config.brokerTimeoutMs });
+  const closeChannels = (): Promise<unknown> => Promise.all([revocations.close(), ...[revocationChannel, wake].map((c) => c?.quit().catch(() => {}))]);
+  return { broker, directory, revocations, events, redis, closeChannels };
 }
 
 void main();

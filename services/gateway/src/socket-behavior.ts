@@ -1,3 +1,4 @@
+import type { TokenRevocations } from '@chat/broker';
 import { CloseCode, encodeWelcome, parseClientFrame, type FrameLimits } from '@chat/protocol';
 import type { HttpResponse, WebSocketBehavior } from 'uWebSockets.js';
 import { revokedBy, type Authenticator } from './auth.js';
@@ -33,8 +34,8 @@ export interface SocketContext {
   newConnectionId(): string;
   authenticator: Authenticator;
   limits: ConnectionLimits;
-  /** Tokens of the user issued before this are refused (server API: disconnect with revokeTokens). */
-  revokedBefore(user: string): Promise<number | undefined>;
+  /** Tokens issued before a user's revocation are refused (server API: disconnect with revokeTokens). */
+  revocations: Pick<TokenRevocations, 'revokedBefore'>;
 }
 
 function refuse(res: HttpResponse, status: string, message: string): void {
@@ -53,7 +54,7 @@ async function identify(ctx: SocketContext, token: string | undefined, user: str
   if (!result.ok) return { ok: false, status: '401 Unauthorized', reason: result.reason };
   let revokedBefore: number | undefined;
   try {
-    revokedBefore = await ctx.revokedBefore(result.identity.user);
+    revokedBefore = ctx.revocations.revokedBefore(result.identity.user);
   } catch {
     return { ok: false, status: '503 Service Unavailable', reason: 'cannot check the token now; retry later' };
   }

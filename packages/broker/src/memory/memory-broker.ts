@@ -1,5 +1,6 @@
 import { compareIds } from '@chat/protocol';
 import type { EventRecording } from '../cluster-events.js';
+import { RevocationTable } from '../revocations.js';
 import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
@@ -50,9 +51,6 @@ class MemoryUser {
   readonly directIds = new IdSequence();
   /** broker (node) -> the user's connections there */
   readonly connections = new Map<MemoryBroker, number>();
-  /** Tokens issued before this time are refused until `revokedUntil`. */
-  revokedBefore: number | undefined;
-  revokedUntil = 0;
 }
 
 interface OnceRecord {
@@ -99,6 +97,7 @@ export class MemoryHub {
   readonly #users = new Map<string, MemoryUser>();
   readonly once = new OnceRecords();
   readonly events = new MemoryEventLog();
+  readonly revocations = new RevocationTable();
 
   /** Rooms with a member, by name. */
   occupiedRooms(): Array<[name: string, room: MemoryRoom]> {

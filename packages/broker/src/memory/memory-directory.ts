@@ -24,16 +24,6 @@ export class MemoryDirectory implements Directory {
     return { online: connections > 0, connections, rooms };
   }
 
-  async revokeTokens(user: string, before: number, ttlMs: number): Promise<void> {
-    const state = this.hub.user(user);
-    state.revokedBefore = before;
-    state.revokedUntil = Date.now() + ttlMs;
-  }
-
-  async revokedBefore(user: string): Promise<number | undefined> {
-    const state = this.hub.findUser(user);
-    return state !== undefined && state.revokedUntil > Date.now() ? state.revokedBefore : undefined;
-  }
 }
 
 function sum(values: Iterable<number>): number {

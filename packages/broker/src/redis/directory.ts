@@ -55,23 +55,6 @@ export class RedisDirectory implements Directory {
     const [connections, rooms] = await this.#command.chatUserPresence(this.keys.userConnections(user), this.keys.userRooms(user, ''));
     return { online: connections > 0, connections, rooms: rooms.sort(compareNames) };
   }
-
-  revokeTokens(user: string, before: number, ttlMs: number): ReturnType<Directory['revokeTokens']> {
-    return callRedis(this.#command, this.#waitMs, () => this.#revokeTokens(user, before, ttlMs));
-  }
-
-  async #revokeTokens(user: string, before: number, ttlMs: number): Promise<void> {
-    await this.#command.set(this.keys.userRevoked(user), String(before), 'PX', ttlMs);
-  }
-
-  revokedBefore(user: string): ReturnType<Directory['revokedBefore']> {
-    return callRedis(this.#command, this.#waitMs, () => this.#revokedBefore(user));
-  }
-
-  async #revokedBefore(user: string): Promise<number | undefined> {
-    const value = await this.#command.get(this.keys.userRevoked(user));
-    return value === null ? undefined : Number(value);
-  }
 }
 
 function compareNames(a: string, b: string): number {

@@ -103,9 +103,14 @@ export class KeySpace {
     return `${this.prefix}user:{${user}}:rooms:${incarnation}`;
   }
 
-  /** Tokens of the user issued before this time (ms) are refused (expires by itself). */
-  userRevoked(user: string): string {
-    return `${this.prefix}user:{${user}}:revoked`;
+  /** Hash of the token revocations in force, user -> "before|until" (see revocation-scripts.ts). */
+  revocations(): string {
+    return `${this.prefix}revocations`;
+  }
+
+  /** Where every node hears of a new revocation. */
+  revocationChannel(): string {
+    return `${this.prefix}revocations`;
   }
 
   /** Stream of cluster events (for webhooks): one on a single server, one per slot on a Redis Cluster (`slotTag`). */

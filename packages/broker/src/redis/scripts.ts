@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { REVOKE } from './revocation-scripts.js';
 import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
 import {
   NODES_HEARTBEAT, PRESENCE_HEARTBEAT, PRESENCE_MEMBERS, PRESENCE_NODE_LEAVE, PRESENCE_SET,
@@ -222,6 +223,7 @@ export interface ChatScripts {
   chatEventsAck(lease: string, stream: string, owner: string, entry: string): Promise<number>;
   chatEventsRelease(lease: string, owner: string): Promise<number>;
   chatEventsBacklog(stream: string): Promise<[0] | [number, string]>;
+  chatRevoke(hash: string, user: string, before: number, until: number, now: number, channel: string): Promise<string>;
   chatDirect(
     sequence: string, once: string, channel: string, head: string, body: string, keyTtlMs: number, publish: string,
     ts: number, onceTtlMs: number | '',
@@ -251,6 +253,7 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
   redis.defineCommand('chatEventsAck', { numberOfKeys: 2, lua: EVENTS_ACK });
   redis.defineCommand('chatEventsRelease', { numberOfKeys: 1, lua: EVENTS_RELEASE });
   redis.defineCommand('chatEventsBacklog', { numberOfKeys: 1, lua: EVENTS_BACKLOG });
+  redis.defineCommand('chatRevoke', { numberOfKeys: 1, lua: REVOKE });
   redis.defineCommand('chatDirect', { numberOfKeys: 2, lua: DIRECT });
   return redis as C & ChatScripts;
 }

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Broker, Directory } from '@chat/broker';
+import type { Broker, Directory, TokenRevocations } from '@chat/broker';
 import type { HttpRequest, TemplatedApp } from 'uWebSockets.js';
 import type { Config } from '../config.js';
 import { toChatError } from '../errors.js';
@@ -17,6 +17,7 @@ export interface ApiDeps {
   config: Config;
   broker: Broker;
   directory: Directory;
+  revocations: TokenRevocations;
   rooms: RoomRegistry;
   history: RoomHistory;
   inFlight: InFlight;

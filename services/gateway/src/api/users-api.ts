@@ -26,7 +26,7 @@ async function presence({ directory }: ApiDeps, { params }: ApiInput): Promise<A
  * of the user closes with 4000 and the reason; with revokeTokens, tokens issued
  * before now are refused at connect for TOKEN_REVOCATION_TTL_S.
  */
-async function disconnect({ broker, directory, config }: ApiDeps, { params, body }: ApiInput): Promise<ApiReply> {
+async function disconnect({ broker, revocations, config }: ApiDeps, { params, body }: ApiInput): Promise<ApiReply> {
   const user = name(params[0]!, 'user');
   if (!user.ok) return user.reply;
   const input = jsonObject(body, true);
@@ -38,7 +38,7 @@ async function disconnect({ broker, directory, config }: ApiDeps, { params, body
   if (typeof revokeTokens !== 'boolean') return apiError(400, 'bad_request', '"revokeTokens" must be true or false');
   const revokedBefore = revokeTokens ? Date.now() : undefined;
   // Revoked first: a connection that reconnects at once is refused.
-  if (revokedBefore !== undefined) await directory.revokeTokens(user.value, revokedBefore, config.tokenRevocationTtlMs);
+  if (revokedBefore !== undefined) await revocations.revoke(user.value, revokedBefore, config.tokenRevocationTtlMs);
   const nodes = await broker.sendUserCommand(user.value, encodeUserCommand({ op: 'disconnect', reason }));
   return { status: 200, body: { user: user.value, nodes, revokedBefore: revokedBefore ?? null } };
 }
