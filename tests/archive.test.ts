@@ -191,10 +191,30 @@ describe('the archiver through crashes: its own, and PostgreSQL\'s', () => {
     for (const a of live()) await waitFor(async () => (await fetch(`${a.httpUrl}/readyz`)).status === 200, { what: 'ready again' });
   }, 120_000);
 
-  it('records messages trimmed before they were archived as a loss: a rejoin from before them is not told it recovered', async () => {
+  it('holds unarchived messages past the Redis window while no archiver runs, and archives all of them once one starts', async () => {
+    const prefix = uniquePrefix('hold');
+    const holdDb = await postgres.createDatabase('hold');
+    const small = await startCluster(1, inject('redisUrl'), { ...HISTORY, REDIS_PREFIX: prefix, DATABASE_URL: holdDb, HISTORY_SIZE: '20', ARCHIVE_HOLD: '300' });
+    try {
+      const writer = await TestClient.connect(small.gateways[0]!.wsUrl, 'writer');
+      clients.push(writer);
+      await writer.request({ type: 'join', room: 'held' });
+      const sent = await post([writer], 'held', 250, 'before any archiver');
+      archivers.push(await startArchiver({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, DATABASE_URL: holdDb }));
+      await waitFor(async () => (await archivedIds(holdDb, 'held')).length === sent.length, { what: 'all 250 archived' });
+      expect(await archivedIds(holdDb, 'held')).toEqual(sent);
+      const back = await TestClient.connect(small.gateways[0]!.wsUrl, 'back');
+      clients.push(back);
+      expect(await back.request({ type: 'join', room: 'held', since: sent[5]! })).toMatchObject({ type: 'joined', recovered: true });
+    } finally {
+      await small.stop();
+    }
+  }, 60_000);
+
+  it('records messages trimmed past the hold before they were archived as a loss: a rejoin from before them is not told it recovered', async () => {
     const prefix = uniquePrefix('trim');
     const lossDb = await postgres.createDatabase('loss');
-    const small = await startCluster(1, inject('redisUrl'), { ...HISTORY, REDIS_PREFIX: prefix, DATABASE_URL: lossDb, HISTORY_SIZE: '20' });
+    const small = await startCluster(1, inject('redisUrl'), { ...HISTORY, REDIS_PREFIX: prefix, DATABASE_URL: lossDb, HISTORY_SIZE: '20', ARCHIVE_HOLD: '50' });
     try {
       const archiverEnv = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, DATABASE_URL: lossDb };
       const first = await startArchiver({ ...archiverEnv, NODE_ID: 'early' });
@@ -204,7 +224,7 @@ describe('the archiver through crashes: its own, and PostgreSQL\'s', () => {
       const early = await post([writer], 'trimmed', 10);
       await waitFor(async () => (await archivedIds(lossDb, 'trimmed')).length === 10, { what: 'the first 10 archived' });
       await first.stop();
-      const missed = await post([writer], 'trimmed', 200, 'while the archiver was away'); // far past HISTORY_SIZE
+      const missed = await post([writer], 'trimmed', 200, 'while the archiver was away'); // far past HISTORY_SIZE + ARCHIVE_HOLD
       archivers.push(await startArchiver({ ...archiverEnv, NODE_ID: 'late' }));
       await waitFor(async () => (await archivedIds(lossDb, 'trimmed')).at(-1) === missed.at(-1), { what: 'the archive to catch up with what is left' });
       const back = await TestClient.connect(small.gateways[0]!.wsUrl, 'back');

@@ -57,6 +57,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Most messages a join with `since` replays from the archive and the stream together. */
   readonly archiveReplayLimit: number;
+  /** With the archive on: unarchived messages a room keeps beyond HISTORY_SIZE while the archiver is behind. */
+  readonly archiveHold: number;
   /** Key of the server API (`/api/...`); unset: the API is off. */
   readonly apiKey: string | undefined;
   /** Requests per second the server API takes per key (a token bucket with this burst). */
@@ -102,6 +104,7 @@ export function loadConfig(env: Env = process.env): Config {
     ...readSecurity(read),
     databaseUrl: read.optionalUrl('DATABASE_URL', ['postgres:', 'postgresql:']),
     archiveReplayLimit: read.int('ARCHIVE_REPLAY_LIMIT', 2000, 1, 100_000),
+    archiveHold: read.int('ARCHIVE_HOLD', 10_000, 0, 10_000_000),
     apiRateLimitPerSec: read.number('API_RATE_LIMIT_PER_SEC', 100, 0.001, 10_000_000),
     apiRateLimitBurst: read.int('API_RATE_LIMIT_BURST', 200, 1, 100_000_000),
     tokenRevocationTtlMs: read.int('TOKEN_REVOCATION_TTL_S', 24 * 3600, 1, 365 * 24 * 3600) * 1000,

@@ -100,7 +100,7 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
     nodeId: config.nodeId,
     presenceTtlMs: config.presenceTtlMs,
     idempotencyTtlMs: config.idempotencyTtlMs,
-    archive: config.databaseUrl !== undefined,
+    archive: config.databaseUrl === undefined ? undefined : { hold: config.archiveHold },
     connectWaitMs: config.brokerTimeoutMs,
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,

@@ -84,13 +84,14 @@ export class RedisArchiveFeed {
 
   /**
    * Takes (or renews) the room's lease for `owner` and, when it holds it, reads
-   * the oldest `limit` messages after `after` and whether the stream proves
-   * nothing lies between; null when another owner holds the lease.
+   * the oldest `limit` messages after `after` (the archive's watermark, which
+   * trimming then spares) and whether the stream proves nothing lies between;
+   * null when another owner holds the lease.
    */
   async claim(room: string, owner: string, leaseMs: number, after: string, limit: number): Promise<ArchiveRead | null> {
     const reply = await this.#command.chatArchiveClaim(
       this.#keys.roomArchiver(room), this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
-      owner, leaseMs, after, limit,
+      this.#keys.roomArchived(room), owner, leaseMs, after, limit,
     );
     if (reply[0] === 0) return null;
     const [, trimmed, lost, newest, stored, raw] = reply;
@@ -105,7 +106,8 @@ export class RedisArchiveFeed {
    */
   async done(room: string, owner: string, through: string): Promise<boolean> {
     return (await this.#command.chatArchiveDone(
-      this.#keys.roomStream(room), this.#sets.of(this.#keys.roomStream(room)), this.#keys.roomArchiver(room), through, room, owner,
+      this.#keys.roomStream(room), this.#sets.of(this.#keys.roomStream(room)), this.#keys.roomArchiver(room), this.#keys.roomArchived(room),
+      through, room, owner,
     )) === 1;
   }
 

@@ -29,6 +29,11 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:once:${key}`;
   }
 
+  /** The id up to which the room is archived: trimming spares what is newer (see the append script). */
+  roomArchived(room: string): string {
+    return `${this.prefix}room:{${room}}:archived`;
+  }
+
   /** Who archives the room now (a lease with an expiry). */
   roomArchiver(room: string): string {
     return `${this.prefix}room:{${room}}:archiver`;

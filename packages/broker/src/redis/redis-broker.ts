@@ -43,8 +43,11 @@ export interface RedisBrokerOptions {
   waitTimeoutMs?: number;
   /** How long an idempotency key is remembered after its last use. */
   idempotencyTtlMs?: number;
-  /** Mark every appended room for the archiver (see RedisArchiveFeed). */
-  archive?: boolean;
+  /**
+   * Mark every appended room for the archiver (see RedisArchiveFeed), and trim
+   * no message it has not taken, up to `hold` messages beyond the history size.
+   */
+  archive?: { hold: number };
   /** Cluster events to record for an EventFeed reader (webhooks); none by default. */
   events?: EventRecording;
   log?: BrokerLog;
@@ -64,6 +67,7 @@ export class RedisBroker implements Broker {
   readonly #waitTimeoutMs: number;
   readonly #idempotencyTtlMs: number;
   readonly #archiveSets: SlotKeys | undefined;
+  readonly #archiveHold: number | '';
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -93,6 +97,7 @@ export class RedisBroker implements Broker {
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
+    this.#archiveHold = options.archive?.hold ?? '';
     this.#archiveSets = options.archive ? new SlotKeys((tag) => options.keys.archiveDirty(tag), options.pubsub.publishCommand === 'SPUBLISH') : undefined;
     this.#keys = options.keys;
     this.#historySize = options.historySize;
@@ -179,12 +184,13 @@ export class RedisBroker implements Broker {
       stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
+      this.#keys.roomArchived(room),
     ];
     const argv: AppendArgv = [
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
-      archive === undefined ? '' : this.#keys.archiveWake(), room,
+      archive === undefined ? '' : this.#keys.archiveWake(), room, this.#archiveHold,
     ];
     const send = (target: ChatScripts) => (this.#recordsMessages
       ? target.chatAppendRecorded(...keys, this.#events.streamOf(stream), ...argv, ...this.#events.args())

@@ -57,12 +57,16 @@ end
  * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
  *
  * With the archive on, the room joins its slot's set of rooms to archive, and a
- * room that was not in it is announced on the archive's wake channel.
+ * room that was not in it is announced on the archive's wake channel. Trimming
+ * then keeps what the archive has not taken yet (up to its watermark), up to
+ * `hold` messages beyond the history size: an archiver that is behind or down
+ * loses nothing until then, and what it finds trimmed it records as lost.
  *
  * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none),
- *       archive set (any key of the room when the archive is off)
+ *       archive set, archive watermark (any keys of the room when the archive is off)
  * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
- *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room
+ *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room,
+ *       hold ('' when the archive is off)
  */
 const APPEND_STEPS = `
 local first = seen(KEYS[4], ARGV[9])
@@ -73,9 +77,15 @@ if ARGV[8] ~= '' and ARGV[8] ~= prev and newer(ARGV[8], prev) then raiseLost(KEY
 local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[6])
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
 if excess >= tonumber(ARGV[3]) then
-  local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
-  redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
-  redis.call('SET', KEYS[2], cut[#cut - 1][1])
+  if ARGV[12] ~= '' then
+    local archived = #redis.call('XRANGE', KEYS[1], '-', redis.call('GET', KEYS[6]) or '0-0', 'COUNT', excess)
+    excess = math.max(archived, excess - tonumber(ARGV[12]))
+  end
+  if excess >= tonumber(ARGV[3]) then
+    local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
+    redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
+    redis.call('SET', KEYS[2], cut[#cut - 1][1])
+  end
 end
 redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
 if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
@@ -89,7 +99,7 @@ const APPEND = LOST + ONCE + APPEND_STEPS + `return { id, ARGV[4], 0 }`;
  * KEYS: as APPEND, then the event stream. ARGV: as APPEND, then events (4)
  */
 const APPEND_RECORDED = LOST + ONCE + EVENTS + APPEND_STEPS + `
-emit(events(KEYS[6], ARGV, 12), tonumber(ARGV[4]), 'message.created',
+emit(events(KEYS[7], ARGV, 13), tonumber(ARGV[4]), 'message.created',
   '{"room":' .. cjson.encode(ARGV[11]) .. ',"message":' .. ARGV[5] .. id .. ARGV[6] .. '}')
 return { id, ARGV[4], 0 }
 `;
@@ -114,12 +124,14 @@ return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XREVR
  * free, renewed when held), and when held, the oldest `count` messages after an
  * id with what proves continuity from it (as AFTER) and the newest id.
  * Returns {0} when another owner holds the lease, else {1, trimmed, lost, newest, stored, entries}.
- * KEYS: lease, stream, trimmed-marker, lost-marker. ARGV: owner, lease ttl ms, the id, count
+ * The id read after is the archive's watermark: the append script trims nothing newer.
+ * KEYS: lease, stream, trimmed-marker, lost-marker, archive watermark. ARGV: owner, lease ttl ms, the id, count
  */
 const ARCHIVE_CLAIM = `
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return { 0 } end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[5], ARGV[3])
 local trimmed = redis.call('GET', KEYS[3]) or '0-0'
 local lost = redis.call('GET', KEYS[4]) or '0-0'
 local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
@@ -131,10 +143,12 @@ return { 1, trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XR
  * For the archiver, when done with a room: it leaves the set of rooms to archive
  * unless something newer than `through` is stored (an append since re-adds it),
  * and `owner` gives its lease up. Returns 1 if the room left the set.
- * KEYS: stream, archive set, lease. ARGV: through, room, owner
+ * `through` is the archive's new watermark.
+ * KEYS: stream, archive set, lease, archive watermark. ARGV: through, room, owner
  */
 const ARCHIVE_DONE = LOST + `
 if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+redis.call('SET', KEYS[4], ARGV[1])
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
 if newest and newer(newest[1], ARGV[1]) then return 0 end
 return redis.call('SREM', KEYS[2], ARGV[2])
@@ -177,10 +191,10 @@ return { id, ARGV[6], 0, receivers }
 
 export type RawEntry = [id: string, fields: string[]];
 
-export type AppendKeys = [stream: string, trimmed: string, lost: string, once: string, archiveSet: string];
+export type AppendKeys = [stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string];
 export type AppendArgv = [
   channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string,
+  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, archiveHold: number | '',
 ];
 export type AppendArgs = [...AppendKeys, ...AppendArgv];
 
@@ -196,9 +210,9 @@ export interface ChatScripts {
   chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
   chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
   chatArchiveClaim(
-    lease: string, stream: string, trimmed: string, lost: string, owner: string, leaseMs: number, after: string, count: number,
+    lease: string, stream: string, trimmed: string, lost: string, archived: string, owner: string, leaseMs: number, after: string, count: number,
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
-  chatArchiveDone(stream: string, archiveSet: string, lease: string, through: string, room: string, owner: string): Promise<number>;
+  chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
     nodes: string, users: string, nodeHash: string, epoch: string, events: string,
     node: string, user: string, count: number, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
@@ -232,13 +246,13 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 5, lua: APPEND });
-  redis.defineCommand('chatAppendRecorded', { numberOfKeys: 6, lua: APPEND_RECORDED });
+  redis.defineCommand('chatAppend', { numberOfKeys: 6, lua: APPEND });
+  redis.defineCommand('chatAppendRecorded', { numberOfKeys: 7, lua: APPEND_RECORDED });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
-  redis.defineCommand('chatArchiveClaim', { numberOfKeys: 4, lua: ARCHIVE_CLAIM });
-  redis.defineCommand('chatArchiveDone', { numberOfKeys: 3, lua: ARCHIVE_DONE });
+  redis.defineCommand('chatArchiveClaim', { numberOfKeys: 5, lua: ARCHIVE_CLAIM });
+  redis.defineCommand('chatArchiveDone', { numberOfKeys: 4, lua: ARCHIVE_DONE });
   redis.defineCommand('chatPresenceSet', { numberOfKeys: 5, lua: PRESENCE_SET });
   redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 5, lua: PRESENCE_HEARTBEAT });
   redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 5, lua: PRESENCE_NODE_LEAVE });
