@@ -60,6 +60,7 @@ describe('webhooks from three gateways', () => {
     const offline = attempts.at(-1)!;
     expect(offline.event!.ts - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 250);
     expect(offline.at - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 3 * RETRY_MS + 750);
+    console.log(JSON.stringify({ presenceTtlMs: PRESENCE_TTL_MS, retryMs: RETRY_MS, offlineRecordedMs: offline.event!.ts - killedAt, offlineDeliveredMs: offline.at - killedAt }));
 
     const signed = { body: offline.body, timestamp: offline.headers[WEBHOOK_HEADERS.timestamp] as string, signature: offline.headers[WEBHOOK_HEADERS.signature] as string };
     expect(verifyWebhook({ secret: SECRET, ...signed })).toBe(true);
