@@ -34,7 +34,11 @@ export type WebSocketFactory = (url: string) => WebSocketLike;
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'closed';
 
 export interface ChatClientOptions {
-  /** The gateway's WebSocket URL, e.g. wss://chat.example.com/ws; with several, each reconnect tries the next. */
+  /**
+   * The gateway's WebSocket URL, e.g. wss://chat.example.com/ws. With several, the
+   * first connection picks one at random and each reconnect a random other one,
+   * so a dead gateway's clients spread over all the others.
+   */
   url: string | string[];
   /** Development identity (`?user=`) ... */
   user?: string;
@@ -48,7 +52,12 @@ export interface ChatClientOptions {
   requestTimeoutMs?: number;
   /** A send refused as `unavailable` or `rate_limited` is retried (with backoff) until this long after its first attempt. Default 30 s. */
   retryForMs?: number;
-  /** Reconnect backoff: first delay, and the cap. Defaults 250 ms and 10 s; each delay is jittered. */
+  /**
+   * Reconnect backoff: the first reconnect waits a random time up to `backoffMinMs`,
+   * each further failure up to twice as long, capped at `backoffMaxMs` (full jitter,
+   * so the clients of a gateway that went away do not all come back at once).
+   * Defaults 1 s and 10 s.
+   */
   backoffMinMs?: number;
   backoffMaxMs?: number;
 }
@@ -95,10 +104,10 @@ const OPEN = 1;
 /**
  * A chat client that reconnects by itself: after a reconnect it rejoins its rooms
  * with `since` = the last id it saw, so the application sees every message once,
- * in order, with no gap. Close codes are honoured: 1001 (node going away)
- * reconnects at once, 1008 (policy: flooding, expired token) and 4000 (the
- * application disconnected the user) do not retry and go `offline`; anything
- * else retries with jittered exponential backoff.
+ * in order, with no gap. Close codes are honoured: 1008 (policy: flooding,
+ * expired token) and 4000 (the application disconnected the user) do not retry
+ * and go `offline`; anything else (1001 from a draining node, a crash) retries
+ * with jittered exponential backoff, on another URL when there are several.
  * Every send carries an idempotency key, so it is resent rather than failed:
  * one made while disconnected is queued (up to `queueLimit`), one whose
  * connection dropped before its `ack` goes out again after the rejoin, and one
@@ -127,7 +136,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const { url, ...rest } = options;
     this.#urls = Array.isArray(url) ? url : [url];
     if (this.#urls.length === 0) throw new Error('ChatClient needs at least one url');
-    this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 250, backoffMaxMs: 10_000, ...rest };
+    this.#urlIndex = Math.floor(Math.random() * this.#urls.length);
+    this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 1000, backoffMaxMs: 10_000, ...rest };
     const factory = options.webSocket ?? ((url: string) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
     this.#factory = factory;
     const { queueLimit, requestTimeoutMs, retryForMs } = this.#options;
@@ -208,7 +218,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   #open(state: ConnectionState): void {
     this.#setState(state, {});
     const { user, token } = this.#options;
-    const url = this.#urls[this.#urlIndex % this.#urls.length]!;
+    const url = this.#urls[this.#urlIndex]!;
     const query = token !== undefined ? `token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(user ?? '')}`;
     const ws = this.#factory(`${url}${url.includes('?') ? '&' : '?'}${query}`);
     this.#ws = ws;
@@ -229,8 +239,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       this.#outbox.failAll(code === CloseCode.DISCONNECTED ? 'disconnected by the application; not retrying' : 'the server refused this connection (policy); not retrying');
       return;
     }
-    const delay = code === CloseCode.GOING_AWAY ? Math.random() * 250 : this.#backoff();
-    this.#urlIndex++;
+    const delay = this.#backoff();
+    this.#urlIndex = otherIndex(this.#urlIndex, this.#urls.length);
     this.#setState('reconnecting', { code, reason });
     this.#retryTimer = setTimeout(() => this.#open('reconnecting'), delay);
   }
@@ -238,7 +248,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   #backoff(): number {
     const { backoffMinMs, backoffMaxMs } = this.#options;
     const ceiling = Math.min(backoffMaxMs, backoffMinMs * 2 ** this.#attempt++);
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+    return Math.random() * ceiling;
   }
 
   /** After `welcome`: rejoin every room with since, then send what waits (resends first). */
@@ -369,4 +379,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#state = state;
     this.emit('state', state, detail);
   }
+}
+
+/** A random index of `count` other than `current` (itself when it is the only one). */
+function otherIndex(current: number, count: number): number {
+  if (count < 2) return current;
+  const pick = Math.floor(Math.random() * (count - 1));
+  return pick >= current ? pick + 1 : pick;
 }

@@ -243,3 +243,54 @@ describe('ChatClient: what the application\'s backend does (server API)', () => 
     await expect(fake.client.send('r', 'after')).rejects.toMatchObject({ code: 'disconnected' });
   });
 });
+
+describe('ChatClient: reconnects spread out, over time and over gateways', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** `count` clients on three URLs; each records when and where it opened sockets. */
+  function fleet(count: number, backoffMinMs: number) {
+    const opened: Array<Array<{ url: string; at: number; socket: FakeSocket }>> = [];
+    const clients = Array.from({ length: count }, (_, i) => {
+      opened.push([]);
+      return new ChatClient({
+        url: ['ws://a/ws', 'ws://b/ws', 'ws://c/ws'], user: `u${i}`, backoffMinMs, backoffMaxMs: 10 * backoffMinMs,
+        webSocket: (url) => {
+          const socket = new FakeSocket();
+          opened[i]!.push({ url: url.slice(0, url.indexOf('?')), at: Date.now(), socket });
+          return socket;
+        },
+      });
+    });
+    return { clients, opened };
+  }
+
+  it.each([
+    ['1001 from a draining gateway', 1001],
+    ['a crash (1006)', 1006],
+  ])('after %s: reconnects over the whole first backoff window, each on a random other URL', async (_label, code) => {
+    vi.useFakeTimers();
+    const { clients, opened } = fleet(300, 1000);
+    for (const [i, client] of clients.entries()) {
+      void client.connect().catch(() => {});
+      opened[i]![0]!.socket.open(`u${i}`);
+    }
+    const firstUrls = new Set(opened.map((o) => o[0]!.url));
+    expect(firstUrls.size).toBe(3); // not every client on the first URL
+    const droppedAt = Date.now();
+    for (const o of opened) o[0]!.socket.drop(code);
+    await vi.advanceTimersByTimeAsync(1000);
+    const again = opened.map((o) => o[1]);
+    expect(again.every((s) => s !== undefined)).toBe(true);
+    // Never the URL that just dropped, and a dropped gateway's clients go to both others.
+    for (const o of opened) expect(o[1]!.url).not.toBe(o[0]!.url);
+    const fromA = opened.filter((o) => o[0]!.url === 'ws://a/ws').map((o) => o[1]!.url);
+    expect(new Set(fromA)).toEqual(new Set(['ws://b/ws', 'ws://c/ws']));
+    // Spread over the window: no tenth of it holds more than a quarter of the reconnects.
+    const slices = new Array<number>(10).fill(0);
+    for (const s of again) slices[Math.min(9, Math.floor((s!.at - droppedAt) / 100))]!++;
+    expect(Math.max(...slices)).toBeLessThan(75);
+    for (const client of clients) client.close();
+  });
+});
