@@ -36,8 +36,9 @@ export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'off
 export interface ChatClientOptions {
   /**
    * The gateway's WebSocket URL, e.g. wss://chat.example.com/ws. With several, the
-   * first connection picks one at random and each reconnect a random other one,
-   * so a dead gateway's clients spread over all the others.
+   * first connection goes to the first (shuffle the list to spread them), and each
+   * reconnect to a random other one, so a dead gateway's clients spread over all
+   * the others.
    */
   url: string | string[];
   /** Development identity (`?user=`) ... */
@@ -136,7 +137,6 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const { url, ...rest } = options;
     this.#urls = Array.isArray(url) ? url : [url];
     if (this.#urls.length === 0) throw new Error('ChatClient needs at least one url');
-    this.#urlIndex = Math.floor(Math.random() * this.#urls.length);
     this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 1000, backoffMaxMs: 10_000, ...rest };
     const factory = options.webSocket ?? ((url: string) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
     this.#factory = factory;
@@ -272,7 +272,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const frame = since === undefined ? { type: 'join' as const, room } : { type: 'join' as const, room, since };
     return (await this.#request(frame, (answer) => {
       if (answer.type !== 'joined') return;
-      for (const m of answer.history) this.#onMessage(m);
+      this.#takeHistory(answer);
       this.emit('joined', answer, { resumed: since !== undefined, gap: answer.recovered === false });
     })) as JoinedFrame;
   }
@@ -318,8 +318,20 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** A join the backend made: the room becomes one of ours, its history goes out first. */
   #joinedByServer(frame: JoinedFrame): void {
     if (!this.#rooms.has(frame.room)) this.#rooms.set(frame.room, undefined);
-    for (const m of frame.history) this.#onMessage(m);
+    this.#takeHistory(frame);
     this.emit('joined', frame, { resumed: false, gap: false, byServer: true });
+  }
+
+  /**
+   * A joined frame's history, then its position: a member that gets no message
+   * before its next reconnect still rejoins with `since`, so it is given what
+   * it missed (or told it cannot be) rather than only the latest few.
+   */
+  #takeHistory(frame: JoinedFrame): void {
+    for (const m of frame.history) this.#onMessage(m);
+    if (frame.newest === undefined || !this.#rooms.has(frame.room)) return;
+    const at = this.#rooms.get(frame.room);
+    if (at === undefined || compareIds(frame.newest, at) > 0) this.#rooms.set(frame.room, frame.newest);
   }
 
   /** Each message once, in order: anything at or below the newest id seen in its room is a repeat. */

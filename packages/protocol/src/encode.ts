@@ -39,9 +39,11 @@ export function encodeJoined(
   members: readonly string[],
   history: readonly string[],
   recovered?: boolean,
+  newest?: string,
 ): string {
   const rec = recovered === undefined ? '' : `,"recovered":${recovered}`;
-  return `{"type":"joined","room":${q(room)}${refField(ref)},"members":${q(members)},"history":[${history.join(',')}]${rec}}`;
+  const at = newest === undefined ? '' : `,"newest":${q(newest)}`;
+  return `{"type":"joined","room":${q(room)}${refField(ref)},"members":${q(members)},"history":[${history.join(',')}]${rec}${at}}`;
 }
 
 export function encodeLeft(room: string, ref: string | undefined): string {

@@ -43,6 +43,11 @@ export interface JoinedFrame {
   history: MessageFrame[];
   /** Present when the join carried `since`: false when messages after it were already trimmed. */
   recovered?: boolean;
+  /**
+   * Added (docs/protocol.md): the id the member is at once `history` is read; every
+   * later message follows live. A client that receives none rejoins with it as `since`.
+   */
+  newest?: string;
 }
 export interface LeftFrame { type: 'left'; room: string; ref?: string }
 export interface AckFrame { type: 'ack'; ref?: string; id: string; ts: number }

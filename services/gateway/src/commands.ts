@@ -34,7 +34,7 @@ export interface CommandDeps {
   inFlight: InFlight;
   log: Logger;
   metrics: Metrics;
-  /** True while shutdown closes the sockets: new work is refused so in-flight work can finish. */
+  /** True once shutdown closes the last sockets: new work is refused so in-flight work can finish. */
   refusingWork(): boolean;
 }
 
@@ -99,7 +99,7 @@ export class CommandHandler {
     if (!session.rooms.has(room) && session.rooms.size >= maxRoomsPerConnection) {
       throw new ChatError('forbidden', `a connection may join at most ${maxRoomsPerConnection} rooms`);
     }
-    this.#refuseWhileClosing();
+    this.#refuseWhileClosing(session);
     session.rooms.add(room);
     try {
       await this.deps.rooms.join(session, room, since, ref);
@@ -118,9 +118,14 @@ export class CommandHandler {
   async #send(session: Session, { room, text, key, ref }: SendFrame): Promise<void> {
     this.#authorize(session, room);
     if (!session.rooms.has(room)) throw notJoined(room);
-    this.#refuseWhileClosing();
-    const { id, ts } = await postRoomMessage(this.deps, { room, user: session.user, text, key });
-    session.send(encodeAck(ref, id, ts));
+    this.#refuseWhileClosing(session);
+    session.beginSend();
+    try {
+      const { id, ts } = await postRoomMessage(this.deps, { room, user: session.user, text, key });
+      session.send(encodeAck(ref, id, ts));
+    } finally {
+      session.endSend();
+    }
   }
 
   /** Coalesced to one event per user and room per TYPING_MIN_INTERVAL_MS: clients send one per keystroke. */
@@ -134,10 +139,19 @@ export class CommandHandler {
    * To every connection of the recipient, then a copy to every connection of the
    * sender. A repeat of one already delivered (same key) is only acknowledged again.
    */
-  async #direct(session: Session, { to, text, key, ref }: DirectSendFrame): Promise<void> {
+  async #direct(session: Session, frame: DirectSendFrame): Promise<void> {
     if (!this.deps.config.dmsEnabled) throw new ChatError('forbidden', 'direct messages are disabled on this service');
-    if (!allowedBy(session.identity.dm, to)) throw new ChatError('forbidden', `your token does not allow direct messages to "${to}"`);
-    this.#refuseWhileClosing();
+    if (!allowedBy(session.identity.dm, frame.to)) throw new ChatError('forbidden', `your token does not allow direct messages to "${frame.to}"`);
+    this.#refuseWhileClosing(session);
+    session.beginSend();
+    try {
+      await this.#deliverDirect(session, frame);
+    } finally {
+      session.endSend();
+    }
+  }
+
+  async #deliverDirect(session: Session, { to, text, key, ref }: DirectSendFrame): Promise<void> {
     const { broker, inFlight, log } = this.deps;
     const sentAt = Date.now();
     const body = dmFrameBody(session.user, to, text, sentAt);
@@ -170,8 +184,8 @@ export class CommandHandler {
     if (!allowedBy(session.identity.rooms, room)) throw new ChatError('forbidden', `your token does not allow room "${room}"`);
   }
 
-  #refuseWhileClosing(): void {
-    if (this.deps.refusingWork()) throw new ChatError('unavailable', 'this node is shutting down; reconnect');
+  #refuseWhileClosing(session: Session): void {
+    if (session.leaving || this.deps.refusingWork()) throw new ChatError('unavailable', 'this node is shutting down; reconnect');
   }
 }
 

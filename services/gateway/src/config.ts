@@ -30,6 +30,8 @@ export interface Config {
   readonly sendBufferBytes: number;
   readonly idleTimeoutSec: number;
   readonly drainTimeoutMs: number;
+  /** A drain closes its sockets spread over this long (at most 1 ms per socket). */
+  readonly drainSpreadMs: number;
   readonly brokerTimeoutMs: number;
   readonly presenceTtlMs: number;
   /** How long a send's idempotency key is remembered after its last use. */
@@ -93,7 +95,8 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitCloseAfter: read.int('RATE_LIMIT_CLOSE_AFTER', 100, 1, 100_000_000),
     sendBufferBytes: read.int('SEND_BUFFER_BYTES', 512 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     idleTimeoutSec: read.int('IDLE_TIMEOUT_S', 60, 8, 3600),
-    drainTimeoutMs: read.int('DRAIN_TIMEOUT_MS', 10_000, 100, 600_000),
+    drainTimeoutMs: read.int('DRAIN_TIMEOUT_MS', 20_000, 100, 600_000),
+    drainSpreadMs: read.int('DRAIN_SPREAD_MS', 5000, 0, 600_000),
     brokerTimeoutMs: read.int('BROKER_TIMEOUT_MS', 2000, 50, 60_000),
     presenceTtlMs: read.int('PRESENCE_TTL_MS', 10_000, 200, 3_600_000),
     idempotencyTtlMs: read.int('IDEMPOTENCY_TTL_S', 600, 1, 7 * 24 * 3600) * 1000,
@@ -113,8 +116,8 @@ export function loadConfig(env: Env = process.env): Config {
   if (config.databaseUrl !== undefined && config.redis === undefined) {
     throw new ConfigError('DATABASE_URL needs a Redis (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): the archiver reads messages from Redis');
   }
-  if (config.shutdownGraceMs >= config.drainTimeoutMs) {
-    throw new ConfigError(`SHUTDOWN_GRACE_MS (${config.shutdownGraceMs}) must be less than DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
+  if (config.shutdownGraceMs + config.drainSpreadMs >= config.drainTimeoutMs) {
+    throw new ConfigError(`SHUTDOWN_GRACE_MS (${config.shutdownGraceMs}) + DRAIN_SPREAD_MS (${config.drainSpreadMs}) must be less than DRAIN_TIMEOUT_MS (${config.drainTimeoutMs})`);
   }
   if (config.maxTextLength > config.maxFrameBytes) {
     throw new ConfigError(`MAX_TEXT_LENGTH (${config.maxTextLength}) must not exceed MAX_FRAME_BYTES (${config.maxFrameBytes})`);

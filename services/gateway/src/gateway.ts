@@ -8,6 +8,7 @@ import { Authenticator } from './auth.js';
 import { CommandHandler } from './commands.js';
 import { ConnectionLimits } from './connection-limits.js';
 import type { Config } from './config.js';
+import { drainSessions } from './drain.js';
 import { registerHealthRoutes, registerMetricsRoute, registerNotFound, registerWebPage, type Readiness } from './http-routes.js';
 import { RoomHistory, type HistoryArchive } from './history.js';
 import { InFlight } from './in-flight.js';
@@ -44,7 +45,7 @@ export interface Gateway {
   listen(): Promise<number>;
   /** The bound metrics port once listening, when METRICS_PORT is set. */
   readonly metricsPort: number | undefined;
-  /** Stops accepting, lets in-flight messages finish, closes every socket with 1001, stops the broker. */
+  /** Stops accepting, closes every socket with 1001 spread over DRAIN_SPREAD_MS once its sends are acked, stops the broker. */
   close(): Promise<void>;
   readiness(): Readiness;
   readonly metrics: Metrics;
@@ -147,10 +148,9 @@ export function createGateway({ config, broker, directory, revocations, events, 
         draining = true; // /readyz says so at once; new upgrades get 503
         if (config.shutdownGraceMs > 0) await new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs));
         for (const socket of listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
+        await drainSessions([...sessions], config.drainSpreadMs, CloseCode.GOING_AWAY, 'server shutting down');
         refusingWork = true;
         slowConsumers.stop();
-        await inFlight.idle();
-        for (const session of [...sessions]) session.end(CloseCode.GOING_AWAY, 'server shutting down');
         await inFlight.idle(); // presence withdrawals of the sockets just closed
         await webhooks?.stop();
         await broker.close();

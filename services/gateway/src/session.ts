@@ -31,8 +31,14 @@ export class Session {
   /** Frames that arrived before `welcome` went out; handled right after it, in order. */
   #early: Array<() => void> | null = [];
 
+  /** Sends under way: a drain closes the connection once they are acknowledged. */
+  #sending = 0;
+  #onSettled: (() => void) | undefined;
+
   /** Closes the connection when its token expires. */
   expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by a drain: new sends and joins are refused, and the connection closes once its sends settle. */
+  leaving = false;
 
   constructor(
     readonly id: string,
@@ -121,6 +127,23 @@ export class Session {
   strike(now: number): boolean {
     this.#strikes ??= new TokenBucket(this.limits.rateLimitCloseAfter, this.limits.rateLimitCloseAfter / 10, now);
     return this.#strikes.take(now);
+  }
+
+  /** Brackets a send, so a drain can wait for its ack (see settled). */
+  beginSend(): void {
+    this.#sending++;
+  }
+
+  endSend(): void {
+    if (--this.#sending > 0 || this.#onSettled === undefined) return;
+    const settled = this.#onSettled;
+    this.#onSettled = undefined;
+    settled();
+  }
+
+  /** Resolves once no send of this connection is under way. */
+  settled(): Promise<void> {
+    return this.#sending === 0 ? Promise.resolve() : new Promise((resolve) => { this.#onSettled = resolve; });
   }
 
   /** Runs operations that share `key` one after another, e.g. a join and a leave of one room. */

@@ -1,5 +1,5 @@
 import { MemoryHub } from '@chat/broker';
-import { compareIds, type MessageFrame } from '@chat/protocol';
+import { compareIds, type JoinedFrame, type MessageFrame } from '@chat/protocol';
 import { HttpRefusal, TestClient, sleep } from '@chat/testkit';
 import { describe, expect, it } from 'vitest';
 import { trackTestGateways } from './harness.js';
@@ -58,6 +58,24 @@ describe('rooms on one node', () => {
     const joined = await b.request({ type: 'join', room: 'r' });
     expect(joined.type === 'joined' && joined.history.map((m) => m.text)).toEqual(['m2', 'm3', 'm4']);
     expect(joined).not.toHaveProperty('recovered');
+    expect(joined).toMatchObject({ newest: (joined as JoinedFrame).history[2]!.id });
+  });
+
+  it('gives every stored message in joined when there are fewer than JOIN_HISTORY, but more than half as many', async () => {
+    const g = await gateway({ JOIN_HISTORY: '10' });
+    const a = await connect(g, 'alice');
+    await a.request({ type: 'join', room: 'r' });
+    for (let i = 0; i < 7; i++) await a.request({ type: 'send', room: 'r', text: `m${i}` });
+    const joined = await (await connect(g, 'bob')).request({ type: 'join', room: 'r' });
+    expect(joined.type === 'joined' && joined.history.map((m) => m.text)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+  });
+
+  it('tells a joiner of an empty room, or one given no history, where it is (newest), so a rejoin can carry since', async () => {
+    const g = await gateway({ JOIN_HISTORY: '0' });
+    const a = await connect(g, 'alice');
+    expect(await a.request({ type: 'join', room: 'r' })).toMatchObject({ type: 'joined', history: [], newest: '0-0' });
+    const sent = (await a.request({ type: 'send', room: 'r', text: 'one' })) as { id: string };
+    expect(await (await connect(g, 'bob')).request({ type: 'join', room: 'r' })).toMatchObject({ history: [], newest: sent.id });
   });
 
   it('pages history back with before and limit', async () => {

@@ -116,11 +116,12 @@ export class RoomRegistry {
       if (compareIds(newest, room.lastId!) > 0) await pending.waitForLive(newest, this.#options.liveWaitMs);
       // From here to the subscribe nothing awaits, so no live message can slip between.
       if (!room.pending.delete(pending) || !session.open) return; // left or closed meanwhile
-      const newestRead = messages.at(-1)?.id ?? since;
+      // Where the member is once it has the history: live messages go on from here.
+      const position = messages.at(-1)?.id ?? since ?? newest;
       session.cork(() => {
-        session.send(encodeJoined(name, ref, members, messages.map((m) => room.frame(m)), recovered));
+        session.send(encodeJoined(name, ref, members, messages.map((m) => room.frame(m)), recovered, position));
         for (const h of pending.held) {
-          if (h.kind === 'event' ? h.about !== session.user : newestRead === undefined || compareIds(h.id, newestRead) > 0) {
+          if (h.kind === 'event' ? h.about !== session.user : compareIds(h.id, position) > 0) {
             session.send(h.frame);
           }
         }
@@ -245,7 +246,7 @@ export class RoomRegistry {
     if (since !== undefined) return history.since(name, since, joinReplayLimit);
     const messages = await broker.history(name, undefined, Math.max(joinHistory, 1));
     const newest = messages.at(-1)?.id ?? '0-0';
-    return { messages: messages.slice(messages.length - joinHistory), recovered: undefined, newest };
+    return { messages: messages.slice(Math.max(0, messages.length - joinHistory)), recovered: undefined, newest };
   }
 
   /**
