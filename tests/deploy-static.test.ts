@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -43,7 +45,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('has Redis, three gateways behind a load balancer on 8080, PostgreSQL and archivers, Prometheus on 9090 and Grafana on 3000', () => {
-    expect(Object.keys(services).sort()).toEqual(['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis']);
+    expect(Object.keys(services).sort()).toEqual(['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis', 'tls-init']);
     expect(services.gateway!.deploy?.replicas).toBe(3);
     expect(services.gateway!.build).toBeDefined();
     expect(services.gateway!.environment?.REDIS_URL).toBe('redis://redis:6379');
@@ -122,7 +124,7 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
 
   it('is accepted by docker-compose config on top of docker-compose.yml', () => {
     expect(Object.keys(services()).sort()).toEqual(
-      ['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis', 'redis-cluster-init', ...nodes].sort());
+      ['archiver', 'gateway', 'grafana', 'lb', 'postgres', 'prometheus', 'redis', 'redis-cluster-init', 'tls-init', ...nodes].sort());
   });
 
   it('has six cluster-mode nodes, each announcing its own service name, with a healthcheck', () => {
@@ -172,10 +174,30 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
 });
 
 describe('deploy/haproxy/haproxy.cfg', () => {
-  it('passes haproxy -c', () => {
+  it('passes haproxy -c, with a certificate from deploy/tls/make-dev-cert.sh where compose mounts one', () => {
     requireTool('haproxy', 'apt-get install haproxy');
-    const result = run('haproxy', ['-c', '-f', `${root}deploy/haproxy/haproxy.cfg`]);
-    expect(result.status, result.output).toBe(0);
+    requireTool('openssl', 'apt-get install openssl');
+    const dir = mkdtempSync(join(tmpdir(), 'chat-tls-'));
+    try {
+      const made = run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'chat.example.test']);
+      expect(made.status, made.output).toBe(0);
+      const config = join(dir, 'haproxy.cfg');
+      writeFileSync(config, read('deploy/haproxy/haproxy.cfg').replaceAll('/usr/local/etc/haproxy/certs/', `${dir}/`));
+      const result = run('haproxy', ['-c', '-f', config]);
+      expect(result.status, result.output).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('serves TLS on 8443 from the file compose mounts, with HSTS, and keeps plain 8080', () => {
+    const haproxy = read('deploy/haproxy/haproxy.cfg');
+    expect(haproxy).toMatch(/^\s*bind :8443 ssl crt \/usr\/local\/etc\/haproxy\/certs\/chat\.pem/m);
+    expect(haproxy).toMatch(/Strict-Transport-Security/);
+    expect(haproxy).toMatch(/ssl-min-ver TLSv1\.2/);
+    const lb = (parse(read('docker-compose.yml')) as { services: Record<string, ComposeService> }).services.lb!;
+    expect(lb.ports).toEqual(expect.arrayContaining(['8080:8080', '8443:8443']));
+    expect(lb.volumes).toEqual(expect.arrayContaining(['${TLS_DIR:-./.tls}:/usr/local/etc/haproxy/certs:ro']));
   });
 });
 

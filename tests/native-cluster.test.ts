@@ -1,10 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TestClient, sleep, waitFor } from '@chat/testkit';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireTool } from './helpers/tools.js';
 
@@ -18,6 +20,9 @@ interface Ready {
   redisPids: number[];
   redisData: string | null;
   haproxyPid: number;
+  haproxyConfig: string;
+  wss?: string;
+  tlsCa?: string;
   logs: string;
 }
 
@@ -103,6 +108,53 @@ describe('the native topology (npm run cluster): HAProxy in front of three gatew
     await waitFor(async () => (await fetch(`${victim.url}/readyz`).catch(() => undefined))?.status === 200,
       { what: 'the stopped gateway back on its port', timeoutMs: 15_000 });
     await Promise.all([...survivors, ...replacements].map((c) => c.close()));
+  });
+});
+
+/** Opens `url` with `ws` and the given TLS options; resolves with the socket once open, rejects with the error. */
+function openSocket(url: string, options: WebSocket.ClientOptions): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, options);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+describe('npm run cluster -- --tls: wss:// through HAProxy with a development CA', () => {
+  let cluster: ReturnType<typeof spawn>;
+  let ready: Ready;
+  beforeAll(async () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    requireTool('openssl', 'apt-get install openssl');
+    ({ cluster, ready } = await startScript('--ephemeral', '--tls', '--gateways', '2'));
+  });
+  afterAll(async () => {
+    expect(await stopScript(cluster)).toBe(0);
+  });
+
+  it('chats with a client that trusts the generated CA, refuses one that does not, and the config passes haproxy -c', async () => {
+    const ca = readFileSync(ready.tlsCa!);
+    const ws = await openSocket(`${ready.wss!}?user=tls-alice`, { ca });
+    const frames: Array<Record<string, unknown>> = [];
+    ws.on('message', (data) => frames.push(JSON.parse(String(data)) as Record<string, unknown>));
+    await waitFor(() => frames.some((f) => f.type === 'welcome'), { what: 'welcome over wss' });
+    ws.send(JSON.stringify({ type: 'join', room: 'secure', ref: 'j' }));
+    await waitFor(() => frames.some((f) => f.type === 'joined'), { what: 'joined' });
+    ws.send(JSON.stringify({ type: 'send', room: 'secure', text: 'over tls', ref: 's' }));
+    await waitFor(() => frames.some((f) => f.type === 'message' && f.text === 'over tls') && frames.some((f) => f.type === 'ack'), { what: 'the message and its ack' });
+    ws.close();
+
+    await expect(openSocket(`${ready.wss!}?user=tls-mallory`, {})).rejects.toThrow(/self.signed|unable to verify|certificate/i);
+
+    const health = await new Promise<{ status: number; hsts: unknown }>((resolve, reject) => {
+      https.get(`${ready.wss!.replace('wss:', 'https:').replace('/ws', '/readyz')}`, { ca }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, hsts: res.headers['strict-transport-security'] });
+      }).on('error', reject);
+    });
+    expect(health).toEqual({ status: 200, hsts: 'max-age=63072000' });
+    const checked = spawnSync('haproxy', ['-c', '-f', ready.haproxyConfig], { encoding: 'utf8' });
+    expect(checked.status, `${checked.stdout}${checked.stderr}`).toBe(0);
   });
 });
 

@@ -11,6 +11,8 @@
 //   npm run cluster -- --data-dir /var/tmp/chat
 //   npm run cluster -- --ephemeral           # the old mode: Redis in memory only, gone at exit
 //   npm run cluster -- --archive             # + PostgreSQL (Debian's binaries) and 2 archivers: history past Redis's window
+//   npm run cluster -- --tls                 # + wss:// and https:// on :8443 (--tls-port), a development CA made in
+//                                            #   --data-dir/tls unless --tls-cert FILE (certificate, chain and key in one PEM)
 // A gateway that exits is started again on its ports (as compose's restart policy does);
 // SIGHUP restarts them one after the other, each ready before the next (a rolling deploy):
 //   kill -HUP <pid printed at start>         # or: npm run load -- churn --resend --roll <pid>
@@ -36,6 +38,7 @@ function parseArgs(argv) {
   const out = {
     gateways: 3, port: 8080, prometheus: false, redisCluster: false, json: false, env: {},
     dataDir: join(root, '.cluster-data'), ephemeral: false, appendfsync: 'everysec', archive: false, archivers: 2,
+    tls: false, tlsPort: undefined, tlsCert: undefined,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -49,6 +52,9 @@ function parseArgs(argv) {
     else if (arg === '--prometheus') out.prometheus = true;
     else if (arg === '--redis-cluster') out.redisCluster = true;
     else if (arg === '--json') out.json = true;
+    else if (arg === '--tls') out.tls = true;
+    else if (arg === '--tls-port') out.tlsPort = Number(argv[++i]);
+    else if (arg === '--tls-cert') { out.tls = true; out.tlsCert = resolve(argv[++i]); }
     else if (arg === '--env') { const [k, ...v] = argv[++i].split('='); out.env[k] = v.join('='); }
     else fail(`unknown argument ${arg}; see the top of deploy/native/cluster.mjs`);
   }
@@ -322,16 +328,32 @@ async function roll() {
  * deploy/haproxy/haproxy.cfg with local addresses instead of Docker DNS, and a
  * maxconn that fits this shell's file-descriptor limit (HAProxy needs two per connection).
  */
-function haproxyConfig(lbPort, statsPort, gateways) {
+function haproxyConfig(lbPort, statsPort, gateways, tls) {
   const servers = gateways.map((g) => `  server ${g.nodeId} 127.0.0.1:${g.port} check`).join('\n');
+  const tlsFrontend = (block) => (tls === undefined ? '' : block
+    .replace(/^  bind :8443 ssl crt \S+/m, `  bind 127.0.0.1:${tls.port} ssl crt ${tls.pem}`));
   const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n']).stdout.toString()) || 1024;
   const maxconn = Math.max(100, Math.floor((fdLimit - 100) / 2));
   return readFileSync(join(root, 'deploy/haproxy/haproxy.cfg'), 'utf8')
     .replace(/^  maxconn \d+$/m, `  maxconn ${maxconn}`)
     .replace(/^resolvers docker\n(?: .*\n)*/m, '')
     .replace(/  # BEGIN servers\n[\s\S]*?  # END servers\n/, `${servers}\n`)
+    .replace(/^# BEGIN tls\n([\s\S]*?)# END tls\n/m, (_, block) => tlsFrontend(block))
     .replace(/^  bind :8080$/m, `  bind 127.0.0.1:${lbPort}`)
     .replace(/^  bind :8404$/m, `  bind 127.0.0.1:${statsPort}`);
+}
+
+/** The certificate HAProxy serves: --tls-cert, or a development one made (once) by deploy/tls/make-dev-cert.sh. */
+async function prepareTls() {
+  const port = (args.tlsPort ?? (args.port === 0 ? 0 : 8443)) || await freePort();
+  if (args.tlsCert !== undefined) {
+    if (!existsSync(args.tlsCert)) fail(`--tls-cert ${args.tlsCert}: no such file`);
+    return { port, pem: args.tlsCert, ca: undefined };
+  }
+  requireCommand('openssl', 'install it (apt-get install openssl) or give --tls-cert FILE');
+  const certs = args.ephemeral ? join(dir, 'tls') : join(args.dataDir, 'tls');
+  await run('tls-dev-cert', 'sh', [join(root, 'deploy/tls/make-dev-cert.sh'), certs]);
+  return { port, pem: join(certs, 'chat.pem'), ca: join(certs, 'ca.pem') };
 }
 
 async function startPrometheus(gateways) {
@@ -386,8 +408,9 @@ async function main() {
   for (const g of gateways) await waitFor(async () => (await fetch(`${g.url}/readyz`)).ok, `${g.nodeId} to be ready`);
   const lbPort = args.port === 0 ? await freePort() : args.port;
   const statsPort = await freePort();
+  const tls = args.tls ? await prepareTls() : undefined;
   const config = join(dir, 'haproxy.cfg');
-  writeFileSync(config, haproxyConfig(lbPort, statsPort, gateways));
+  writeFileSync(config, haproxyConfig(lbPort, statsPort, gateways, tls));
   const haproxy = start('haproxy', 'haproxy', ['-f', config, '-db']);
   const lb = `http://127.0.0.1:${lbPort}`;
   await waitFor(async () => (await fetch(`${lb}/readyz`)).ok, `the load balancer on ${lb}`);
@@ -397,11 +420,13 @@ async function main() {
     process.stdout.write(`${JSON.stringify({ event: 'ready', pid: process.pid, lb, ws: `ws://127.0.0.1:${lbPort}/ws`, stats: `http://127.0.0.1:${statsPort}`,
       redisMode: redis.mode, redis: redis.url, redisCluster: redis.nodes, redisPids: redis.pids, redisData: redis.data,
       postgres: postgres?.url, postgresPid: postgres?.pid, archivers,
+      wss: tls && `wss://localhost:${tls.port}/ws`, tlsCa: tls?.ca, haproxyConfig: config,
       haproxyPid: haproxy.pid, gateways: gateways.map(({ nodeId, pid, port, metricsPort, url }) => ({ nodeId, pid, port, metricsPort, url })),
       prometheus, logs: dir })}\n`);
   } else {
     say(`chat (load balancer)  ${lb}    WebSocket: ws://127.0.0.1:${lbPort}/ws?user=alice`);
     for (const g of gateways) say(`${g.nodeId.padEnd(22)}${g.url}    metrics: http://127.0.0.1:${g.metricsPort}/metrics`);
+    if (tls) say(`chat over TLS         https://localhost:${tls.port}    WebSocket: wss://localhost:${tls.port}/ws${tls.ca ? `    trust ${tls.ca}` : ''}`);
     say(`haproxy stats         http://127.0.0.1:${statsPort}`);
     if (redis.mode === 'cluster') say(`redis cluster         ${redis.nodes.join(' ')}    (3 primaries + 3 replicas)`);
     else say(`redis                 ${redis.url}`);
