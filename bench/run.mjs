@@ -10,7 +10,9 @@
 // the "## Redis Cluster" section; without it that section is kept from its last run.
 // With --durability, bench/durability.mjs (memory only vs AOF everysec vs AOF always)
 // writes the "## Durability" section the same way.
-// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --redis-cluster] [-- --durability]
+// bench/storm.mjs (reconnect storms: a gateway killed, drained with and without spread, a rolling
+// restart) runs after them and writes the "## Reconnect storms" section; --skip-storm skips it.
+// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --skip-storm] [-- --redis-cluster] [-- --durability]
 import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -19,6 +21,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { COMMAND_LINE as DURABILITY_COMMAND, durabilitySection } from './durability.mjs';
 import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
+import { COMMAND_LINE as STORM_COMMAND, stormSection } from './storm.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const quick = process.argv.includes('--quick');
@@ -273,10 +276,11 @@ load-generator processes using source addresses 127.0.0.1–127.0.0.40. Held at
 once: ${fmt(big.heldByGateways)} (per gateway: ${big.perGateway.map((n) => fmt(n)).join(', ')}); gateway memory
 ${fmt(big.bytesPerConnection)} bytes per connection; connect time p99 ${fmt(big.connectP99Ms, 1)} ms.
 ` : ''}
-${clusterSection() ? `${clusterSection()}\n` : ''}${durabilitySection() ? `${durabilitySection()}\n` : ''}## Commands
+${stormSection() ? `${stormSection()}\n` : ''}${clusterSection() ? `${clusterSection()}\n` : ''}${durabilitySection() ? `${durabilitySection()}\n` : ''}## Commands
 
 \`\`\`sh
 npm run bench                 # everything above (about 10 minutes); --quick for a short pass, --skip-100k to skip the big hold
+${STORM_COMMAND}
 ${CLUSTER_COMMAND}
 ${DURABILITY_COMMAND}
 \`\`\`
@@ -316,8 +320,10 @@ try {
   await stopAll(children);
 }
 // Each with its own processes, started and stopped by itself; each rewrites its own section.
-for (const [flag, script] of [['--redis-cluster', 'bench/redis-cluster.mjs'], ['--durability', 'bench/durability.mjs']]) {
-  if (!process.argv.includes(flag)) continue;
+// The storm runs unless --skip-storm; the others only when asked for.
+for (const [flag, script] of [['--storm', 'bench/storm.mjs'], ['--redis-cluster', 'bench/redis-cluster.mjs'], ['--durability', 'bench/durability.mjs']]) {
+  const wanted = flag === '--storm' ? !process.argv.includes('--skip-storm') : process.argv.includes(flag);
+  if (!wanted) continue;
   const child = start(process.execPath, [script, ...(quick ? ['--quick'] : [])]);
   child.stdout.resume();
   const code = await new Promise((resolve) => child.once('exit', resolve));

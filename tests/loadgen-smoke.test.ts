@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LoadReport } from '@chat/loadgen';
+import type { LoadReport, StormReport } from '@chat/loadgen';
 import { waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, type Cluster } from './helpers/gateways.js';
@@ -45,4 +45,25 @@ describe('load generator smoke run', () => {
     expect(step!.reconnects).toBeGreaterThan(3);
     expect([step!.lost, step!.duplicates, step!.reordered]).toEqual([0, 0, 0]);
   });
+});
+
+describe('load generator storm scenario', () => {
+  it('moves the clients of a SIGKILLed gateway to the other two and reports every one back, with nothing lost', async () => {
+    const cluster = await startCluster(3, inject('redisUrl'), { RATE_LIMIT_PER_SEC: '10000', RATE_LIMIT_BURST: '10000' });
+    try {
+      await waitFor(async () => (await Promise.all(cluster.gateways.map(readyz))).every((s) => s === 200), { what: 'ready' });
+      const [victim, ...others] = cluster.gateways;
+      const out = join(mkdtempSync(join(tmpdir(), 'storm-')), 'report.json');
+      const urls = [victim!, ...others].flatMap((g) => ['--url', g.wsUrl]);
+      const result = spawnSync(process.execPath, [cli, 'storm', ...urls, '--kill', String(victim!.pid), '--clients', '300', '--rooms', '10',
+        '--control-rooms', '2', '--control-members', '5', '--workers', '2', '--timeout', '30', '--json', out], { encoding: 'utf8', timeout: 90_000 });
+      expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+      const report = JSON.parse(readFileSync(out, 'utf8')) as StormReport;
+      expect(report).toMatchObject({ victims: 300, affected: 300, stillAway: 0, lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
+      expect(report.allBackMs).toBeGreaterThan(0);
+      expect(Object.keys(report.nodes).sort()).toEqual(others.map((g) => g.nodeId).sort());
+    } finally {
+      await cluster.stop();
+    }
+  }, 120_000);
 });

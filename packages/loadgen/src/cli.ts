@@ -3,9 +3,10 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadReport, type Scenario } from './coordinator.js';
+import { STORM_USAGE, stormMain } from './storm-cli.js';
 import type { TransportName } from './transport.js';
 
-const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]
+const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]   (storm: npm run load -- storm --help)
 
   --url URL             gateway or load-balancer WebSocket URL; repeat or comma-separate
                         (default ws://127.0.0.1:8080/ws; Socket.IO: http://host:port)
@@ -126,6 +127,10 @@ function table(report: LoadReport, options: LoadOptions): string {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'storm') return stormMain(process.argv.slice(3), (message) => {
+    process.stderr.write(`${message}\n\n${STORM_USAGE}\n`);
+    process.exit(2);
+  });
   const options = parseOptions(process.argv.slice(2));
   options.progress = options.quiet ? () => {} : (line) => process.stderr.write(`${line}\n`);
   const report = await runLoad(options);

@@ -11,20 +11,24 @@ export function drainWindowMs(connections: number, spreadMs: number): number {
 }
 
 /**
- * Closes the connections with `code` in even slices over the drain window, so
- * their clients reconnect elsewhere a few at a time instead of all at once.
- * Each slice first refuses new sends and lets the ones under way be
- * acknowledged. Resolves when every connection is closed.
+ * Closes the connections with `code` evenly over the drain window, so their
+ * clients reconnect elsewhere a few at a time instead of all at once. The pace
+ * follows the clock, not a count of timer ticks, so a busy event loop does not
+ * stretch the window. Each connection first refuses new sends and lets the ones
+ * under way be acknowledged. Resolves when every connection is closed.
  */
 export async function drainSessions(sessions: Session[], spreadMs: number, code: number, reason: string): Promise<void> {
-  const slices = Math.max(1, Math.ceil(drainWindowMs(sessions.length, spreadMs) / SLICE_MS));
-  const perSlice = Math.ceil(sessions.length / slices);
+  const windowMs = drainWindowMs(sessions.length, spreadMs);
+  const startedAt = Date.now();
   const closing: Promise<void>[] = [];
-  for (let start = 0, slice = 0; start < sessions.length; start += perSlice, slice++) {
-    if (slice > 0) await new Promise((resolve) => setTimeout(resolve, SLICE_MS));
-    const batch = sessions.slice(start, start + perSlice);
-    for (const session of batch) session.leaving = true;
-    closing.push(Promise.all(batch.map((session) => session.settled().then(() => session.end(code, reason)))).then(() => {}));
+  for (let closed = 0; closed < sessions.length;) {
+    const due = windowMs === 0 ? sessions.length : Math.ceil(sessions.length * Math.min(1, (Date.now() - startedAt + SLICE_MS) / windowMs));
+    for (; closed < due; closed++) {
+      const session = sessions[closed]!;
+      session.leaving = true;
+      closing.push(session.settled().then(() => session.end(code, reason)));
+    }
+    if (closed < sessions.length) await new Promise((resolve) => setTimeout(resolve, SLICE_MS));
   }
   await Promise.all(closing);
 }

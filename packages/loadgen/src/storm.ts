@@ -1,0 +1,232 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { ChatClient, type WebSocketLike } from '@chat/client';
+import { compareIds } from '@chat/protocol';
+import WebSocket from 'ws';
+import { Histogram } from './histogram.js';
+import type { StormStatus, StormVictim, StormWorkerCommand, StormWorkerMessage } from './storm-worker.js';
+
+/**
+ * A reconnect storm: `clients` library users (the victims) on the gateways
+ * `victimUrls` name first, chatting in `rooms` rooms, and a control group on
+ * `controlUrls` chatting steadily. `disrupt` kills, drains or restarts
+ * gateways; the storm is over when every victim cut off has rejoined with
+ * `since`. Reports how long that took, the control group's delivery latency
+ * meanwhile, and whether any victim lost or repeated a message.
+ */
+export interface StormOptions {
+  /** Each victim's URL list: victim i gets `victimUrls[i % length]` (the first URL is where it connects). */
+  victimUrls: string[][];
+  /** Gateways of the control group (each member its own list, rotated). */
+  controlUrls: string[];
+  clients: number;
+  rooms: number;
+  /** Messages per second into the victims' rooms, all together. */
+  rate: number;
+  controlRooms: number;
+  controlMembers: number;
+  /** Messages per second in each control room. */
+  controlRate: number;
+  workers: number;
+  /** Connections opened at once per worker while setting up. */
+  batch: number;
+  /** What happens: resolves when the disruption is done (the storm may go on). */
+  disrupt(): Promise<void>;
+  /** CPU seconds of a process (Redis) to report its share during the storm. */
+  cpuSeconds?: () => number;
+  /** Gives up waiting for the victims after this long. */
+  timeoutMs: number;
+  progress(line: string): void;
+}
+
+export interface StormReport {
+  victims: number;
+  affected: number;
+  /** From the disruption's start until the last affected victim was back. */
+  allBackMs: number | null;
+  rejoinMs: { p50: number; p99: number; first: number; last: number };
+  rejoinsPerSec: number;
+  /** Affected victims still away when it gave up. */
+  stillAway: number;
+  gaps: number;
+  sendFailures: number;
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  controlP99Ms: { before: number; during: number };
+  /** Victims per gateway once it was over. */
+  nodes: Record<string, number>;
+  redisCpuPercent?: number;
+}
+
+class Worker {
+  readonly #child: ChildProcess;
+  readonly #waiting = new Map<string, Array<(m: StormWorkerMessage) => void>>();
+
+  constructor() {
+    this.#child = fork(fileURLToPath(new URL('./storm-worker.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.#child.on('message', (m: StormWorkerMessage) => {
+      if (m.type === 'error') throw new Error(`storm worker: ${m.message}`);
+      this.#waiting.get(m.type)?.shift()?.(m);
+    });
+  }
+
+  tell(command: StormWorkerCommand): void {
+    this.#child.send(command);
+  }
+
+  ask<T extends StormWorkerMessage['type']>(command: StormWorkerCommand, answer: T): Promise<Extract<StormWorkerMessage, { type: T }>> {
+    return new Promise((resolve) => {
+      const list = this.#waiting.get(answer) ?? [];
+      list.push(resolve as (m: StormWorkerMessage) => void);
+      this.#waiting.set(answer, list);
+      this.tell(command);
+    });
+  }
+}
+
+const webSocket = (url: string) => new WebSocket(url, { perMessageDeflate: false }) as unknown as WebSocketLike;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Senders that post into rooms at a steady rate with the client library (keyed, resent), keeping what was acked. */
+class RoomTraffic {
+  readonly acked = new Map<string, string[]>();
+  failures = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  constructor(private readonly senders: ChatClient[], private readonly rooms: string[], private readonly text: () => string) {
+    for (const room of rooms) this.acked.set(room, []);
+  }
+
+  start(perSecond: number): void {
+    let next = 0;
+    const tick = 20;
+    const perTick = perSecond * tick / 1000;
+    let owed = 0;
+    this.#timer = setInterval(() => {
+      for (owed += perTick; owed >= 1; owed--) {
+        const room = this.rooms[next++ % this.rooms.length]!;
+        const sender = this.senders[this.rooms.indexOf(room) % this.senders.length]!;
+        const sending = sender.send(room, this.text()).then((ack) => this.acked.get(room)!.push(ack.id), () => { this.failures++; });
+        this.#inFlight.add(sending);
+        void sending.finally(() => this.#inFlight.delete(sending));
+      }
+    }, tick);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await Promise.all(this.#inFlight);
+    for (const list of this.acked.values()) list.sort(compareIds);
+  }
+}
+
+async function connectAll(clients: ChatClient[], rooms: (i: number) => string[]): Promise<void> {
+  for (let i = 0; i < clients.length; i += 200) {
+    await Promise.all(clients.slice(i, i + 200).map(async (c, j) => {
+      await c.connect();
+      for (const room of rooms(i + j)) await c.join(room);
+    }));
+  }
+}
+
+export async function runStorm(o: StormOptions): Promise<StormReport> {
+  const rooms = Array.from({ length: o.rooms }, (_, i) => `storm-${i}`);
+  const victims: StormVictim[] = Array.from({ length: o.clients }, (_, i) => ({ user: `v${i}`, room: rooms[i % rooms.length]!, urls: o.victimUrls[i % o.victimUrls.length]! }));
+  const workers = Array.from({ length: o.workers }, () => new Worker());
+  const share = Math.ceil(victims.length / workers.length);
+  o.progress(`connecting ${victims.length} victims in ${workers.length} workers`);
+  const ready = await Promise.all(workers.map((w, i) => w.ask({ type: 'start', victims: victims.slice(i * share, (i + 1) * share), batch: o.batch }, 'ready')));
+  o.progress(`victims connected: ${ready.reduce((n, r) => n + r.connected, 0)}`);
+
+  // The victims' rooms: senders on the control gateways, 100 rooms each at most (MAX_ROOMS_PER_CONNECTION).
+  const rotate = (i: number) => [...o.controlUrls.slice(i % o.controlUrls.length), ...o.controlUrls.slice(0, i % o.controlUrls.length)];
+  const roomSenders = Array.from({ length: Math.ceil(rooms.length / 100) }, (_, i) => new ChatClient({ url: rotate(i), user: `storm-sender-${i}`, webSocket, queueLimit: 100_000 }));
+  await connectAll(roomSenders, (i) => rooms.filter((_, r) => r % roomSenders.length === i));
+  const traffic = new RoomTraffic(roomSenders, rooms, () => 'storm');
+
+  // The control group: latency is the time from send to delivery, both here.
+  const controlRooms = Array.from({ length: o.controlRooms }, (_, i) => `control-${i}`);
+  const control = Array.from({ length: o.controlRooms * o.controlMembers }, (_, i) => new ChatClient({ url: rotate(i), user: `c${i}`, webSocket, queueLimit: 100_000 }));
+  let latency = new Histogram();
+  for (const c of control) c.on('message', (m) => { if (m.room.startsWith('control-')) latency.recordMs(Date.now() - Number(m.text)); });
+  await connectAll(control, (i) => [controlRooms[i % controlRooms.length]!]);
+  const controlSenders = controlRooms.map((_, r) => control[r]!);
+  const controlTraffic = new RoomTraffic(controlSenders, controlRooms, () => String(Date.now()));
+
+  traffic.start(o.rate);
+  controlTraffic.start(o.controlRate * o.controlRooms);
+  await sleep(3000);
+  const before = latency.quantileMs(0.99);
+  latency = new Histogram();
+  for (const w of workers) w.tell({ type: 'mark' });
+  await sleep(50);
+  const cpuAtStart = o.cpuSeconds?.();
+  const startedAt = Date.now();
+  o.progress('disrupting');
+  await o.disrupt();
+  const status = async (): Promise<StormStatus> => {
+    const all = await Promise.all(workers.map((w) => w.ask({ type: 'status' }, 'status')));
+    const nodes: Record<string, number> = {};
+    for (const s of all) for (const [node, n] of Object.entries(s.nodes)) nodes[node] = (nodes[node] ?? 0) + n;
+    return { type: 'status', affected: sum(all.map((s) => s.affected)), pending: sum(all.map((s) => s.pending)), gaps: sum(all.map((s) => s.gaps)), rejoinedAfterMs: all.flatMap((s) => s.rejoinedAfterMs), nodes };
+  };
+  let last = await status();
+  while ((last.affected === 0 || last.pending > 0) && Date.now() - startedAt < o.timeoutMs) {
+    await sleep(100);
+    last = await status();
+  }
+  const allBack = last.affected > 0 && last.pending === 0;
+  const allBackMs = allBack ? Math.max(...last.rejoinedAfterMs) : null;
+  const redisCpuPercent = cpuAtStart === undefined ? undefined : Math.round(((o.cpuSeconds!() - cpuAtStart) / Math.max(0.001, (Date.now() - startedAt) / 1000)) * 100);
+  const during = latency.quantileMs(0.99);
+  o.progress(`back: ${last.affected - last.pending} of ${last.affected} in ${allBackMs ?? '(gave up)'} ms`);
+
+  await sleep(1000);
+  await Promise.all([traffic.stop(), controlTraffic.stop()]);
+  await sleep(2000); // the last deliveries
+  const acked = Object.fromEntries(traffic.acked);
+  const verified = await Promise.all(workers.map((w) => w.ask({ type: 'verify', acked }, 'verified')));
+  for (const w of workers) w.tell({ type: 'close' });
+  for (const c of [...roomSenders, ...control]) c.close();
+
+  const times = last.rejoinedAfterMs.sort((a, b) => a - b);
+  const q = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
+  const spanMs = (times.at(-1) ?? 0) - (times[0] ?? 0);
+  return {
+    victims: victims.length,
+    affected: last.affected,
+    allBackMs,
+    rejoinMs: { p50: q(0.5), p99: q(0.99), first: times[0] ?? 0, last: times.at(-1) ?? 0 },
+    rejoinsPerSec: spanMs > 0 ? Math.round(times.length / (spanMs / 1000)) : times.length,
+    stillAway: last.pending,
+    gaps: last.gaps,
+    sendFailures: traffic.failures + controlTraffic.failures,
+    lost: sum(verified.map((v) => v.lost)),
+    duplicated: sum(verified.map((v) => v.duplicated)),
+    reordered: sum(verified.map((v) => v.reordered)),
+    controlP99Ms: { before: round(before), during: round(during) },
+    nodes: last.nodes,
+    ...(redisCpuPercent !== undefined && { redisCpuPercent }),
+  };
+}
+
+export function describeStorm(r: StormReport): string {
+  return [
+    `victims       ${r.affected} of ${r.victims} cut off; all back after ${r.allBackMs ?? '(not all)'} ms (p50 ${r.rejoinMs.p50} ms, p99 ${r.rejoinMs.p99} ms)`,
+    `rejoins       ${r.rejoinsPerSec}/s; recovered: false ${r.gaps}; still away ${r.stillAway}; now on ${JSON.stringify(r.nodes)}`,
+    `control p99   ${r.controlP99Ms.before} ms before, ${r.controlP99Ms.during} ms during${r.redisCpuPercent === undefined ? '' : `; Redis CPU ${r.redisCpuPercent}%`}`,
+    `integrity     lost ${r.lost}, duplicated ${r.duplicated}, reordered ${r.reordered}, send failures ${r.sendFailures}`,
+  ].join('\n');
+}
+
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/** CPU seconds (user + system) of a process on this machine, from /proc. */
+export function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
