@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadConfig } from '../services/gateway/dist/config.js';
 import { requireTool, run } from './helpers/tools.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -103,6 +104,15 @@ describe('docker-compose.yml', () => {
     expect(provider.providers[0]!.options.path).toBe('/var/lib/grafana/dashboards');
     const dashboard = JSON.parse(read('grafana/dashboards/chat-gateway.json')) as { panels: Array<{ datasource?: { uid: string } }> };
     for (const panel of dashboard.panels) if (panel.datasource) expect(panel.datasource.uid).toBe('prometheus');
+  });
+
+  it('gives a stopping gateway more time than its drain takes before Docker kills it', () => {
+    const gateway = services.gateway! as ComposeService & { stop_grace_period: string };
+    const drain = Object.fromEntries(Object.entries(gateway.environment!).filter(([k]) => /^(SHUTDOWN_GRACE_MS|DRAIN_)/.test(k)));
+    const config = loadConfig(drain);
+    const graceMs = Number(/^(\d+)s$/.exec(gateway.stop_grace_period)![1]) * 1000;
+    expect(config.shutdownGraceMs + config.drainSpreadMs).toBeLessThan(config.drainTimeoutMs);
+    expect(graceMs).toBeGreaterThan(config.drainTimeoutMs);
   });
 
   it('agrees with the load balancer and Prometheus on service names and ports', () => {
