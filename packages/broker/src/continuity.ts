@@ -1,6 +1,5 @@
-import { compareIds } from '@chat/protocol';
 import type { RangeGap } from './broker.js';
-import { MIN_STREAM_ID } from './ids.js';
+import { MIN_STREAM_ID, compareStreamIds } from './ids.js';
 
 /** What a room's stream knows about its own past, read atomically with a range. */
 export interface StreamBounds {
@@ -20,9 +19,9 @@ export interface StreamBounds {
  * after a restart or a failover the stream may have lost it and its successors.
  */
 export function rangeGap(after: string, bounds: StreamBounds, newer: number, limit: number): RangeGap | undefined {
-  if (compareIds(after, bounds.trimmed) < 0) return 'trimmed';
+  if (compareStreamIds(after, bounds.trimmed) < 0) return 'trimmed';
   if (!bounds.afterStored && after !== bounds.trimmed && after !== MIN_STREAM_ID) return 'unproven';
   if (newer > limit) return 'limit';
-  if (compareIds(after, bounds.lost) < 0) return 'lost';
+  if (compareStreamIds(after, bounds.lost) < 0) return 'lost';
   return undefined;
 }

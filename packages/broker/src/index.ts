@@ -7,6 +7,7 @@ export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
 export { createRedisClients, duplicateForChannel, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';
 export type { PubSub } from './redis/pubsub.js';
 export { keySlot } from './redis/slot.js';
+export { streamCapacity } from './trim.js';
 export { KeySpace } from './redis/keys.js';
 export { RedisArchiveFeed, type ArchiveFeedOptions, type ArchiveRead } from './redis/archive-feed.js';
 export { CLUSTER_EVENT_TYPES, type ClusterEventType, type EventRecording } from './cluster-events.js';

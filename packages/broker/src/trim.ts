@@ -5,3 +5,8 @@
 export function trimBatch(historySize: number): number {
   return Math.max(1, Math.min(100, Math.floor(historySize / 10)));
 }
+
+/** The most messages a room's stream holds (the archive's hold aside; see RedisBrokerOptions.archive). */
+export function streamCapacity(historySize: number): number {
+  return historySize + trimBatch(historySize) - 1;
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Broker, Directory, EventFeed, TokenRevocations } from '@chat/broker';
+import { streamCapacity, type Broker, type Directory, type EventFeed, type TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -51,9 +51,6 @@ export interface Gateway {
   readonly metrics: Metrics;
 }
 
-/** Stored messages beyond HISTORY_SIZE: streams are trimmed in batches of at most 100. */
-const TRIM_SLACK = 100;
-
 function createDispatcher(config: Config, events: EventFeed | undefined, registry: Registry | null, log: Logger, bootId: string): WebhookDispatcher | undefined {
   if (config.webhooks === undefined || events === undefined) return undefined;
   let dispatcher: WebhookDispatcher | undefined;
@@ -92,8 +89,8 @@ export function createGateway({ config, broker, directory, revocations, events, 
   const rooms = new RoomRegistry({
     app, broker, log, metrics, history,
     joinHistory: config.joinHistory,
-    replayLimit: config.historySize + TRIM_SLACK,
-    joinReplayLimit: archive === undefined ? config.historySize + TRIM_SLACK : Math.max(config.historySize + TRIM_SLACK, config.archiveReplayLimit),
+    replayLimit: streamCapacity(config.historySize),
+    joinReplayLimit: archive === undefined ? streamCapacity(config.historySize) : Math.max(streamCapacity(config.historySize), config.archiveReplayLimit),
     typingIntervalMs: config.typingIntervalMs,
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),

@@ -1,4 +1,3 @@
-import { compareIds } from '@chat/protocol';
 import type { EventRecording } from '../cluster-events.js';
 import { RevocationTable } from '../revocations.js';
 import type {
@@ -6,7 +5,7 @@ import type {
 } from '../broker.js';
 import { rangeGap } from '../continuity.js';
 import { BrokerUnavailableError } from '../errors.js';
-import { MIN_STREAM_ID } from '../ids.js';
+import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
 import { trimBatch } from '../trim.js';
 import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
 
@@ -41,7 +40,7 @@ class MemoryRoom {
   /** Index of the first message newer than `id`. */
   firstAfter(id: string): number {
     let start = this.messages.length;
-    while (start > 0 && compareIds(this.messages[start - 1]!.id, id) > 0) start--;
+    while (start > 0 && compareStreamIds(this.messages[start - 1]!.id, id) > 0) start--;
     return start;
   }
 }
@@ -242,7 +241,7 @@ export class MemoryBroker implements Broker {
     const room = this.#hub.room(message.room);
     const id = room.ids.next();
     const prev = room.messages.at(-1)?.id ?? room.trimmed;
-    if (message.lastDelivered !== undefined && compareIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
+    if (message.lastDelivered !== undefined && compareStreamIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
     room.messages.push({ id, body: message.body });
     const excess = room.messages.length - this.#historySize;
     if (excess >= this.#trimBatch) room.trimmed = room.messages.splice(0, excess).at(-1)!.id;
@@ -260,7 +259,7 @@ export class MemoryBroker implements Broker {
     this.#check();
     const messages = this.#hub.room(room).messages;
     let end = messages.length;
-    if (before !== undefined) while (end > 0 && compareIds(messages[end - 1]!.id, before) >= 0) end--;
+    if (before !== undefined) while (end > 0 && compareStreamIds(messages[end - 1]!.id, before) >= 0) end--;
     return messages.slice(Math.max(0, end - limit), end);
   }
 
@@ -288,7 +287,7 @@ export class MemoryBroker implements Broker {
 
   #raiseLost(room: string, upTo: string): void {
     const state = this.#hub.room(room);
-    if (compareIds(upTo, state.lost) <= 0) return;
+    if (compareStreamIds(upTo, state.lost) <= 0) return;
     state.lost = upTo;
     this.#toRoom(room, (b) => b.#listener?.onRoomLoss(room, upTo));
   }
