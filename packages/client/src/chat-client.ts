@@ -1,6 +1,7 @@
 import {
   CloseCode,
   compareIds,
+  encodeClientFrame,
   parseServerFrame,
   type AckFrame,
   type ClientFrame,
@@ -16,7 +17,7 @@ import {
   type WelcomeFrame,
 } from '@chat/protocol';
 import { Emitter } from './emitter.js';
-import { ChatRequestError } from './errors.js';
+import { ChatRequestError, failDisconnected } from './errors.js';
 import { Outbox, newKey, type Outgoing } from './outbox.js';
 
 /** The WebSocket API subset the client needs: the browser's, or `ws` in Node. */
@@ -205,7 +206,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** Best effort: dropped while disconnected. */
   typing(room: string): void {
-    if (this.#ready) this.#ws?.send(JSON.stringify({ type: 'typing', room }));
+    if (this.#ready) this.#ws?.send(encodeClientFrame({ type: 'typing', room }));
   }
 
   async history(room: string, options: { before?: string; limit?: number } = {}): Promise<MessageFrame[]> {
@@ -260,7 +261,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#attempt = 0;
     this.#ready = true;
     this.#setState('connected', { node: this.#welcome?.node });
-    this.#outbox.open((frame) => ws.send(JSON.stringify(frame)));
+    this.#outbox.open((frame) => ws.send(encodeClientFrame(frame)));
   }
 
   /**
@@ -362,7 +363,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         reject(new ChatRequestError('timeout', `no answer within ${this.#options.requestTimeoutMs} ms`));
       }, this.#options.requestTimeoutMs);
       this.#pending.set(ref, { resolve, reject, timer, onAnswer });
-      ws.send(JSON.stringify({ ...frame, ref }));
+      ws.send(encodeClientFrame({ ...frame, ref }));
     });
   }
 
@@ -374,11 +375,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   #failPending(reason: string): void {
-    for (const p of this.#pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new ChatRequestError('disconnected', reason));
-    }
+    const pending = [...this.#pending.values()];
     this.#pending.clear();
+    failDisconnected(pending, reason);
   }
 
   #failAll(reason: string): void {

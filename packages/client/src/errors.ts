@@ -7,3 +7,17 @@ export class ChatRequestError extends Error {
     super(message);
   }
 }
+
+/** Something waiting for an answer: its timer, and how to fail it. */
+export interface Waiting {
+  timer: ReturnType<typeof setTimeout> | undefined;
+  reject(error: Error): void;
+}
+
+/** Fails each of `waiting` as disconnected, with `reason`, and stops its timer. */
+export function failDisconnected(waiting: Iterable<Waiting>, reason: string): void {
+  for (const w of waiting) {
+    clearTimeout(w.timer);
+    w.reject(new ChatRequestError('disconnected', reason));
+  }
+}

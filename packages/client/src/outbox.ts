@@ -1,5 +1,5 @@
 import type { AckFrame, DirectSendFrame, ErrorFrame, SendFrame } from '@chat/protocol';
-import { ChatRequestError } from './errors.js';
+import { ChatRequestError, failDisconnected } from './errors.js';
 
 /** A `send` or `dm` as it goes out: with its ref, and the idempotency key that makes resending safe. */
 export type Outgoing = (SendFrame | DirectSendFrame) & { ref: string; key: string };
@@ -100,10 +100,7 @@ export class Outbox {
     this.#waiting = [];
     this.#inFlight.clear();
     this.#backingOff.clear();
-    for (const delivery of all) {
-      clearTimeout(delivery.timer);
-      delivery.reject(new ChatRequestError('disconnected', reason));
-    }
+    failDisconnected(all, reason);
   }
 
   #send(delivery: Delivery): void {

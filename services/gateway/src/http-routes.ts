@@ -3,7 +3,7 @@ import { extname } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { WebhookStatus } from '@chat/webhooks';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { watchAbort } from './api/http.js';
+import { watchAbort } from './http/request.js';
 
 export interface Readiness {
   ready: boolean;

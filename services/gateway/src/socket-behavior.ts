@@ -7,6 +7,7 @@ import type { ConnectionLimits } from './connection-limits.js';
 import type { CommandHandler } from './commands.js';
 import type { Config } from './config.js';
 import { ChatError } from './errors.js';
+import { bearerToken, watchAbort } from './http/request.js';
 import type { Logger } from './logger.js';
 import { closeCodeLabel, type Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
@@ -40,10 +41,6 @@ export interface SocketContext {
 
 function refuse(res: HttpResponse, status: string, message: string): void {
   res.writeStatus(status).writeHeader('Content-Type', 'text/plain').end(message);
-}
-
-function bearerToken(authorization: string): string | undefined {
-  return authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : undefined;
 }
 
 type Identified = { ok: true; identity: Session['identity'] } | { ok: false; status: string; reason: string };
@@ -90,12 +87,9 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
       if (config.allowedOrigins !== null && origin !== '' && !config.allowedOrigins.includes(origin)) {
         return refuse(res, '403 Forbidden', 'origin not allowed');
       }
-      let aborted = false;
-      res.onAborted(() => {
-        aborted = true;
-      });
+      const aborted = watchAbort(res);
       void identify(ctx, token, user).then((result) => {
-        if (aborted) return;
+        if (aborted.value) return;
         if (!result.ok) return res.cork(() => refuse(res, result.status, result.reason));
         const address = clientAddress(peer, forwardedFor, config.trustedProxies);
         const refusal = ctx.limits.refusal(result.identity.user, address);

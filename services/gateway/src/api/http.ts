@@ -51,12 +51,3 @@ export function jsonObject(body: Buffer | undefined, emptyIsObject: boolean): { 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, reply: apiError(400, 'bad_request', 'body must be a JSON object') };
   return { ok: true, value: value as Record<string, unknown> };
 }
-
-/** uWS requires an abort handler on every response answered after the handler returns. */
-export function watchAbort(res: HttpResponse): { value: boolean } {
-  const aborted = { value: false };
-  res.onAborted(() => {
-    aborted.value = true;
-  });
-  return aborted;
-}

@@ -9,7 +9,8 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { RoomRegistry } from '../rooms/registry.js';
 import { TokenBucket } from '../token-bucket.js';
-import { apiError, readBody, send, watchAbort, type ApiReply } from './http.js';
+import { bearerToken, watchAbort } from '../http/request.js';
+import { apiError, readBody, send, type ApiReply } from './http.js';
 import { roomRoutes } from './rooms-api.js';
 import { userRoutes } from './users-api.js';
 
@@ -106,8 +107,7 @@ function failure(err: unknown, log: Logger, path: string): ApiReply {
 }
 
 function presentedKey(req: HttpRequest): string {
-  const authorization = req.getHeader('authorization');
-  return authorization.startsWith('Bearer ') ? authorization.slice(7).trim() : req.getHeader('x-api-key');
+  return bearerToken(req.getHeader('authorization')) ?? req.getHeader('x-api-key');
 }
 
 /** Path parameters, percent-decoded; '' for one that does not decode. */
