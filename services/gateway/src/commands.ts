@@ -84,7 +84,7 @@ export class CommandHandler {
   /** Answers with an `error` frame; unknown failures are logged and reported as `internal`. */
   reject(session: Session, err: unknown, ref: string | undefined): void {
     const error = toChatError(err);
-    if (error.code === 'internal') this.deps.log.error({ err, conn: session.id }, 'command failed');
+    if (error.code === 'internal') session.log.error({ err }, 'command failed');
     this.deps.metrics.framesRejected.incLabel(error.code);
     session.send(encodeError(error.code, error.message, ref));
   }
@@ -166,7 +166,7 @@ export class CommandHandler {
     if (to !== session.user) {
       // The message reached its recipient: a failed copy to the sender's tabs must not turn that into an error.
       await inFlight.track(broker.publishToUser(session.user, DM_FRAME_HEAD + id + body))
-        .catch((err: unknown) => log.warn({ err, conn: session.id }, 'copy of a direct message to its sender failed'));
+        .catch((err: unknown) => session.log.warn({ err }, 'copy of a direct message to its sender failed'));
     }
     session.send(encodeAck(ref, id, ts));
   }

@@ -124,7 +124,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);
     registerNotFound(target);
   }
-  const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses, log);
+  const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
   slowConsumers.start();
   broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), slowConsumers, metrics, log));
   webhooks?.start();

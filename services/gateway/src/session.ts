@@ -1,5 +1,6 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { Identity } from './auth.js';
+import type { Logger } from './logger.js';
 import { TokenBucket } from './token-bucket.js';
 
 export interface SessionLimits {
@@ -40,6 +41,8 @@ export class Session {
   /** Set by a drain: new sends and joins are refused, and the connection closes once its sends settle. */
   leaving = false;
 
+  #log: Logger | undefined;
+
   constructor(
     readonly id: string,
     readonly identity: Identity,
@@ -47,8 +50,14 @@ export class Session {
     readonly address: string,
     private readonly limits: SessionLimits,
     now: number,
+    private readonly parentLog: Logger,
   ) {
     this.#bucket = new TokenBucket(limits.rateLimitBurst, limits.rateLimitPerSec, now);
+  }
+
+  /** This connection's logger: every line names it and its user (made on first use: most connections never log). */
+  get log(): Logger {
+    return (this.#log ??= this.parentLog.child({ conn: this.id, user: this.user }));
   }
 
   get user(): string {

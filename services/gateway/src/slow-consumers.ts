@@ -1,8 +1,7 @@
 import { CloseCode } from '@chat/protocol';
-import type { Logger } from './logger.js';
 import type { Session } from './session.js';
 
-type Socket = Pick<Session, 'id' | 'user' | 'bufferedAmount' | 'end'>;
+type Socket = Pick<Session, 'log' | 'bufferedAmount' | 'end'>;
 
 /** uWS cuts a socket (1006, no close frame) past this many times SEND_BUFFER_BYTES. */
 const HARD_LIMIT_FACTOR = 16;
@@ -32,7 +31,6 @@ export class SlowConsumerGuard {
     private readonly sessions: ReadonlySet<Socket>,
     private readonly limitBytes: number,
     private readonly closes: { inc(): void },
-    private readonly log: Logger,
   ) {
     this.#headroomBytes = (hardBackpressureLimit(limitBytes) - limitBytes) / 2;
   }
@@ -61,7 +59,7 @@ export class SlowConsumerGuard {
       for (const session of this.sessions) {
         if (session.bufferedAmount() <= this.limitBytes) continue;
         this.closes.inc();
-        this.log.warn({ conn: session.id, user: session.user }, 'closing slow consumer');
+        session.log.warn('closing slow consumer');
         session.end(CloseCode.TRY_AGAIN_LATER, 'send buffer overflow: client too slow');
       }
     } finally {

@@ -94,7 +94,7 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
         const address = clientAddress(peer, forwardedFor, config.trustedProxies);
         const refusal = ctx.limits.refusal(result.identity.user, address);
         if (refusal !== undefined) return res.cork(() => refuse(res, '429 Too Many Requests', refusal));
-        const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now());
+        const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now(), log);
         // Not inside res.cork(): in this uWS build, cork() after an upgrade made outside the
         // upgrade handler can shut the new socket down a millisecond after `open`
         // (uNetworking/uWebSockets#1929). Seen here as clients cut 1006 before `welcome`.
@@ -154,7 +154,7 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
       for (const room of session.rooms) rooms.leave(session, room);
       users.remove(session);
       metrics.connectionsClosed.incLabel(closeCodeLabel(code));
-      log.debug({ conn: session.id, user: session.user, code }, 'connection closed');
+      session.log.debug({ code }, 'connection closed');
     },
   };
 }

@@ -10,7 +10,7 @@ class FakeSocket {
   constructor(readonly id: string, public buffered: number, private readonly all: Set<FakeSocket>) {
     all.add(this);
   }
-  readonly user = 'u';
+  readonly log = pino({ enabled: false });
   bufferedAmount(): number {
     return this.buffered;
   }
@@ -23,7 +23,7 @@ class FakeSocket {
 function setup() {
   const sockets = new Set<FakeSocket>();
   let closes = 0;
-  const guard = new SlowConsumerGuard(sockets, LIMIT, { inc: () => void closes++ }, pino({ enabled: false }));
+  const guard = new SlowConsumerGuard(sockets, LIMIT, { inc: () => void closes++ });
   return { sockets, guard, closes: () => closes };
 }
 
