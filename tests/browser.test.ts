@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { freeStablePort, startRedisServer, waitFor, type RedisServer } from '@chat/testkit';
+import { freeStablePort, startRedisServer, type RedisServer, uniquePrefix, waitFor } from '@chat/testkit';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
@@ -12,7 +12,7 @@ const artifacts = fileURLToPath(new URL('../artifacts/', import.meta.url));
 if (!existsSync(CHROMIUM) && process.env.CI) throw new Error('chromium is required in CI: apt-get install chromium (.ci/run does)');
 
 describe.skipIf(!existsSync(CHROMIUM))('the chat page in headless Chromium, on a three-gateway cluster', () => {
-  const env = { REDIS_PREFIX: `browser-${Date.now()}:`, PRESENCE_TTL_MS: '2000' };
+  const env = { REDIS_PREFIX: uniquePrefix('browser'), PRESENCE_TTL_MS: '2000' };
   let gateways: GatewayProcess[];
   let browser: Browser;
   let port1: number;

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { ChatClient, type WebSocketLike } from '@chat/client';
 import { compareIds, type AckFrame, type MessageFrame } from '@chat/protocol';
-import { TestClient, freeStablePort, sleep, startRedisServer, waitFor, type RedisServer } from '@chat/testkit';
+import { freeStablePort, sleep, startRedisServer, TestClient, type RedisServer, uniquePrefix, waitFor } from '@chat/testkit';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
@@ -63,7 +63,7 @@ describe('the client library resends instead of failing', () => {
   };
 
   it('a gateway SIGKILLed and restarted in a burst of 400 sends: every send is acked, and a reader sees each once, in order', async () => {
-    const prefix = `resend-${Date.now()}:`;
+    const prefix = uniquePrefix('resend');
     const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix };
     const port = await freeStablePort();
     const victim = await gateway({ ...env, NODE_ID: 'victim', PORT: String(port) });
@@ -94,7 +94,7 @@ describe('the client library resends instead of failing', () => {
   }, 60_000);
 
   it('a rolling restart of three gateways, three times, under 300 members in 10 rooms: every send acked, every member has each once, in order', async () => {
-    const prefix = `rolling-${Date.now()}:`;
+    const prefix = uniquePrefix('rolling');
     const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix };
     const ports = [await freeStablePort(), await freeStablePort(), await freeStablePort()];
     const start = (i: number) => gateway({ ...env, NODE_ID: `gw-${i + 1}`, PORT: String(ports[i]) });

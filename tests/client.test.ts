@@ -1,6 +1,6 @@
 import { ChatClient, ChatRequestError, type ConnectionState } from '@chat/client';
 import type { AckFrame, MessageFrame } from '@chat/protocol';
-import { TestClient, freeStablePort, sleep, waitFor } from '@chat/testkit';
+import { freeStablePort, sleep, TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
@@ -17,7 +17,7 @@ function recorded(client: ChatClient) {
 }
 
 describe('@chat/client against real gateways', () => {
-  const prefix = `client-${Date.now()}:`;
+  const prefix = uniquePrefix('client');
   let a: GatewayProcess;
   let b: GatewayProcess;
   const env = () => ({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, RATE_LIMIT_PER_SEC: '1000', RATE_LIMIT_BURST: '1000' });

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { TestClient, freePort, waitFor } from '@chat/testkit';
+import { TestClient, freePort, uniquePrefix, waitFor } from '@chat/testkit';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { run } from './helpers/tools.js';
 
@@ -43,7 +43,7 @@ describe.skipIf(!hasPodman)('the Dockerfile, built and run for real (podman, hos
     const port = await freePort();
     podman('run', '-d', '--network', 'host', '--name', name,
       '-e', `PORT=${port}`, '-e', 'HOST=127.0.0.1', '-e', `REDIS_URL=${inject('redisUrl')}`,
-      '-e', 'REDIS_PREFIX=container-test:', '-e', 'NODE_ID=in-a-container', IMAGE);
+      '-e', `REDIS_PREFIX=${uniquePrefix('container')}`, '-e', 'NODE_ID=in-a-container', IMAGE);
     const base = `http://127.0.0.1:${port}`;
     await waitFor(async () => (await fetch(`${base}/healthz`)).ok, { timeoutMs: 30_000, what: 'healthz' });
     expect(podman('exec', name, 'id', '-u')).not.toBe('0');

@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { readFileSync } from 'node:fs';
-import { TestClient, waitFor } from '@chat/testkit';
+import { TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
 import { scrape } from './helpers/metrics.js';
@@ -18,7 +18,7 @@ describe('metrics of two gateways after a scripted session', () => {
   const N = 5;
 
   beforeAll(async () => {
-    const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `metrics-${Date.now()}:` };
+    const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('metrics') };
     gw1 = await startGateway({ ...env, NODE_ID: 'm1', METRICS_PORT: '0' });
     gw2 = await startGateway({ ...env, NODE_ID: 'm2' });
     await waitFor(async () => (await readyz(gw1)) === 200 && (await readyz(gw2)) === 200, { what: 'ready' });

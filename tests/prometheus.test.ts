@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TestClient, freePort, waitFor } from '@chat/testkit';
+import { freePort, TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import { describe, expect, inject, it } from 'vitest';
 import { startGateway } from './helpers/gateways.js';
 import { requireTool, run } from './helpers/tools.js';
@@ -23,7 +23,7 @@ describe('Prometheus configuration', () => {
 describe('a real Prometheus server', () => {
   it('scrapes two gateways: up == 1 for both and messages counted', async () => {
     requireTool('prometheus', 'apt-get install prometheus');
-    const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `prom-${Date.now()}:`, METRICS_PORT: '0' };
+    const env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('prom'), METRICS_PORT: '0' };
     const gateways = await Promise.all([startGateway({ ...env, NODE_ID: 'p1' }), startGateway({ ...env, NODE_ID: 'p2' })]);
     const targets = gateways.map((g) => `127.0.0.1:${g.logs.find((l) => l.msg === 'listening')!.metricsPort}`);
     const dir = mkdtempSync(join(tmpdir(), 'prom-'));

@@ -1,5 +1,5 @@
 import { generateKeyPair, exportSPKI, SignJWT, UnsecuredJWT } from 'jose';
-import { HttpRefusal, TestClient, sleep, waitFor } from '@chat/testkit';
+import { HttpRefusal, sleep, TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
@@ -33,7 +33,7 @@ function statusWithHeaders(gateway: GatewayProcess, path: string, headers: Recor
 describe('authentication with an HS256 secret', () => {
   let gateway: GatewayProcess;
   beforeAll(async () => {
-    gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `sec-${Date.now()}:`, JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '2' });
+    gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('sec'), JWT_SECRET: SECRET, MAX_CONNECTIONS_PER_USER: '2' });
   });
   afterAll(async () => {
     await gateway.stop();
@@ -166,7 +166,7 @@ describe('the server-side publish API', () => {
   let gateway: GatewayProcess;
   const KEY = 'backend-api-key-0123456789';
   beforeAll(async () => {
-    gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `api-${Date.now()}:`, API_KEY: KEY, MAX_TEXT_LENGTH: '100' });
+    gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('api'), API_KEY: KEY, MAX_TEXT_LENGTH: '100' });
     await waitFor(async () => (await readyz(gateway)) === 200, { what: 'ready' });
   });
   afterAll(async () => {

@@ -8,7 +8,7 @@ const webSocket = (url: string) => new WebSocket(url) as unknown as WebSocketLik
 
 describe('SIGTERM', () => {
   it('closes every client with 1001 and exits 0 within the drain time', async () => {
-    const gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: 'shutdown-test:', DRAIN_TIMEOUT_MS: '5000', DRAIN_SPREAD_MS: '1000' });
+    const gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('shutdown'), DRAIN_TIMEOUT_MS: '5000', DRAIN_SPREAD_MS: '1000' });
     const clients = await Promise.all(['a', 'b', 'c'].map((u) => TestClient.connect(gateway.wsUrl, u)));
     await Promise.all(clients.map((c) => c.request({ type: 'join', room: 'bye' })));
     const started = Date.now();
