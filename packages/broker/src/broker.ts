@@ -1,3 +1,5 @@
+import type { Presence } from './presence.js';
+
 /**
  * The boundary between a gateway and the rest of the cluster. A broker knows
  * rooms, channels and bytes; it knows nothing of sockets or of the JSON inside
@@ -57,27 +59,8 @@ export interface Broker {
    */
   markLost(room: string, upTo: string): Promise<void>;
 
-  /**
-   * Marks `user` present in `room` through this node, with `connections` of
-   * their connections joined here (1 by default), and resolves with every user
-   * present in the room on any node. Idempotent. The room's subscribers get
-   * `onPresence(online)` when this makes the user present cluster-wide.
-   */
-  presenceJoin(room: string, user: string, connections?: number): Promise<string[]>;
-
-  /**
-   * Withdraws this node's presence of `user` in `room`; subscribers get
-   * `onPresence(offline)` when no node has the user there any more. A node that
-   * dies without a word is withdrawn by the others within the presence timeout.
-   */
-  presenceLeave(room: string, user: string): Promise<void>;
-
-  /**
-   * Records how many connections `user` has on this node (0: none left). The
-   * first connection anywhere in the cluster records `user.online`, the last one
-   * gone `user.offline`; a node that dies is withdrawn within the presence timeout.
-   */
-  setUserConnections(user: string, connections: number): Promise<void>;
+  /** Who is present where: each node writes its own connections (see presence.ts). */
+  readonly presence: Presence;
 
   /** Sends an ephemeral frame about `user` to the room's subscribers; never stored. */
   publishRoomEvent(room: string, user: string, frame: string): Promise<void>;

@@ -1,6 +1,7 @@
 export type {
   Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
+export type { Presence } from './presence.js';
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';

@@ -65,18 +65,18 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
 
     it('records each transition once however many nodes take part, with unique ids, in order per room and per user', async () => {
       const feed = harness.feed();
-      await a.setUserConnections('ann', 1);
-      await b.setUserConnections('ann', 2);
-      await a.setUserConnections('ann', 3);
-      await a.presenceJoin('r', 'ann', 1);
-      await b.presenceJoin('r', 'ann', 2);
-      await b.presenceJoin('r', 'bob', 1);
+      await a.presence.setUserConnections('ann', 1);
+      await b.presence.setUserConnections('ann', 2);
+      await a.presence.setUserConnections('ann', 3);
+      await a.presence.join('r', 'ann', 1);
+      await b.presence.join('r', 'ann', 2);
+      await b.presence.join('r', 'bob', 1);
       const { id } = await a.append({ room: 'r', head: '{"type":"message","room":"r","id":"', body: '","user":"ann","text":"hi","ts":5}', ts: 5 });
-      await a.presenceLeave('r', 'ann');
-      await b.presenceLeave('r', 'bob');
-      await b.presenceLeave('r', 'ann');
-      await a.setUserConnections('ann', 0);
-      await b.setUserConnections('ann', 0);
+      await a.presence.leave('r', 'ann');
+      await b.presence.leave('r', 'bob');
+      await b.presence.leave('r', 'ann');
+      await a.presence.setUserConnections('ann', 0);
+      await b.presence.setUserConnections('ann', 0);
       const events = await drain(feed);
       expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
       const about = (type: string) => events.filter((e) => e.type === type).map((e) => e.data);
@@ -96,7 +96,7 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
 
     it('leases a stream to one reader at a time; only the holder acknowledges', async () => {
       const feed = harness.feed();
-      await a.setUserConnections('cat', 1);
+      await a.presence.setUserConnections('cat', 1);
       const [{ stream, pending }] = (await feed.backlog()) as unknown as [{ stream: string; pending: number }];
       expect(pending).toBe(1);
       const first = await feed.claim(stream, 'one', 5000, 10);
@@ -106,7 +106,7 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       expect(await feed.ack(stream, 'two', first.events[0]!.entry)).toBeNull();
       expect(await feed.ack(stream, 'one', first.events[0]!.entry)).toBe(0);
       // The last acknowledgement gave the lease up with the stream.
-      await b.setUserConnections('cid', 1);
+      await b.presence.setUserConnections('cid', 1);
       const next = await feed.claim(stream, 'two', 5000, 10);
       expect('events' in next && next.events.length).toBe(1);
       await feed.release(stream, 'two');
@@ -117,30 +117,30 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       const feed = harness.feed();
       const woken: string[] = [];
       await feed.listen((stream) => woken.push(stream));
-      await a.setUserConnections('dee', 1);
+      await a.presence.setUserConnections('dee', 1);
       await eventually(() => woken.length === 1, 'a wake-up');
       expect((await feed.backlog()).map((s) => s.stream)).toEqual(woken);
     });
 
     it('answers who is where from the shared state', async () => {
       const directory = harness.directory();
-      await a.setUserConnections('eve', 2);
-      await b.setUserConnections('eve', 1);
-      await a.presenceJoin('x1', 'eve', 2);
-      await b.presenceJoin('x1', 'eve', 1);
-      await b.presenceJoin('x1', 'fay', 1);
-      await a.presenceJoin('x2', 'eve', 1);
-      await a.presenceJoin('x3', 'fay', 1);
+      await a.presence.setUserConnections('eve', 2);
+      await b.presence.setUserConnections('eve', 1);
+      await a.presence.join('x1', 'eve', 2);
+      await b.presence.join('x1', 'eve', 1);
+      await b.presence.join('x1', 'fay', 1);
+      await a.presence.join('x2', 'eve', 1);
+      await a.presence.join('x3', 'fay', 1);
       expect(await directory.roomMembers('x1')).toEqual([{ user: 'eve', connections: 3 }, { user: 'fay', connections: 1 }]);
       expect(await directory.userPresence('eve')).toEqual({ online: true, connections: 3, rooms: ['x1', 'x2'] });
       expect(await directory.userPresence('nobody')).toEqual({ online: false, connections: 0, rooms: [] });
       const page1 = await directory.activeRooms(undefined, 2);
       expect(page1).toEqual({ rooms: [{ room: 'x1', members: 2 }, { room: 'x2', members: 1 }], next: 'x2' });
       expect(await directory.activeRooms(page1.next, 2)).toEqual({ rooms: [{ room: 'x3', members: 1 }] });
-      await a.presenceLeave('x2', 'eve');
+      await a.presence.leave('x2', 'eve');
       expect((await directory.activeRooms(undefined, 10)).rooms.map((r) => r.room)).toEqual(['x1', 'x3']);
       expect((await directory.userPresence('eve')).rooms).toEqual(['x1']);
-      await a.setUserConnections('eve', 0);
+      await a.presence.setUserConnections('eve', 0);
       expect(await directory.userPresence('eve')).toMatchObject({ online: true, connections: 1 });
     });
 

@@ -198,25 +198,25 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
     it('announces a user online when the first node has them, offline when the last lets go', async () => {
       await a.subscribeRoom('p');
       await b.subscribeRoom('p');
-      expect(await a.presenceJoin('p', 'ann')).toEqual(['ann']);
-      expect((await b.presenceJoin('p', 'ann')).sort()).toEqual(['ann']);
-      expect((await b.presenceJoin('p', 'bob')).sort()).toEqual(['ann', 'bob']);
-      expect(await a.presenceJoin('p', 'ann')).toHaveLength(2); // idempotent
+      expect(await a.presence.join('p', 'ann')).toEqual(['ann']);
+      expect((await b.presence.join('p', 'ann')).sort()).toEqual(['ann']);
+      expect((await b.presence.join('p', 'bob')).sort()).toEqual(['ann', 'bob']);
+      expect(await a.presence.join('p', 'ann')).toHaveLength(2); // idempotent
       await eventually(() => la.presence.length === 2 && lb.presence.length === 2, 'two online events each');
       expect(la.presence).toEqual(['p:ann:online', 'p:bob:online']);
-      await a.presenceLeave('p', 'ann');
-      await b.presenceLeave('p', 'bob');
+      await a.presence.leave('p', 'ann');
+      await b.presence.leave('p', 'bob');
       await eventually(() => la.presence.length === 3, 'bob offline');
       expect(la.presence[2]).toBe('p:bob:offline');
-      await b.presenceLeave('p', 'ann');
+      await b.presence.leave('p', 'ann');
       await eventually(() => lb.presence.length === 4, 'ann offline');
       expect(lb.presence).toEqual(['p:ann:online', 'p:bob:online', 'p:bob:offline', 'p:ann:offline']);
-      expect(await a.presenceJoin('p', 'cid')).toEqual(['cid']);
+      expect(await a.presence.join('p', 'cid')).toEqual(['cid']);
     });
 
     it('withdraws a closing node\'s presence at once', async () => {
       await a.subscribeRoom('w');
-      await b.presenceJoin('w', 'leaver');
+      await b.presence.join('w', 'leaver');
       await eventually(() => la.presence.length === 1, 'online');
       await b.close();
       await eventually(() => la.presence.length === 2, 'offline after close');

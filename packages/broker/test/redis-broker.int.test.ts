@@ -130,8 +130,8 @@ describe('RedisBroker presence when a node dies without a word', () => {
     victim.start(new RecordingListener());
     await eventually(() => survivor.up && victim.up, 'up');
     await survivor.subscribeRoom('r');
-    await survivor.presenceJoin('r', 'stays');
-    await victim.presenceJoin('r', 'goes');
+    await survivor.presence.join('r', 'stays');
+    await victim.presence.join('r', 'goes');
     await eventually(() => seen.presence.length === 2, 'two online');
 
     // The victim's process "dies": its connections drop and it never heartbeats again.
@@ -140,7 +140,7 @@ describe('RedisBroker presence when a node dies without a word', () => {
     await eventually(() => seen.presence.includes('r:goes:offline'), 'offline for the dead node', 5000);
     const took = Date.now() - died;
     expect(took).toBeLessThan(ttl * 1.25 + 500);
-    expect(await survivor.presenceJoin('r', 'stays')).toEqual(['stays']);
+    expect(await survivor.presence.join('r', 'stays')).toEqual(['stays']);
 
     // Redis loses the survivor's entries (as on a restart): its next heartbeat re-announces them.
     const admin = new Redis(url);
@@ -166,10 +166,10 @@ describe('RedisBroker cluster events when a node dies without a word', () => {
     survivor.start(new RecordingListener());
     victim.start(new RecordingListener());
     await eventually(() => survivor.up && victim.up, 'up');
-    await survivor.setUserConnections('both', 1);
-    await victim.setUserConnections('both', 1);
-    await victim.setUserConnections('only', 2);
-    await victim.presenceJoin('alone', 'only', 2);
+    await survivor.presence.setUserConnections('both', 1);
+    await victim.presence.setUserConnections('both', 1);
+    await victim.presence.setUserConnections('only', 2);
+    await victim.presence.join('alone', 'only', 2);
     const reader = new Redis(url);
     const feed = new RedisEventFeed({ command: reader, subscriber: new Redis(url), keys, sharded: false });
     const read = async () => {

@@ -50,7 +50,7 @@ describe('WebhookDispatcher', () => {
 
   it('posts each event once, in order, signed over its timestamp and body', async () => {
     const { node } = await cluster({}, 3);
-    for (let i = 0; i < 20; i++) await node.setUserConnections(`u${i}`, 1);
+    for (let i = 0; i < 20; i++) await node.presence.setUserConnections(`u${i}`, 1);
     await waitFor(() => receiver.accepted().length === 20, { timeoutMs: 5000, what: '20 deliveries' });
     await new Promise((r) => setTimeout(r, 300)); // a sweep later, nothing is posted again
     const delivered = receiver.deliveries;
@@ -68,8 +68,8 @@ describe('WebhookDispatcher', () => {
     const { node, observer } = await cluster({ retryMinMs: 50, retryMaxMs: 1000 });
     let refusals = 3;
     receiver.respond(() => (refusals-- > 0 ? 500 : 200));
-    await node.setUserConnections('first', 1);
-    await node.setUserConnections('second', 1);
+    await node.presence.setUserConnections('first', 1);
+    await node.presence.setUserConnections('second', 1);
     await waitFor(() => receiver.accepted().length === 2, { timeoutMs: 5000, what: 'both delivered' });
     const [a, b, c, d, e] = receiver.deliveries;
     expect([a, b, c, d, e].map((x) => x?.status)).toEqual([500, 500, 500, 200, 200]);
@@ -91,7 +91,7 @@ describe('WebhookDispatcher', () => {
       }
       return 204;
     });
-    await node.setUserConnections('late', 1);
+    await node.presence.setUserConnections('late', 1);
     await waitFor(() => observer.counts.delivered === 1, { timeoutMs: 5000, what: 'delivered on the retry' });
     expect(observer.counts.failed).toBe(1);
   });
@@ -99,8 +99,8 @@ describe('WebhookDispatcher', () => {
   it('drops an event still failing past the give-up age, counted, and goes on', async () => {
     const { node, observer } = await cluster({ giveUpAfterMs: 150, retryMinMs: 40 });
     receiver.respond((d) => (d.event?.data.user === 'doomed' ? 503 : 200));
-    await node.setUserConnections('doomed', 1);
-    await node.setUserConnections('fine', 1);
+    await node.presence.setUserConnections('doomed', 1);
+    await node.presence.setUserConnections('fine', 1);
     await waitFor(() => receiver.accepted().length === 1, { timeoutMs: 5000, what: 'the next event' });
     expect(observer.counts.dropped).toBe(1);
     expect(receiver.accepted()[0]!.event?.data.user).toBe('fine');

@@ -48,7 +48,7 @@ export class UserRegistry {
   }
 
   #count(user: string, connections: number): Promise<void> {
-    return this.track(this.broker.setUserConnections(user, connections))
+    return this.track(this.broker.presence.setUserConnections(user, connections))
       .catch((err: unknown) => this.log.warn({ err, user }, 'user presence not recorded yet; the broker retries'));
   }
 }

@@ -1,4 +1,5 @@
 import type { EventRecording } from '../cluster-events.js';
+import type { Presence } from '../presence.js';
 import { RevocationTable } from '../revocations.js';
 import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
@@ -150,6 +151,11 @@ export interface MemoryBrokerOptions {
 
 /** A single-process broker: used when no Redis is configured, and in unit tests. */
 export class MemoryBroker implements Broker {
+  readonly presence: Presence = {
+    join: (room, user, connections) => this.#presenceJoin(room, user, connections),
+    leave: (room, user) => this.#presenceLeave(room, user),
+    setUserConnections: (user, connections) => this.#setUserConnections(user, connections),
+  };
   readonly #hub: MemoryHub;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -292,7 +298,7 @@ export class MemoryBroker implements Broker {
     this.#toRoom(room, (b) => b.#listener?.onRoomLoss(room, upTo));
   }
 
-  async presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
+  async #presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
     this.#check();
     let held = this.#presence.get(room);
     if (held === undefined) this.#presence.set(room, (held = new Set()));
@@ -309,7 +315,7 @@ export class MemoryBroker implements Broker {
     return [...state.presence.keys()];
   }
 
-  async setUserConnections(user: string, connections: number): Promise<void> {
+  async #setUserConnections(user: string, connections: number): Promise<void> {
     this.#check();
     this.#setConnections(user, connections);
   }
@@ -325,7 +331,7 @@ export class MemoryBroker implements Broker {
     return subscribers.length;
   }
 
-  async presenceLeave(room: string, user: string): Promise<void> {
+  async #presenceLeave(room: string, user: string): Promise<void> {
     this.#check();
     this.#withdraw(room, user);
   }

@@ -8,6 +8,7 @@ import { BrokerNotReplicatedError } from '../errors.js';
 import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
+import type { Presence } from '../presence.js';
 import { trimBatch } from '../trim.js';
 import { SlotKeys } from './slot-keys.js';
 import { EventRecorder } from './event-recorder.js';
@@ -82,6 +83,11 @@ export class RedisBroker implements Broker {
   readonly #events: EventRecorder;
   /** message.created is recorded: appends run the script that records it. */
   readonly #recordsMessages: boolean;
+  readonly presence: Presence = {
+    join: (room, user, connections = 1) => this.#roomPresence.set(room, user, connections),
+    leave: async (room, user) => { await this.#roomPresence.set(room, user, 0); },
+    setUserConnections: (user, connections) => this.#userPresence.set(user, connections),
+  };
   readonly #roomPresence: RedisRoomPresence;
   readonly #userPresence: RedisUserPresence;
   #listener: BrokerListener | null = null;
@@ -244,18 +250,6 @@ export class RedisBroker implements Broker {
 
   async markLost(room: string, upTo: string): Promise<void> {
     await this.#call(() => this.#command.chatMarkLost(this.#keys.roomLost(room), upTo, this.#keys.roomChannel(room), this.#publish));
-  }
-
-  presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
-    return this.#roomPresence.set(room, user, connections);
-  }
-
-  async presenceLeave(room: string, user: string): Promise<void> {
-    await this.#roomPresence.set(room, user, 0);
-  }
-
-  setUserConnections(user: string, connections: number): Promise<void> {
-    return this.#userPresence.set(user, connections);
   }
 
   sendUserCommand(user: string, command: string): Promise<number> {

@@ -107,7 +107,7 @@ export class RoomRegistry {
       // writing presence now would leave a member nobody withdraws.
       if (!room.pending.has(pending) || !session.open) return;
       const [members, { messages, recovered, newest }] = await Promise.all([
-        this.#options.track(broker.presenceJoin(name, session.user, room.holders.get(session.user)?.size ?? 1)),
+        this.#options.track(broker.presence.join(name, session.user, room.holders.get(session.user)?.size ?? 1)),
         this.#readForJoin(name, since),
       ]);
       // A message stored before the read may still be on its way here live (pub/sub
@@ -275,7 +275,7 @@ export class RoomRegistry {
     const { broker, log, track } = this.#options;
     const left = room.release(session);
     if (left !== undefined) {
-      track(left === 0 ? broker.presenceLeave(room.name, session.user) : broker.presenceJoin(room.name, session.user, left).then(() => {}))
+      track(left === 0 ? broker.presence.leave(room.name, session.user) : broker.presence.join(room.name, session.user, left).then(() => {}))
         .catch((err: unknown) => log.warn({ err, room: room.name }, 'presence update failed'));
     }
     if (room.holders.size > 0 || this.#rooms.get(room.name) !== room) return;
