@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed, type TokenRevocations } from '../src/index.js';
-import { RecordingListener, eventually } from './contract.js';
+import { RecordingListener, eventually, twoNodes } from './contract.js';
 
 /** Nodes of one cluster, with the directory and event feed over their shared state. */
 export interface ClusterStateHarness {
@@ -40,28 +40,9 @@ async function drain(feed: EventFeed): Promise<Event[]> {
 /** What Directory and EventFeed promise over the state every node writes (see directory.ts, event-feed.ts). */
 export function clusterStateContract(name: string, makeHarness: () => Promise<ClusterStateHarness>): void {
   describe(`${name} (cluster state contract)`, () => {
-    let harness: ClusterStateHarness;
-    let a: Broker;
-    let b: Broker;
-    let la: RecordingListener;
-    let lb: RecordingListener;
-
-    beforeEach(async () => {
-      harness = await makeHarness();
-      a = harness.create();
-      b = harness.create();
-      la = new RecordingListener();
-      lb = new RecordingListener();
-      a.start(la);
-      b.start(lb);
-      await eventually(() => a.up && b.up, 'both brokers up');
-    });
-
-    afterEach(async () => {
-      await a.close();
-      await b.close();
-      await harness.cleanup();
-    });
+    const nodes = twoNodes(makeHarness);
+    let harness: ClusterStateHarness, a: Broker, b: Broker, la: RecordingListener, lb: RecordingListener;
+    beforeEach(() => ({ harness, a, b, la, lb } = nodes));
 
     it('records each transition once however many nodes take part, with unique ids, in order per room and per user', async () => {
       const feed = harness.feed();

@@ -59,34 +59,36 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
   }
 }
 
+/** Two started nodes of a fresh harness for every test, closed after it (call inside a describe). */
+export function twoNodes<H extends { create(): Broker; cleanup(): Promise<void> }>(makeHarness: () => Promise<H>): { harness: H; a: Broker; b: Broker; la: RecordingListener; lb: RecordingListener } {
+  const nodes = {} as { harness: H; a: Broker; b: Broker; la: RecordingListener; lb: RecordingListener };
+  beforeEach(async () => {
+    nodes.harness = await makeHarness();
+    nodes.a = nodes.harness.create();
+    nodes.b = nodes.harness.create();
+    nodes.la = new RecordingListener();
+    nodes.lb = new RecordingListener();
+    nodes.a.start(nodes.la);
+    nodes.b.start(nodes.lb);
+    await eventually(() => nodes.a.up && nodes.b.up, 'both brokers up');
+  });
+  afterEach(async () => {
+    await nodes.a.close();
+    await nodes.b.close();
+    await nodes.harness.cleanup();
+  });
+  return nodes;
+}
+
 const append = async (broker: Broker, room: string, text: string, ts = Date.now()) =>
   (await broker.append({ room, head: `<${room}|`, body: `|${text}>`, ts })).id;
 
 /** The behaviour every Broker implementation promises (see broker.ts). */
 export function brokerContract(name: string, makeHarness: () => Promise<BrokerHarness>): void {
   describe(`${name} (Broker contract)`, () => {
-    let harness: BrokerHarness;
-    let a: Broker;
-    let b: Broker;
-    let la: RecordingListener;
-    let lb: RecordingListener;
-
-    beforeEach(async () => {
-      harness = await makeHarness();
-      a = harness.create();
-      b = harness.create();
-      la = new RecordingListener();
-      lb = new RecordingListener();
-      a.start(la);
-      b.start(lb);
-      await eventually(() => a.up && b.up, 'both brokers up');
-    });
-
-    afterEach(async () => {
-      await a.close();
-      await b.close();
-      await harness.cleanup();
-    });
+    const nodes = twoNodes(makeHarness);
+    let harness: BrokerHarness, a: Broker, b: Broker, la: RecordingListener, lb: RecordingListener;
+    beforeEach(() => ({ harness, a, b, la, lb } = nodes));
 
     it('reports that it is up', () => {
       expect(la.statuses.at(-1)).toBe(true);

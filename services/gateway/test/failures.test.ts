@@ -1,13 +1,8 @@
 import { sleep, waitFor } from '@chat/testkit';
 import { describe, expect, it } from 'vitest';
-import { trackTestGateways, type TestGateway } from './harness.js';
+import { metric, trackTestGateways } from './harness.js';
 
 const { gateway, connect } = trackTestGateways();
-async function metric(g: TestGateway, name: string): Promise<number> {
-  const text = await (await fetch(`${g.httpUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
-  return line === undefined ? 0 : Number(line.split(' ').at(-1));
-}
 
 describe('slow consumers', () => {
   it('closes a socket whose send buffer stays full with 1013, without stalling the room', async () => {

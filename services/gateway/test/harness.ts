@@ -84,3 +84,10 @@ export function trackTestGateways() {
   };
   return tracker;
 }
+
+/** A sample of the gateway's /metrics: the first line of `name` (with its labels, if given in `name`); 0 when absent. */
+export async function metric(g: TestGateway, name: string): Promise<number> {
+  const text = await (await fetch(`${g.httpUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
