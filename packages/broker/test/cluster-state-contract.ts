@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed, type TokenRevocations } from '../src/index.js';
 import { RecordingListener, eventually, twoNodes } from './contract.js';
 

@@ -15,3 +15,13 @@ describe('keySlot', () => {
     expect(keySlot('room:{général}')).toBe(keySlot('général'));
   });
 });
+
+describe('keySlot on the keys this service makes', () => {
+  // cluster-key-slot (what ioredis routes with) differs from Redis on keys whose first
+  // tag is empty and a later "}" follows ("a{}b}c"); REDIS_PREFIX refuses braces, so
+  // every key made here has the room's own, non-empty tag first.
+  it('puts every key and channel of a room on the slot of its name', () => {
+    const room = 'lobby-42';
+    for (const key of [`chat:room:{${room}}:log`, `app-1:room:{${room}}:lost`, `x:room:{${room}}`]) expect(keySlot(key)).toBe(keySlot(room));
+  });
+});

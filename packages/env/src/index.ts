@@ -13,6 +13,16 @@ export class ConfigError extends Error {
 }
 
 /** The Redis target from REDIS_URL / REDIS_CLUSTER_NODES / REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER, REDIS_USERNAME, REDIS_PASSWORD). */
+/**
+ * REDIS_PREFIX, which starts every key: braces would make Redis Cluster hash
+ * a room's keys by the prefix instead of the room's own tag `{room}`.
+ */
+export function readRedisPrefix(read: EnvReader): string {
+  const prefix = read.string('REDIS_PREFIX', 'chat:');
+  if (/[{}]/.test(prefix)) throw new ConfigError(`REDIS_PREFIX must not contain { or }, got "${prefix}": a room's keys share its own hash tag`);
+  return prefix;
+}
+
 export function readRedisTarget(read: EnvReader): RedisTarget | undefined {
   const url = read.optionalUrl('REDIS_URL', ['redis:', 'rediss:']);
   const clusterNodes = read.hostPorts('REDIS_CLUSTER_NODES');

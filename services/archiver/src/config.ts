@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import type { RedisTarget } from '@chat/broker';
-import { ConfigError, EnvReader, LOG_LEVELS, readRedisTarget, type Env, type LogLevel } from '@chat/env';
+import { ConfigError, EnvReader, LOG_LEVELS, readRedisPrefix, readRedisTarget, type Env, type LogLevel } from '@chat/env';
 
 /** Validated, frozen settings of an archiver; `loadConfig` is the only place that reads the environment. */
 export interface ArchiverConfig {
@@ -39,7 +39,7 @@ export function loadConfig(env: Env = process.env): ArchiverConfig {
   const config: ArchiverConfig = {
     databaseUrl,
     redis,
-    redisPrefix: read.string('REDIS_PREFIX', 'chat:'),
+    redisPrefix: readRedisPrefix(read),
     nodeId: read.name('NODE_ID', `${hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(-64)),
     host: read.string('HOST', '0.0.0.0'),
     port: read.int('PORT', 9092, 0, 65535),

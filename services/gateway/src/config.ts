@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CLUSTER_EVENT_TYPES, type ClusterEventType, type RedisTarget } from '@chat/broker';
 import type { WebhookSettings } from '@chat/webhooks';
-import { ConfigError, EnvReader, LOG_LEVELS, readRedisTarget, type Env, type LogLevel } from '@chat/env';
+import { ConfigError, EnvReader, LOG_LEVELS, readRedisPrefix, readRedisTarget, type Env, type LogLevel } from '@chat/env';
 
 /** Validated, frozen settings. `loadConfig` is the only place that reads the environment. */
 export interface Config {
@@ -83,7 +83,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: read.string('HOST', '0.0.0.0'),
     nodeId: read.name('NODE_ID', defaultNodeId()),
     ...readRedis(read),
-    redisPrefix: read.string('REDIS_PREFIX', 'chat:'),
+    redisPrefix: readRedisPrefix(read),
     logLevel: read.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     historySize,
     joinHistory: read.int('JOIN_HISTORY', Math.min(50, historySize), 0, historySize),

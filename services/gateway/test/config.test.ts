@@ -36,6 +36,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ HISTORY_SIZE: '10', JOIN_HISTORY: '11' })).toThrow(/JOIN_HISTORY/);
   });
 
+  it('refuses a REDIS_PREFIX with braces, which would take the rooms off their own hash slots', () => {
+    expect(() => loadConfig({ REDIS_PREFIX: 'app{1}:' })).toThrow(/REDIS_PREFIX must not contain/);
+    expect(loadConfig({ REDIS_PREFIX: 'app-1:' }).redisPrefix).toBe('app-1:');
+  });
+
   it('is documented in docs/configuration.md, every variable of it', () => {
     const source = readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8');
     const readme = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
