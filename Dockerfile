@@ -15,6 +15,7 @@ COPY packages/webhooks/package.json packages/webhooks/
 COPY packages/testkit/package.json packages/testkit/
 COPY packages/client/package.json packages/client/
 COPY packages/loadgen/package.json packages/loadgen/
+COPY packages/proc/package.json packages/proc/
 COPY services/gateway/package.json services/gateway/
 COPY services/archiver/package.json services/archiver/
 

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ArchiveStore } from '../packages/archive/dist/index.js';
 import { TestClient, spawnService, startPostgres, startRedisServer } from '../packages/testkit/dist/index.js';
 import { report } from './redis-cluster.mjs';
+import { cpuSeconds } from '../packages/proc/dist/index.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(root, 'bench/results/archive.json');
@@ -28,12 +29,6 @@ const DEEP_ROWS = quick ? 100_000 : 1_000_000;
 const log = (line) => process.stderr.write(`${line}\n`);
 const GATEWAY_ENV = { RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000', RATE_LIMIT_CLOSE_AFTER: '1000000', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info' };
 
-const cpuSeconds = (pid) => {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch { return 0; }
-};
 /** PostgreSQL's CPU: the postmaster and every backend it forked. */
 const postgresPids = (postmaster) => [postmaster, ...execFileSync('ps', ['-o', 'pid=', '--ppid', String(postmaster)]).toString().trim().split(/\s+/).filter(Boolean).map(Number)];
 const quantile = (sorted, q) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);

@@ -4,13 +4,13 @@
 // redis-server. Writes bench/results/idempotency.json and the "## Idempotency" section.
 // Usage: npm run build && node bench/idempotency.mjs [--no-write]  (about 30 seconds)
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { defineScripts } from '../packages/broker/dist/redis/scripts.js';
 import { KeySpace } from '../packages/broker/dist/redis/keys.js';
 import { report } from './redis-cluster.mjs';
+import { cpuSeconds, freePort } from '../packages/proc/dist/index.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(root, 'bench/results/idempotency.json');
@@ -20,16 +20,9 @@ const ROOMS = 40;
 const ROUNDS = 3;
 const TTL_MS = 600_000;
 
-const anyPort = async () => {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => { const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
-};
-const port = await anyPort();
+const port = await freePort();
 const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-const cpuSeconds = () => {
-  const fields = readFileSync(`/proc/${redis.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-};
+const redisCpu = () => cpuSeconds(redis.pid);
 const client = new Redis(port, { lazyConnect: true });
 for (let i = 0; i < 50; i++) { try { await client.connect(); break; } catch { await new Promise((r) => setTimeout(r, 100)); } }
 defineScripts(client);
@@ -43,7 +36,7 @@ const body = `","user":"alice","text":"${'x'.repeat(100)}","ts":1764000000000}`;
 async function run(keyed) {
   await client.flushall();
   const before = await usedMemory();
-  const cpuBefore = cpuSeconds();
+  const cpuBefore = redisCpu();
   for (let i = 0; i < APPENDS; i += 500) {
     const pipeline = client.pipeline();
     for (let j = 0; j < 500; j++) {
@@ -56,7 +49,7 @@ async function run(keyed) {
     }
     await pipeline.exec();
   }
-  return { bytes: (await usedMemory()) - before, cpuUsPerAppend: ((cpuSeconds() - cpuBefore) / APPENDS) * 1e6 };
+  return { bytes: (await usedMemory()) - before, cpuUsPerAppend: ((redisCpu() - cpuBefore) / APPENDS) * 1e6 };
 }
 
 const rounds = [];

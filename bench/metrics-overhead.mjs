@@ -4,9 +4,9 @@
 // gateway on the in-process broker (local fan-out only, the path metrics touch most).
 // Usage: npm run build && node bench/metrics-overhead.mjs [rounds]
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import { cpuSeconds } from '../packages/proc/dist/index.js';
 
 const MEMBERS = Number(process.env.MEMBERS ?? 300);
 const RATE = Number(process.env.RATE ?? 150);
@@ -15,10 +15,6 @@ const ROUNDS = Number(process.argv[2] ?? 3);
 const entry = fileURLToPath(new URL('../services/gateway/dist/main.js', import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
-}
 
 async function startGateway(metrics) {
   const child = spawn(process.execPath, [entry], {

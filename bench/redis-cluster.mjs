@@ -17,11 +17,11 @@
 // at the end, on error and on Ctrl-C; all traffic stays on 127.0.0.1.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { childPids, cpuSeconds, freeClusterPorts, waitFor } from '../packages/proc/dist/index.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(root, 'bench/results/redis-cluster.json');
@@ -83,66 +83,20 @@ async function stop(list) {
   })));
 }
 
-function cpuSeconds(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch { return 0; }
-}
 
 // ---------------------------------------------------------------- Redis
 
-/** Child processes of pid (the load generator's workers). */
-function childPids(pid) {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch { return []; }
-}
 
 const cpuMark = (pids) => ({ at: Date.now(), cpu: pids.map(cpuSeconds) });
 /** Each process's CPU since the mark, in % of one core. */
 const cpuSince = (pids, mark) => pids.map((pid, i) => Math.round(((cpuSeconds(pid) - mark.cpu[i]) / Math.max(0.001, (Date.now() - mark.at) / 1000)) * 100));
 
-function portFree(port) {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 
-function anyPort() {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
-/** Ports whose cluster bus (port + 10000) is free too, none colliding with another's. */
-async function redisPorts(count) {
-  const taken = new Set();
-  const ports = [];
-  for (let attempt = 0; ports.length < count; attempt++) {
-    if (attempt > 500) throw new Error('no free port pairs');
-    const port = await anyPort();
-    if (port + 10_000 > 65_535 || taken.has(port) || taken.has(port + 10_000) || !(await portFree(port + 10_000))) continue;
-    taken.add(port).add(port + 10_000);
-    ports.push(port);
-  }
-  return ports;
-}
-
+const waitUntil = (what, check, timeoutMs = 30_000) => waitFor(check, { what, timeoutMs, intervalMs: 100 });
+const redisPorts = (count) => freeClusterPorts(count);
 const cli = (port, ...args) => execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args.map(String)], { timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 const infoField = (text, name) => text.split(/\r?\n/).find((l) => l.startsWith(`${name}:`))?.slice(name.length + 1).trim();
 
-async function waitFor(what, check, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try { if (await check()) return; } catch (err) { last = err; }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-}
 
 async function startRedisNodes(ports, dir, cluster, redisArgs = []) {
   const nodes = ports.map((port) => ({
@@ -155,7 +109,7 @@ async function startRedisNodes(ports, dir, cluster, redisArgs = []) {
       ...(cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-announce-ip', '127.0.0.1'] : []),
     ]),
   }));
-  for (const { port } of nodes) await waitFor(`redis ${port}`, () => cli(port, 'ping').trim() === 'PONG', 10_000);
+  for (const { port } of nodes) await waitUntil(`redis ${port}`, () => cli(port, 'ping').trim() === 'PONG', 10_000);
   return nodes;
 }
 
@@ -186,7 +140,7 @@ async function startTopology({ kind, shards = 1, replicas = 0, redisArgs = [] },
     execFileSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
       { timeout: 60_000, stdio: ['ignore', 'ignore', 'inherit'] });
   }
-  await waitFor('the cluster to settle', () => clusterSettled(ports), 60_000);
+  await waitUntil('the cluster to settle', () => clusterSettled(ports), 60_000);
   const primaries = ports.filter((p) => infoField(cli(p, 'info', 'replication'), 'role') === 'master');
   return { nodes, primaries, env: { REDIS_CLUSTER_NODES: ports.map((p) => `127.0.0.1:${p}`).join(',') } };
 }
@@ -218,7 +172,7 @@ async function startGateways(count, redisEnv, extraEnv) {
     ports.push(port);
   }
   for (const port of ports) {
-    await waitFor(`gateway ${port} /readyz`, async () => {
+    await waitUntil(`gateway ${port} /readyz`, async () => {
       const res = await fetch(`http://127.0.0.1:${port}/readyz`);
       if (!res.ok) throw new Error(await res.text());
       return true;

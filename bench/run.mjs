@@ -19,6 +19,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort, rssBytes as processRss, startRedisServer } from '../packages/proc/dist/index.js';
 import { COMMAND_LINE as DURABILITY_COMMAND, durabilitySection } from './durability.mjs';
 import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
 import { COMMAND_LINE as STORM_COMMAND, stormSection } from './storm.mjs';
@@ -59,21 +60,10 @@ async function stopAll(list) {
   })));
 }
 
-async function freePort() {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
-}
-
 async function startRedis() {
-  const port = await freePort();
-  const child = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  for (let i = 0; i < 100; i++) {
-    try { if (execSync(`redis-cli -p ${port} ping`).toString().trim() === 'PONG') break; } catch { /* starting */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url: `redis://127.0.0.1:${port}`, child };
+  const redis = await startRedisServer(await freePort(), tmp);
+  children.push(redis.child.process);
+  return { url: redis.url, child: redis.child.process };
 }
 
 const GATEWAY_ENV = { RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000', RATE_LIMIT_CLOSE_AFTER: '1000000', HOST: '127.0.0.1', LOG_LEVEL: 'info' };
@@ -114,10 +104,7 @@ function load(system, running, args, label) {
 }
 
 function rssBytes(pids) {
-  return pids.reduce((total, pid) => {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-    return total + Number(line.split(/\s+/)[1]) * 1024;
-  }, 0);
+  return pids.reduce((total, pid) => total + processRss(pid), 0);
 }
 
 async function idleMemory(system, running, connections) {

@@ -10,7 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeStorm, processCpuSeconds, runStorm } from '../packages/loadgen/dist/index.js';
+import { describeStorm, runStorm } from '../packages/loadgen/dist/index.js';
+import { cpuSeconds } from '../packages/proc/dist/index.js';
 import { freePort, spawnService, startRedisServer, waitFor } from '../packages/testkit/dist/index.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -72,7 +73,7 @@ async function runCase(spec) {
       clients: CLIENTS, rooms: 300, rate: 100, controlRooms: 10, controlMembers: 20, controlRate: 10,
       workers: 2, batch: 500, timeoutMs: 120_000,
       disrupt: () => spec.disrupt(cluster).then(() => {}),
-      cpuSeconds: () => processCpuSeconds(pid),
+      cpuSeconds: () => cpuSeconds(pid),
       progress: log,
     });
     log(describeStorm(report));

@@ -18,11 +18,11 @@
 //   kill -HUP <pid printed at start>         # or: npm run load -- churn --resend --roll <pid>
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { CLUSTER_BUS_OFFSET, freeClusterPorts, freePort, freeStablePort, isPortFree, waitFor } from '../../packages/proc/dist/index.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -31,8 +31,6 @@ const children = []; // started, in order; stopped in reverse
 let stopping = false;
 /** 3 primaries + 3 replicas: the smallest cluster that survives losing a primary. */
 const CLUSTER_NODES = 6;
-/** A cluster node also listens on port + 10000, the cluster bus. */
-const BUS_OFFSET = 10_000;
 
 function parseArgs(argv) {
   const out = {
@@ -72,31 +70,6 @@ function requireCommand(command, install) {
   if (spawnSync('sh', ['-c', `command -v ${command}`]).status !== 0) fail(`${command} is not on PATH: ${install}`);
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer().on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function isFree(port) {
-  return new Promise((resolve) => {
-    const server = createServer().once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A free port below the kernel's ephemeral range: one a process comes back on must not be taken meanwhile. */
-async function stablePort() {
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const port = 10_000 + Math.floor(Math.random() * 12_000);
-    if (await isFree(port)) return port;
-  }
-  throw new Error('no free port in 10000-22000');
-}
 
 function start(name, command, argv, env = {}, { oneShot = false } = {}) {
   const log = createWriteStream(join(dir, `${name}.log`), { flags: 'a' });
@@ -119,13 +92,11 @@ function run(name, command, argv) {
   }));
 }
 
-async function waitFor(check, what, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+
+/** Ports a process comes back on: below the kernel's ephemeral range, cluster-bus ports (+10000) included. */
+const stablePort = () => freeStablePort(10_000, 22_000);
+const clusterPorts = (count, stable) => freeClusterPorts(count, stable ? stablePort : freePort);
+const waitUntil = (check, what, timeoutMs = 15_000) => waitFor(check, { what, timeoutMs, intervalMs: 50 });
 
 function say(line) {
   if (!args.json) process.stdout.write(`${line}\n`);
@@ -159,7 +130,7 @@ async function startRedis() {
   const data = persistence('redis');
   const child = start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...data.args]);
   // Loading a large append-only file answers LOADING until done.
-  await waitFor(async () => redisCli(port, 'ping').trim() === 'PONG', 'redis', 120_000);
+  await waitUntil(async () => redisCli(port, 'ping').trim() === 'PONG', 'redis', 120_000);
   const url = `redis://127.0.0.1:${port}`;
   return { mode: 'single', url, pids: [child.pid], data: args.ephemeral ? null : data.dir, env: redisEnv({ REDIS_URL: url }) };
 }
@@ -170,19 +141,6 @@ async function startRedis() {
  * are taken below the kernel's ephemeral range (bus ports included), where no
  * outgoing connection takes them meanwhile.
  */
-async function clusterPorts(count, stable) {
-  const ports = [];
-  const taken = new Set();
-  for (let attempt = 0; ports.length < count; attempt++) {
-    if (attempt > 500) throw new Error(`found only ${ports.length} of ${count} free port pairs for the Redis Cluster`);
-    const port = stable ? await stablePort() : await freePort();
-    const bus = port + BUS_OFFSET;
-    if (bus > 65_535 || taken.has(port) || taken.has(bus) || !(await isFree(bus))) continue;
-    taken.add(port).add(bus);
-    ports.push(port);
-  }
-  return ports;
-}
 
 /**
  * Six cluster-mode redis-servers joined by `redis-cli --cluster create`. Each has
@@ -211,7 +169,7 @@ async function startRedisCluster() {
     '--cluster-config-file', join(data.dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
     ...data.args, '--dbfilename', `dump-${port}.rdb`, '--appenddirname', `appendonly-${port}`, '--repl-diskless-sync-delay', '0',
   ]).pid);
-  await waitFor(async () => ports.every((port) => redisCli(port, 'ping').trim() === 'PONG'), 'the Redis Cluster nodes', 120_000);
+  await waitUntil(async () => ports.every((port) => redisCli(port, 'ping').trim() === 'PONG'), 'the Redis Cluster nodes', 120_000);
   const nodes = ports.map((port) => `127.0.0.1:${port}`);
   if (!reuse) {
     await run('redis-cluster-create', 'redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '1', '--cluster-yes']);
@@ -219,13 +177,13 @@ async function startRedisCluster() {
   }
   // `create` returns before every node is usable: a new primary stays in
   // cluster_state:fail for up to the node timeout (Redis delays its rejoin on purpose).
-  await waitFor(async () => ports.every((port) => /^cluster_state:ok\r?$/m.test(redisCli(port, 'cluster', 'info'))),
+  await waitUntil(async () => ports.every((port) => /^cluster_state:ok\r?$/m.test(redisCli(port, 'cluster', 'info'))),
     'cluster_state:ok on every Redis Cluster node', 30_000);
   return { mode: 'cluster', nodes, pids, data: args.ephemeral ? null : data.dir, env: redisEnv({ REDIS_CLUSTER_NODES: nodes.join(',') }) };
 }
 
 async function allFree(ports) {
-  for (const port of ports) if (!(await isFree(port)) || !(await isFree(port + BUS_OFFSET))) return false;
+  for (const port of ports) if (!(await isPortFree(port)) || !(await isPortFree(port + CLUSTER_BUS_OFFSET))) return false;
   return true;
 }
 
@@ -256,7 +214,7 @@ async function startPostgres() {
   const port = await stablePort();
   const child = start('postgres', ...as(join(PG_BIN, 'postgres'), ['-D', data, '-p', String(port), '-h', '127.0.0.1', '-k', base]));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  await waitFor(async () => spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]).status === 0, 'postgres', 60_000);
+  await waitUntil(async () => spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)]).status === 0, 'postgres', 60_000);
   spawnSync(join(PG_BIN, 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-c', 'CREATE DATABASE chat']); // fails harmlessly when it exists
   return { url: url.replace(/\/postgres$/, '/chat'), pid: child.pid, data: args.ephemeral ? null : data };
 }
@@ -298,7 +256,7 @@ async function startGateway(index, brokerEnv, ports) {
 async function replace(old) {
   const fresh = await startGateway(old.index, old.brokerEnv, [old.port, old.metricsPort]);
   gateways[old.index - 1] = fresh;
-  await waitFor(async () => (await fetch(`${fresh.url}/readyz`)).ok, `${fresh.nodeId} to be ready`, 30_000);
+  await waitUntil(async () => (await fetch(`${fresh.url}/readyz`)).ok, `${fresh.nodeId} to be ready`, 30_000);
   return fresh;
 }
 
@@ -368,7 +326,7 @@ async function startPrometheus(gateways) {
   ].join('\n'));
   start('prometheus', 'prometheus', [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'prometheus-data')}`,
     `--web.listen-address=127.0.0.1:${port}`]);
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/-/ready`)).ok, 'prometheus');
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/-/ready`)).ok, 'prometheus');
   return `http://127.0.0.1:${port}`;
 }
 
@@ -405,7 +363,7 @@ async function main() {
   for (let i = 1; i <= args.gateways; i++) gateways.push(await startGateway(i, { ...redis.env, ...archiveEnv }));
   // Listening comes before the broker is connected: "ready" means every gateway
   // is, not just the first one the balancer found.
-  for (const g of gateways) await waitFor(async () => (await fetch(`${g.url}/readyz`)).ok, `${g.nodeId} to be ready`);
+  for (const g of gateways) await waitUntil(async () => (await fetch(`${g.url}/readyz`)).ok, `${g.nodeId} to be ready`);
   const lbPort = args.port === 0 ? await freePort() : args.port;
   const statsPort = await freePort();
   const tls = args.tls ? await prepareTls() : undefined;
@@ -413,7 +371,7 @@ async function main() {
   writeFileSync(config, haproxyConfig(lbPort, statsPort, gateways, tls));
   const haproxy = start('haproxy', 'haproxy', ['-f', config, '-db']);
   const lb = `http://127.0.0.1:${lbPort}`;
-  await waitFor(async () => (await fetch(`${lb}/readyz`)).ok, `the load balancer on ${lb}`);
+  await waitUntil(async () => (await fetch(`${lb}/readyz`)).ok, `the load balancer on ${lb}`);
   const prometheus = args.prometheus ? await startPrometheus(gateways) : undefined;
 
   if (args.json) {

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { cpuSeconds as processCpuSeconds } from '@chat/proc';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
 import type { Counters, FinalReport, Tick, WorkerCommand, WorkerMessage, WorkerPlan } from './plan.js';
@@ -390,19 +391,8 @@ async function serverMemory(urls: string[]): Promise<number | undefined> {
 
 /** User + system CPU seconds of processes, from /proc (0 where unreadable). */
 function cpuSeconds(pids: number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {
-      // gone or not Linux
-    }
-  }
-  return total;
+  return pids.reduce((total, pid) => total + processCpuSeconds(pid), 0);
 }
-
-const CLOCK_TICKS = 100;
 
 function emptyCounters(): Counters {
   return { sent: 0, acked: 0, failed: 0, delivered: 0, lost: 0, duplicates: 0, reordered: 0, errors: 0, reconnects: 0 };

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { describeStorm, processCpuSeconds, runStorm, type StormOptions } from './storm.js';
+import { cpuSeconds } from '@chat/proc';
+import { describeStorm, runStorm, type StormOptions } from './storm.js';
 
 export const STORM_USAGE = `Usage: npm run load -- storm --url URL --url URL ... (--kill PID | --term PID | --roll PID) [options]
 
@@ -52,7 +53,7 @@ export async function stormMain(argv: string[], fail: (message: string) => never
     controlRooms: num('control-rooms', 10), controlMembers: num('control-members', 20), controlRate: num('control-rate', 10),
     workers: num('workers', Math.max(2, availableParallelism())), batch: 500, timeoutMs: num('timeout', 120) * 1000,
     disrupt: async () => { process.kill(Number(pid), mode as NodeJS.Signals); },
-    ...(redisPid !== undefined && { cpuSeconds: () => processCpuSeconds(redisPid) }),
+    ...(redisPid !== undefined && { cpuSeconds: () => cpuSeconds(redisPid) }),
     progress: (line) => process.stderr.write(`${line}\n`),
   };
   const report = await runStorm(options);

@@ -1,5 +1,4 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ChatClient, type WebSocketLike } from '@chat/client';
 import { compareIds } from '@chat/protocol';
@@ -224,9 +223,3 @@ export function describeStorm(r: StormReport): string {
 
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 const round = (ms: number) => Math.round(ms * 10) / 10;
-
-/** CPU seconds (user + system) of a process on this machine, from /proc. */
-export function processCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}

@@ -1,10 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { startChild, type Exit } from '@chat/proc';
 
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type { Exit };
 
 export interface ServiceProcess {
   readonly pid: number;
@@ -33,12 +30,12 @@ export interface SpawnOptions {
  */
 export async function spawnService(entry: string, options: SpawnOptions = {}): Promise<ServiceProcess> {
   const { readyMessage = 'listening', timeoutMs = 15_000, echo = process.env.TEST_ECHO_LOGS === '1' } = options;
-  const child = spawn(process.execPath, [entry], {
+  const service = startChild(process.execPath, [entry], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const { process: child, exited } = service;
   const logs: Array<Record<string, unknown>> = [];
-  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -61,24 +58,7 @@ export async function spawnService(entry: string, options: SpawnOptions = {}): P
       }
     });
   });
-  return {
-    pid: child.pid!,
-    port,
-    logs,
-    exited,
-    stop: (signal = 'SIGTERM', timeout = 15_000) => stopChild(child, exited, signal, timeout),
-    kill: () => stopChild(child, exited, 'SIGKILL', 5000),
-  };
-}
-
-async function stopChild(child: ChildProcess, exited: Promise<Exit>, signal: NodeJS.Signals, timeoutMs: number): Promise<Exit> {
-  if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  try {
-    return await exited;
-  } finally {
-    clearTimeout(timer);
-  }
+  return { pid: service.pid, port, logs, exited, stop: service.stop, kill: service.kill };
 }
 
 function parseLine(line: string): Record<string, unknown> {

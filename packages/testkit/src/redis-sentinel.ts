@@ -1,12 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
-import {
-  call, command, dataNodeArgs, infoField, launchRedis, replicaLinkUp, requireRedisBinaries, stopAll,
-  type RedisProcess, type RedisReply,
-} from './redis-cluster.js';
-import { waitFor } from './wait.js';
+import { freePort, waitFor } from '@chat/proc';
+import { call, command, infoField, replicaLinkUp, type RedisReply } from './redis-admin.js';
+import { dataNodeArgs, launchRedis, requireRedisBinaries, stopAll, type RedisProcess } from './redis-process.js';
 
 export interface RedisSentinelOptions {
   downAfterMs?: number;

@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
-import { sleep } from './wait.js';
+import { freePort, startRedisServer as startRedisProcess, type Child } from '@chat/proc';
+
+export { waitForPing } from '@chat/proc';
 
 /** A Redis server owned by a test: it may be stopped, killed and started again on the same port. */
 export interface RedisServer {
@@ -64,27 +64,19 @@ export function hasRedisBinary(): boolean {
 }
 
 async function startBinary(port: number, persistence: RedisPersistence): Promise<RedisServer> {
-  let child: ChildProcess | null = null;
+  let running: Child | null = null;
   // Own directory even without persistence: redis-server would otherwise write into the working directory.
   const dir = await mkdtemp(join(tmpdir(), 'redis-test-'));
   const kept = persistence === 'none' ? [] : PERSISTENCE_ARGS[persistence];
   const launch = async (): Promise<void> => {
-    const proc = spawn('redis-server', [
-      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-      '--loglevel', 'warning', ...kept,
-    ], { stdio: 'ignore' });
-    child = proc;
-    proc.once('exit', () => {
-      if (child === proc) child = null;
+    const { child } = await startRedisProcess(port, dir, kept);
+    running = child;
+    void child.exited.then(() => {
+      if (running === child) running = null;
     });
-    await waitForPing(port, 10_000);
   };
   const halt = async (signal: NodeJS.Signals): Promise<void> => {
-    const proc = child;
-    if (proc === null) return;
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill(signal);
-    await exited;
+    await running?.stop(signal);
   };
   await launch();
   return {
@@ -134,27 +126,4 @@ async function startContainer(port: number): Promise<RedisServer> {
       container = null;
     },
   };
-}
-
-/** Resolves once a PING on 127.0.0.1:port gets +PONG. */
-export async function waitForPing(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ping(port))) {
-    if (Date.now() > deadline) throw new Error(`redis on port ${port} did not answer within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(500, () => done(false));
-    socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (data) => done(data.toString().startsWith('+PONG')));
-  });
 }
