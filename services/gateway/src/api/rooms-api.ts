@@ -3,7 +3,7 @@ import { postRoomMessage } from '../room-messages.js';
 import { encodeUserCommand } from '../user-commands.js';
 import { apiError, jsonObject, type ApiReply } from './http.js';
 import { intParam, name, optionalParam } from './params.js';
-import type { ApiDeps, ApiInput, ApiRoute } from './server-api.js';
+import type { ApiDeps, ApiInput, ApiRoute } from './routes.js';
 
 /** Rooms: which are active, who is in one, its history; post to it; put a user in or take them out. */
 export function roomRoutes(deps: ApiDeps): ApiRoute[] {

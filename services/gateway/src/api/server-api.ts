@@ -1,49 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Broker, Directory, TokenRevocations } from '@chat/broker';
 import type { HttpRequest, TemplatedApp } from 'uWebSockets.js';
-import type { Config } from '../config.js';
 import { toChatError } from '../errors.js';
-import type { RoomHistory } from '../history.js';
-import type { InFlight } from '../in-flight.js';
-import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
-import type { RoomRegistry } from '../rooms/registry.js';
-import { TokenBucket } from '../token-bucket.js';
 import { bearerToken, watchAbort } from '../http/request.js';
+import type { Logger } from '../logger.js';
+import { TokenBucket } from '../token-bucket.js';
 import { apiError, readBody, send, type ApiReply } from './http.js';
 import { roomRoutes } from './rooms-api.js';
+import type { ApiDeps, ApiRoute } from './routes.js';
 import { userRoutes } from './users-api.js';
-
-export interface ApiDeps {
-  config: Config;
-  broker: Broker;
-  directory: Directory;
-  revocations: TokenRevocations;
-  rooms: RoomRegistry;
-  history: RoomHistory;
-  inFlight: InFlight;
-  metrics: Metrics;
-  log: Logger;
-}
-
-/** What a route's handler gets: the path parameters (URL-decoded), the query, the headers it asked for, the body. */
-export interface ApiInput {
-  params: string[];
-  query: URLSearchParams;
-  headers: Record<string, string>;
-  body: Buffer | undefined;
-}
-
-export interface ApiRoute {
-  method: 'get' | 'post' | 'put' | 'del';
-  /** uWS pattern; also the OpenAPI path with `{name}` for `:name`. */
-  path: string;
-  /** Request headers the handler reads (lower case). */
-  headers?: readonly string[];
-  /** Read the body (up to MAX_FRAME_BYTES). */
-  body?: boolean;
-  handle(input: ApiInput): Promise<ApiReply>;
-}
 
 /**
  * The server API under /api, for trusted backends: the key in

@@ -1,7 +1,7 @@
 import { encodeUserCommand } from '../user-commands.js';
 import { apiError, jsonObject, type ApiReply } from './http.js';
 import { name } from './params.js';
-import type { ApiDeps, ApiInput, ApiRoute } from './server-api.js';
+import type { ApiDeps, ApiInput, ApiRoute } from './routes.js';
 
 /** A WebSocket close reason is at most 123 bytes. */
 const MAX_REASON_BYTES = 123;
