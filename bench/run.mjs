@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { freePort, rssBytes as processRss, startRedisServer } from '../packages/proc/dist/index.js';
+import { log, start as startTracked, stop, stopEverything } from './lib/processes.mjs';
 import { COMMAND_LINE as DURABILITY_COMMAND, durabilitySection } from './durability.mjs';
 import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
 import { COMMAND_LINE as STORM_COMMAND, stormSection } from './storm.mjs';
@@ -30,14 +31,7 @@ const skipBig = process.argv.includes('--skip-100k') || quick;
 const SECONDS = quick ? 3 : 10;
 const STEP_SECONDS = quick ? 2 : 5;
 const tmp = mkdtempSync(join(tmpdir(), 'bench-'));
-const children = [];
-const log = (line) => process.stderr.write(`${line}\n`);
-
-function start(command, args, env = {}) {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return child;
-}
+const start = (command, args, env = {}) => startTracked(command, args, { env, stdout: 'pipe' });
 
 function listening(child) {
   return new Promise((resolve, reject) => {
@@ -51,18 +45,9 @@ function listening(child) {
   });
 }
 
-async function stopAll(list) {
-  await Promise.all(list.map((child) => new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', resolve);
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
-  })));
-}
 
 async function startRedis() {
   const redis = await startRedisServer(await freePort(), tmp);
-  children.push(redis.child.process);
   return { url: redis.url, child: redis.child.process };
 }
 
@@ -143,8 +128,8 @@ async function benchSystem(system) {
     result.idle = await idleMemory(system, running, quick ? 2000 : 10_000);
     log(`   p99@10k ${result.at10k.latencyMs.p99} ms, cpu@30k ${result.at30k.serverCpuUsPerDelivery} µs/delivery, max ${max.best?.deliveriesPerSec ?? 0}/s, idle ${result.idle.bytesPerConnection} B/conn`);
   } finally {
-    await stopAll(running.procs);
-    if (redis) await stopAll([redis.child]);
+    await stop(running.procs);
+    if (redis) await stop([redis.child]);
   }
   return result;
 }
@@ -179,8 +164,8 @@ async function benchHundredThousand() {
     return { connected: report.connected, heldByGateways: total, mostOnOneGateway: Math.max(...held), perGateway: held,
       bytesPerConnection: Math.round((after - before) / Math.max(1, total)), connectP99Ms: report.connectMs.p99 };
   } finally {
-    await stopAll(running.procs);
-    await stopAll([redis.child]);
+    await stop(running.procs);
+    await stop([redis.child]);
   }
 }
 
@@ -288,7 +273,7 @@ for people, not for a load generator. Raw JSON: \`bench/results/latest.json\`.
 `;
 }
 
-process.on('SIGINT', async () => { await stopAll(children); process.exit(130); });
+process.on('SIGINT', async () => { await stopEverything(); process.exit(130); });
 if (process.argv.includes('--report-only')) {
   // Rewrites BENCHMARKS.md from the last run's figures.
   const last = JSON.parse(readFileSync(join(root, 'bench/results/latest.json'), 'utf8'));
@@ -304,7 +289,7 @@ try {
   writeFileSync(join(root, 'BENCHMARKS.md'), markdown(results, big));
   log('\nwrote BENCHMARKS.md and bench/results/latest.json');
 } finally {
-  await stopAll(children);
+  await stopEverything();
 }
 // Each with its own processes, started and stopped by itself; each rewrites its own section.
 // The storm runs unless --skip-storm; the others only when asked for.
