@@ -7,17 +7,18 @@
 // and the "## Reconnect storms" section of BENCHMARKS.md.
 // Usage: npm run build && node bench/storm.mjs [--quick] [--clients N] [--no-write] [--report-only]   (about 4 minutes)
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeStorm, runStorm } from '../packages/loadgen/dist/index.js';
 import { cpuSeconds } from '../packages/proc/dist/index.js';
+import { report } from './lib/report.mjs';
 import { freePort, spawnService, startRedisServer, waitFor } from '../packages/testkit/dist/index.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const GATEWAY = join(root, 'services/gateway/dist/main.js');
 const RESULTS = join(root, 'bench/results/storm.json');
-export const COMMAND_LINE = 'node bench/storm.mjs      # the Reconnect storms section (about 3 minutes; npm run bench runs it unless --skip-storm)';
+export const COMMAND_LINE = 'node bench/storm.mjs      # the Reconnect storms section (about 4 minutes; npm run bench runs it unless --skip-storm)';
 const quick = process.argv.includes('--quick');
 const clientsArg = process.argv.indexOf('--clients');
 const CLIENTS = clientsArg > 0 ? Number(process.argv[clientsArg + 1]) : quick ? 3000 : 15_000;
@@ -129,20 +130,13 @@ Reproduce: \`${COMMAND_LINE.split('#')[0].trim()}\` (\`--clients N\` for fewer c
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const reportOnly = process.argv.includes('--report-only'); // rewrite the section from the last results
-  const cases = reportOnly ? JSON.parse(readFileSync(RESULTS, 'utf8')).cases : [];
-  if (!reportOnly) for (const spec of CASES) cases.push(await runCase(spec));
-  if (!process.argv.includes('--no-write')) {
-    mkdirSync(join(root, 'bench/results'), { recursive: true });
-    if (!reportOnly) writeFileSync(RESULTS, `${JSON.stringify({ date: new Date().toISOString().slice(0, 10), clients: CLIENTS, cases }, null, 2)}\n`);
-    const bench = join(root, 'BENCHMARKS.md');
-    const text = readFileSync(bench, 'utf8');
-    const section = stormSection();
-    const at = text.indexOf('## Reconnect storms');
-    const next = at < 0 ? -1 : text.indexOf('\n## ', at + 1);
-    const updated = at < 0 ? text.replace('\n## Commands', `\n${section}\n## Commands`) : `${text.slice(0, at)}${section}\n${next < 0 ? '' : text.slice(next + 1)}`;
-    writeFileSync(bench, updated);
-    log('\nwrote bench/results/storm.json and the Reconnect storms section of BENCHMARKS.md');
-  }
-  const bad = cases.filter((c) => c.lost || c.duplicated || c.stillAway);
+  const data = reportOnly
+    ? JSON.parse(readFileSync(RESULTS, 'utf8'))
+    : { date: new Date().toISOString().slice(0, 10), clients: CLIENTS, cases: [] };
+  if (!reportOnly) for (const spec of CASES) data.cases.push(await runCase(spec));
+  // The section reads the results file: write it first, then the section from it.
+  if (!reportOnly && !process.argv.includes('--no-write')) writeFileSync(RESULTS, `${JSON.stringify(data, null, 2)}\n`);
+  report(data, RESULTS, stormSection(), '## Reconnect storms', COMMAND_LINE);
+  const bad = data.cases.filter((c) => c.lost || c.duplicated || c.stillAway);
   process.exit(bad.length ? 1 : 0);
 }
