@@ -1,8 +1,8 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
+import { startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations, createRedisClients, type RedisClients,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
 } from '../src/index.js';
 import { clusterStateContract } from './cluster-state-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
@@ -82,6 +82,28 @@ describe('RedisRevocations', () => {
       for (const r of [command, subscriber, other]) r.disconnect();
     }
   });
+});
+
+describe('RedisRevocations on a Redis Cluster', () => {
+  it('reaches every node through the cluster-wide channel, well before the periodic re-read', async () => {
+    const redis = await startRedisCluster({ primaries: 3, replicasPerPrimary: 0 });
+    const nodes = redis.seeds.split(',').map((seed) => ({ host: '127.0.0.1', port: Number(seed.split(':')[1]) }));
+    const keys = new KeySpace(uniquePrefix('revoke-cluster'));
+    const [a, b] = [new Cluster(nodes), new Cluster(nodes)];
+    const [subA, subB] = [duplicateForChannel(a), duplicateForChannel(b)];
+    const here = new RedisRevocations({ command: a, subscriber: subA, keys, waitMs: 3000, refreshMs: 60_000 });
+    const there = new RedisRevocations({ command: b, subscriber: subB, keys, waitMs: 3000, refreshMs: 60_000 });
+    try {
+      await Promise.all([here.start(), there.start()]);
+      expect(there.revokedBefore('zed')).toBeUndefined();
+      await here.revoke('zed', 777, 60_000);
+      await eventually(() => there.revokedBefore('zed') === 777, 'the other node hears it', 2000);
+    } finally {
+      await Promise.all([here.close(), there.close()]);
+      for (const c of [a, b, subA, subB]) c.disconnect();
+      await redis.stop();
+    }
+  }, 60_000);
 });
 
 describe('RedisBroker when Redis goes away', () => {
