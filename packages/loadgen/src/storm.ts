@@ -106,8 +106,9 @@ class RoomTraffic {
     let owed = 0;
     this.#timer = setInterval(() => {
       for (owed += perTick; owed >= 1; owed--) {
-        const room = this.rooms[next++ % this.rooms.length]!;
-        const sender = this.senders[this.rooms.indexOf(room) % this.senders.length]!;
+        const index = next++ % this.rooms.length;
+        const room = this.rooms[index]!;
+        const sender = this.senders[index % this.senders.length]!;
         const sending = sender.send(room, this.text()).then((ack) => this.acked.get(room)!.push(ack.id), () => { this.failures++; });
         this.#inFlight.add(sending);
         void sending.finally(() => this.#inFlight.delete(sending));

@@ -45,7 +45,7 @@ function refuse(res: HttpResponse, status: string, message: string): void {
 
 type Identified = { ok: true; identity: Session['identity'] } | { ok: false; status: string; reason: string };
 
-/** The identity, checked against the user's token revocation (read from the cluster state at every upgrade). */
+/** The identity, checked against the user's token revocation (held in memory: no round trip per upgrade). */
 async function identify(ctx: SocketContext, token: string | undefined, user: string | undefined): Promise<Identified> {
   const result = await ctx.authenticator.identify({ token, user });
   if (!result.ok) return { ok: false, status: '401 Unauthorized', reason: result.reason };

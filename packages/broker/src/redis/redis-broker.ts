@@ -190,7 +190,7 @@ export class RedisBroker implements Broker {
       stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
       idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
-      this.#keys.roomArchived(room),
+      archive === undefined ? stream : this.#keys.roomArchived(room),
     ];
     const argv: AppendArgv = [
       this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
