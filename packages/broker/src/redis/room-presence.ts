@@ -44,11 +44,12 @@ export class RedisRoomPresence {
     } else if (users?.delete(user) && users.size === 0) {
       this.#held.delete(room);
     }
-    this.#unsynced.delete(`${room}\n${user}`);
+    const entry = `${room}\n${user}`;
+    this.#unsynced.delete(entry);
     try {
       return await this.#o.call(() => this.#write(room, user, connections));
     } catch (err) {
-      this.#unsynced.add(`${room}\n${user}`);
+      this.#unsynced.add(entry);
       throw err;
     }
   }
