@@ -34,13 +34,24 @@ export async function spawnService(entry: string, options: SpawnOptions = {}): P
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const { process: child, exited } = service;
+  const { process: child } = service;
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
     if (echo) process.stderr.write(chunk);
   });
+  // 'exit' may come before the last lines of output are read: a test that reads
+  // the logs once the service has exited must see all of them.
+  const outputRead = new Promise((resolve) => child.once('close', resolve));
+  const exited = service.exited.then(async (exit) => {
+    await outputRead;
+    return exit;
+  });
+  const stop = async (signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit> => {
+    await service.stop(signal, timeoutMs);
+    return exited;
+  };
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${entry} did not start within ${timeoutMs} ms\n${stderr}`)), timeoutMs);
     void exited.then((exit) => {
@@ -58,7 +69,7 @@ export async function spawnService(entry: string, options: SpawnOptions = {}): P
       }
     });
   });
-  return { pid: service.pid, port, logs, exited, stop: service.stop, kill: service.kill };
+  return { pid: service.pid, port, logs, exited, stop, kill: () => stop('SIGKILL', 5000) };
 }
 
 function parseLine(line: string): Record<string, unknown> {
