@@ -32,18 +32,26 @@ export function encodeWelcome(user: string, connection: string, node: string): s
   return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}}`;
 }
 
+/** What a `joined` frame says about the room's users (see JoinedFrame). */
+export interface JoinedUsers {
+  count: number;
+  members: readonly string[];
+  /** The list limit L. */
+  limit: number;
+}
+
 /** `history` holds already-encoded message frames, oldest first. */
 export function encodeJoined(
   room: string,
   ref: string | undefined,
-  members: readonly string[],
+  users: JoinedUsers,
   history: readonly string[],
   recovered?: boolean,
   newest?: string,
 ): string {
   const rec = recovered === undefined ? '' : `,"recovered":${recovered}`;
   const at = newest === undefined ? '' : `,"newest":${q(newest)}`;
-  return `{"type":"joined","room":${q(room)}${refField(ref)},"members":${q(members)},"history":[${history.join(',')}]${rec}${at}}`;
+  return `{"type":"joined","room":${q(room)}${refField(ref)},"count":${users.count},"members":${q(users.members)},"limit":${users.limit},"history":[${history.join(',')}]${rec}${at}}`;
 }
 
 export function encodeLeft(room: string, ref: string | undefined): string {
@@ -69,6 +77,15 @@ export function encodeError(code: ErrorCode, message: string, ref?: string): str
 
 export function encodePresence(room: string, user: string, state: 'online' | 'offline'): string {
   return `{"type":"presence","room":${q(room)},"user":${q(user)},"state":"${state}"}`;
+}
+
+export function encodeMembers(room: string, ref: string | undefined, users: readonly string[], count: number, next: string | undefined): string {
+  const after = next === undefined ? '' : `,"next":${q(next)}`;
+  return `{"type":"members","room":${q(room)}${refField(ref)},"users":${q(users)},"count":${count}${after}}`;
+}
+
+export function encodeOccupancy(room: string, count: number): string {
+  return `{"type":"occupancy","room":${q(room)},"count":${count}}`;
 }
 
 export function encodeTyping(room: string, user: string): string {

@@ -15,6 +15,8 @@ export interface DirectSendFrame { type: 'dm'; to: string; text: string; key?: s
 export interface TypingFrame { type: 'typing'; room: string; ref?: string }
 export interface HistoryRequestFrame { type: 'history'; room: string; before?: string; limit?: number; ref?: string }
 export interface PingFrame { type: 'ping'; ref?: string }
+/** Pages through a joined room's users, ascending by id (v1.1, "Rooms of any size"). */
+export interface MembersRequestFrame { type: 'members'; room: string; after?: string; limit?: number; ref?: string }
 
 export type ClientFrame =
   | JoinFrame
@@ -23,12 +25,13 @@ export type ClientFrame =
   | DirectSendFrame
   | TypingFrame
   | HistoryRequestFrame
-  | PingFrame;
+  | PingFrame
+  | MembersRequestFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
 export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
-  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping',
+  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping', 'members',
 ];
 
 // ---- server -> client -------------------------------------------------------
@@ -39,7 +42,15 @@ export interface JoinedFrame {
   type: 'joined';
   room: string;
   ref?: string;
+  /** v1.1: users with a connection joined to the room on any node, the joiner included. */
+  count: number;
+  /** Every one of them while `count` is at most the list limit; else at most that many, the joiner included. */
   members: string[];
+  /**
+   * Added (docs/protocol.md): the gateway's list limit L. While `count` is above it
+   * the room sends `occupancy` instead of per-user `presence`.
+   */
+  limit?: number;
   history: MessageFrame[];
   /** Present when the join carried `since`: false when messages after it were already trimmed. */
   recovered?: boolean;
@@ -56,6 +67,10 @@ export interface PresenceFrame { type: 'presence'; room: string; user: string; s
 export interface TypingEventFrame { type: 'typing'; room: string; user: string }
 export interface HistoryFrame { type: 'history'; room: string; ref?: string; messages: MessageFrame[] }
 export interface PongFrame { type: 'pong'; ref?: string; ts: number }
+/** A page of a room's users (v1.1): pass `next` as `after` for the following one; absent on the last page. */
+export interface MembersFrame { type: 'members'; room: string; ref?: string; users: string[]; count: number; next?: string }
+/** Replaces per-user `presence` while a room has more users than the list limit (v1.1). */
+export interface OccupancyFrame { type: 'occupancy'; room: string; count: number }
 export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; message: string }
 
 export type ServerFrame =
@@ -69,6 +84,8 @@ export type ServerFrame =
   | TypingEventFrame
   | HistoryFrame
   | PongFrame
+  | MembersFrame
+  | OccupancyFrame
   | ErrorFrame;
 
 export type ServerFrameType = ServerFrame['type'];

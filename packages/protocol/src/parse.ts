@@ -1,5 +1,5 @@
 import { CloseCode, type ErrorCode } from './codes.js';
-import type { ClientFrame, DirectSendFrame, HistoryRequestFrame, JoinFrame, SendFrame } from './frames.js';
+import type { ClientFrame, DirectSendFrame, HistoryRequestFrame, JoinFrame, MembersRequestFrame, SendFrame } from './frames.js';
 import { isMessageId } from './ids.js';
 import { isValidName } from './names.js';
 
@@ -12,6 +12,8 @@ export interface FrameLimits {
 
 export const HISTORY_DEFAULT_LIMIT = 50;
 export const HISTORY_MAX_LIMIT = 100;
+export const MEMBERS_DEFAULT_LIMIT = 100;
+export const MEMBERS_MAX_LIMIT = 1000;
 
 export interface FrameError {
   code: ErrorCode;
@@ -99,6 +101,13 @@ function checkText(o: RawObject, limits: FrameLimits): FrameError | undefined {
   return undefined;
 }
 
+/** A positive integer, capped at `max`: undefined when absent, or the error. */
+function readLimit(o: RawObject, max: number): number | undefined | FrameError {
+  if (o.limit === undefined) return undefined;
+  if (!(Number.isInteger(o.limit) && (o.limit as number) >= 1)) return badField('limit', 'a positive integer');
+  return Math.min(o.limit as number, max);
+}
+
 function checkKey(o: RawObject): FrameError | undefined {
   return o.key === undefined || isValidName(o.key) ? undefined : badField('key', 'an idempotency key matching ^[A-Za-z0-9_.:-]{1,64}$');
 }
@@ -142,12 +151,22 @@ const VALIDATORS = new Map<string, Validator>(Object.entries({
     const err = checkRoom(o);
     if (err) return err;
     if (o.before !== undefined && !isMessageId(o.before)) return badField('before', 'a message id "<ms>-<seq>"');
-    if (o.limit !== undefined && !(Number.isInteger(o.limit) && (o.limit as number) >= 1)) {
-      return badField('limit', 'a positive integer');
-    }
+    const limit = readLimit(o, HISTORY_MAX_LIMIT);
+    if (typeof limit === 'object') return limit;
     const frame: HistoryRequestFrame = { type: 'history', room: o.room as string };
     if (o.before !== undefined) frame.before = o.before as string;
-    if (o.limit !== undefined) frame.limit = Math.min(o.limit as number, HISTORY_MAX_LIMIT);
+    if (limit !== undefined) frame.limit = limit;
+    return withRef(frame, o);
+  },
+  members(o) {
+    const err = checkRoom(o);
+    if (err) return err;
+    if (o.after !== undefined && !isValidName(o.after)) return badField('after', 'a user id matching ^[A-Za-z0-9_.:-]{1,64}$');
+    const limit = readLimit(o, MEMBERS_MAX_LIMIT);
+    if (typeof limit === 'object') return limit;
+    const frame: MembersRequestFrame = { type: 'members', room: o.room as string };
+    if (o.after !== undefined) frame.after = o.after;
+    if (limit !== undefined) frame.limit = limit;
     return withRef(frame, o);
   },
   ping(o) {

@@ -24,6 +24,8 @@ describe('parseClientFrame: valid frames', () => {
     [{ type: 'history', room: 'lobby', before: '5-9', limit: 10, ref: 'h' }],
     [{ type: 'ping' }],
     [{ type: 'ping', ref: '' }],
+    [{ type: 'members', room: 'lobby' }],
+    [{ type: 'members', room: 'lobby', after: 'bob', limit: 1000, ref: 'm' }],
   ])('accepts %j', (frame) => {
     const result = parse(frame);
     expect(result).toEqual({ ok: true, frame });
@@ -35,6 +37,10 @@ describe('parseClientFrame: valid frames', () => {
 
   it('caps history limit at 100', () => {
     expect(parse({ type: 'history', room: 'r', limit: 5000 })).toEqual({ ok: true, frame: { type: 'history', room: 'r', limit: 100 } });
+  });
+
+  it('caps members limit at 1000', () => {
+    expect(parse({ type: 'members', room: 'r', limit: 1_000_000 })).toEqual({ ok: true, frame: { type: 'members', room: 'r', limit: 1000 } });
   });
 
   it('accepts bytes as well as strings', () => {
@@ -103,6 +109,11 @@ describe('parseClientFrame: every class of bad input has its code', () => {
     ['history limit a string', { type: 'history', room: 'r', limit: '10' }],
     ['history before malformed', { type: 'history', room: 'r', before: 'latest' }],
     ['typing without room', { type: 'typing' }],
+    ['members limit 0', { type: 'members', room: 'r', limit: 0 }],
+    ['members limit fractional', { type: 'members', room: 'r', limit: 2.5 }],
+    ['members after malformed', { type: 'members', room: 'r', after: 'no spaces' }],
+    ['members after not a string', { type: 'members', room: 'r', after: 5 }],
+    ['members without room', { type: 'members' }],
     ['ref not a string', { type: 'ping', ref: 12 }],
   ])('%s is bad_request', (_label, frame) => {
     expect(errorOf(parse(frame)).code).toBe('bad_request');
