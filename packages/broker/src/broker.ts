@@ -193,8 +193,13 @@ export interface BrokerListener {
    */
   onRoomLoss(room: string, upTo: string): void;
 
-  /** `user` became present in `room` on some node (online), or is present nowhere any more. */
-  onPresence(room: string, user: string, online: boolean): void;
+  /**
+   * `user` became present in `room` on some node (online), or is present nowhere
+   * any more; `count` is the room's count right after that change (-1 when a node
+   * of an older version announced it without one). A room's changes arrive in the
+   * order they happened, so the last one heard holds the room's count.
+   */
+  onPresence(room: string, user: string, online: boolean, count: number): void;
 
   /** An ephemeral frame about `user` (typing...) for the room's local members. */
   onRoomEvent(room: string, user: string, frame: Uint8Array): void;

@@ -1,7 +1,7 @@
 export type {
   Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
-export type { Presence } from './presence.js';
+export { compareUserIds, type MemberPage, type Presence, type RoomHeadcount } from './presence.js';
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
@@ -12,7 +12,7 @@ export { streamCapacity } from './trim.js';
 export { KeySpace } from './redis/keys.js';
 export { RedisArchiveFeed, type ArchiveFeedOptions, type ArchiveRead } from './redis/archive-feed.js';
 export { CLUSTER_EVENT_TYPES, type ClusterEventType, type EventRecording } from './cluster-events.js';
-export type { Directory, MemberConnections, RoomOccupancy, UserPresence } from './directory.js';
+export type { Directory, MemberConnections, MemberConnectionsPage, RoomOccupancy, UserPresence } from './directory.js';
 export type { EventFeed, ClaimedEvents, PendingEvent, StreamBacklog } from './event-feed.js';
 export { MemoryDirectory } from './memory/memory-directory.js';
 export { MemoryEventFeed } from './memory/memory-events.js';

@@ -27,8 +27,11 @@ export class RecordingListener implements BrokerListener {
   #arrived(room: string, what: string): void {
     this.arrivals.set(room, [...(this.arrivals.get(room) ?? []), what]);
   }
-  onPresence(room: string, user: string, online: boolean): void {
+  /** `room:user:online|offline:count`, as announced. */
+  readonly counts: string[] = [];
+  onPresence(room: string, user: string, online: boolean, count: number): void {
     this.presence.push(`${room}:${user}:${online ? 'online' : 'offline'}`);
+    this.counts.push(`${room}:${user}:${online ? 'online' : 'offline'}:${count}`);
   }
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {
     this.events.push(`${room}:${user}:${Buffer.from(frame).toString()}`);
@@ -197,23 +200,69 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       expect((await b.after('d', first, 100)).gap).toBe('lost');
     });
 
-    it('announces a user online when the first node has them, offline when the last lets go', async () => {
+    it('announces a user online when the first node has them, offline when the last lets go, with the count each change left', async () => {
       await a.subscribeRoom('p');
       await b.subscribeRoom('p');
-      expect(await a.presence.join('p', 'ann')).toEqual(['ann']);
-      expect((await b.presence.join('p', 'ann')).sort()).toEqual(['ann']);
-      expect((await b.presence.join('p', 'bob')).sort()).toEqual(['ann', 'bob']);
-      expect(await a.presence.join('p', 'ann')).toHaveLength(2); // idempotent
+      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'] });
+      expect(await b.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'] });
+      expect(await b.presence.join('p', 'bob', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'] });
+      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'] }); // idempotent
       await eventually(() => la.presence.length === 2 && lb.presence.length === 2, 'two online events each');
-      expect(la.presence).toEqual(['p:ann:online', 'p:bob:online']);
+      expect(la.counts).toEqual(['p:ann:online:1', 'p:bob:online:2']);
       await a.presence.leave('p', 'ann');
       await b.presence.leave('p', 'bob');
       await eventually(() => la.presence.length === 3, 'bob offline');
-      expect(la.presence[2]).toBe('p:bob:offline');
+      expect(la.counts[2]).toBe('p:bob:offline:1');
       await b.presence.leave('p', 'ann');
       await eventually(() => lb.presence.length === 4, 'ann offline');
-      expect(lb.presence).toEqual(['p:ann:online', 'p:bob:online', 'p:bob:offline', 'p:ann:offline']);
-      expect(await a.presence.join('p', 'cid')).toEqual(['cid']);
+      expect(lb.counts).toEqual(['p:ann:online:1', 'p:bob:online:2', 'p:bob:offline:1', 'p:ann:offline:0']);
+      expect(await a.presence.join('p', 'cid')).toEqual({ count: 1, first: [] });
+    });
+
+    it('answers a join with the count and the first users by id, never more than asked for', async () => {
+      const users = Array.from({ length: 30 }, (_, i) => `u${String(29 - i).padStart(2, '0')}`);
+      for (const [i, user] of users.entries()) await (i % 2 === 0 ? a : b).presence.join('big', user);
+      expect(await a.presence.join('big', 'zed', { list: 5 })).toEqual({ count: 31, first: ['u00', 'u01', 'u02', 'u03', 'u04'] });
+      expect(await b.presence.join('big', 'Aaron', { list: 3 })).toEqual({ count: 32, first: ['Aaron', 'u00', 'u01'] }); // byte order: capitals first
+    });
+
+    it('pages a room\'s users in id order across nodes, with the count, and says when a page is the last', async () => {
+      const users = Array.from({ length: 25 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+      for (const [i, user] of [...users].reverse().entries()) await (i % 3 === 0 ? a : b).presence.join('paged', user);
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (let page = 0; page < 10; page++) {
+        const { users: got, count, next } = await (page % 2 === 0 ? a : b).presence.members('paged', after, 7);
+        expect(count).toBe(25);
+        expect(got.length).toBeLessThanOrEqual(7);
+        seen.push(...got);
+        if (next === undefined) break;
+        expect(next).toBe(got.at(-1));
+        after = next;
+      }
+      expect(seen).toEqual(users);
+      expect(await a.presence.members('paged', 'm24', 10)).toEqual({ users: [], count: 25 });
+      expect(await a.presence.members('paged', 'm22', 2)).toEqual({ users: ['m23', 'm24'], count: 25 });
+      expect(await a.presence.members('paged', 'm21', 2)).toEqual({ users: ['m22', 'm23'], count: 25, next: 'm23' });
+      expect(await a.presence.members('nobody-here', undefined, 10)).toEqual({ users: [], count: 0 });
+    });
+
+    it('keeps the count exact through joins and leaves of one user on several nodes', async () => {
+      await a.subscribeRoom('c');
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 40; i++) await (i % 2 === 0 ? a : b).presence.join('c', `x${i}`, { connections: 1 + (i % 3) });
+        for (let i = 0; i < 40; i += 4) await (i % 2 === 0 ? b : a).presence.join('c', `x${i}`); // the same users through the other node too
+        for (let i = 0; i < 40; i += 2) await a.presence.leave('c', `x${i}`);
+        expect((await b.presence.members('c', undefined, 100)).count).toBe(40 - 10); // x0, x4... stay through b
+        for (let i = 0; i < 40; i++) await b.presence.leave('c', `x${i}`);
+        for (let i = 1; i < 40; i += 2) await a.presence.leave('c', `x${i}`);
+        expect(await b.presence.members('c', undefined, 100)).toEqual({ users: [], count: 0 });
+      }
+      await eventually(() => la.counts.at(-1)?.endsWith(':0') === true, 'the last change heard says 0');
+      const counts = la.counts.map((c) => Number(c.split(':').at(-1)));
+      const steps = la.counts.map((c) => (c.includes(':online:') ? 1 : -1));
+      let expected = 0;
+      expect(counts).toEqual(steps.map((step) => (expected += step))); // every change announced once, in order
     });
 
     it('withdraws a closing node\'s presence at once', async () => {
@@ -223,6 +272,19 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       await b.close();
       await eventually(() => la.presence.length === 2, 'offline after close');
       expect(la.presence).toEqual(['w:leaver:online', 'w:leaver:offline']);
+    });
+
+    it('withdraws a closing node\'s thousand users of a room, every one announced once, down to an empty room', async () => {
+      await a.subscribeRoom('crowd');
+      await a.presence.join('crowd', 'stays');
+      for (let i = 0; i < 1200; i++) await b.presence.join('crowd', `c${i}`);
+      await eventually(() => la.presence.length === 1201, 'every arrival');
+      expect((await a.presence.members('crowd', undefined, 1)).count).toBe(1201);
+      await b.close();
+      await eventually(() => la.presence.length === 2401, 'every departure');
+      expect(new Set(la.presence.slice(1201)).size).toBe(1200);
+      expect(la.counts.at(-1)).toMatch(/:offline:1$/);
+      expect(await a.presence.members('crowd', undefined, 10)).toEqual({ users: ['stays'], count: 1 });
     });
 
     it('passes ephemeral room events to subscribers with the user they are about', async () => {

@@ -162,14 +162,25 @@ describe('RedisBroker presence when a node dies without a word', () => {
     await eventually(() => seen.presence.includes('r:goes:offline'), 'offline for the dead node', 5000);
     const took = Date.now() - died;
     expect(took).toBeLessThan(ttl * 1.25 + 500);
-    expect(await survivor.presence.join('r', 'stays')).toEqual(['stays']);
+    expect(await survivor.presence.join('r', 'stays', { list: 10 })).toEqual({ count: 1, first: ['stays'] });
 
-    // Redis loses the survivor's entries (as on a restart): its next heartbeat re-announces them.
+    // Redis loses everything (as on a restart without persistence): the survivor's next heartbeat finds
+    // itself unregistered and announces its users and rooms again.
     const admin = new Redis(url);
-    const lost = await admin.keys(`${keys.prefix}room:{r}:*`);
-    await admin.del(...lost);
-    await admin.quit();
+    await admin.del(...(await admin.keys(`${keys.prefix}*`)));
     await eventually(() => seen.presence.filter((p) => p === 'r:stays:online').length === 2, 're-announced', 5000);
+    expect(await survivor.presence.members('r', undefined, 10)).toEqual({ users: ['stays'], count: 1 });
+
+    // Redis keeps the node registered but loses the room's latest writes (a failover onto a replica
+    // that lacked them): the reconnect that a failover causes makes the node write its rooms again.
+    await survivor.presence.join('r', 'later');
+    await admin.del(...(await admin.keys(`${keys.prefix}room:{r}:*`)));
+    expect(await survivor.presence.members('r', undefined, 10)).toEqual({ users: [], count: 0 });
+    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await eventually(() => seen.presence.filter((p) => p === 'r:later:online').length === 2, 'written again after the reconnect', 5000);
+    expect(await survivor.presence.members('r', undefined, 10)).toEqual({ users: ['later', 'stays'], count: 2 });
+    await admin.quit();
     await survivor.close();
     await survivorClients.close();
   });
@@ -191,7 +202,7 @@ describe('RedisBroker cluster events when a node dies without a word', () => {
     await survivor.presence.setUserConnections('both', 1);
     await victim.presence.setUserConnections('both', 1);
     await victim.presence.setUserConnections('only', 2);
-    await victim.presence.join('alone', 'only', 2);
+    await victim.presence.join('alone', 'only', { connections: 2 });
     const reader = new Redis(url);
     const feed = new RedisEventFeed({ command: reader, subscriber: new Redis(url), keys, sharded: false });
     const read = async () => {

@@ -1,5 +1,5 @@
 import type { EventRecording } from '../cluster-events.js';
-import type { Presence } from '../presence.js';
+import type { MemberPage, Presence, RoomHeadcount } from '../presence.js';
 import { RevocationTable } from '../revocations.js';
 import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
@@ -9,6 +9,7 @@ import { BrokerUnavailableError } from '../errors.js';
 import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
 import { trimBatch } from '../trim.js';
 import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
+import { SortedNames } from './sorted-names.js';
 
 const encoder = new TextEncoder();
 
@@ -34,6 +35,8 @@ class MemoryRoom {
   readonly subscribers = new Set<MemoryBroker>();
   /** user -> brokers (nodes) that have the user present in the room -> connections joined there */
   readonly presence = new Map<string, Map<MemoryBroker, number>>();
+  /** The same users in id order, for pages. */
+  readonly present = new SortedNames();
   readonly ids = new IdSequence();
   trimmed = MIN_STREAM_ID;
   lost = MIN_STREAM_ID;
@@ -152,8 +155,9 @@ export interface MemoryBrokerOptions {
 /** A single-process broker: used when no Redis is configured, and in unit tests. */
 export class MemoryBroker implements Broker {
   readonly presence: Presence = {
-    join: (room, user, connections) => this.#presenceJoin(room, user, connections),
+    join: (room, user, options = {}) => this.#presenceJoin(room, user, options.connections ?? 1, options.list ?? 0),
     leave: (room, user) => this.#presenceLeave(room, user),
+    members: (room, after, limit) => this.#members(room, after, limit),
     setUserConnections: (user, connections) => this.#setUserConnections(user, connections),
   };
   readonly #hub: MemoryHub;
@@ -298,7 +302,7 @@ export class MemoryBroker implements Broker {
     this.#toRoom(room, (b) => b.#listener?.onRoomLoss(room, upTo));
   }
 
-  async #presenceJoin(room: string, user: string, connections = 1): Promise<string[]> {
+  async #presenceJoin(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
     this.#check();
     let held = this.#presence.get(room);
     if (held === undefined) this.#presence.set(room, (held = new Set()));
@@ -307,12 +311,21 @@ export class MemoryBroker implements Broker {
     let nodes = state.presence.get(user);
     if (nodes === undefined) {
       state.presence.set(user, (nodes = new Map()));
-      if (state.presence.size === 1) this.#events.record('room.occupied', { room });
+      state.present.add(user);
+      const count = state.present.size;
+      if (count === 1) this.#events.record('room.occupied', { room });
       this.#events.record('member.joined', { room, user });
-      this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true));
+      this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true, count));
     }
     nodes.set(this, connections);
-    return [...state.presence.keys()];
+    return { count: state.present.size, first: state.present.page(undefined, list) };
+  }
+
+  async #members(room: string, after: string | undefined, limit: number): Promise<MemberPage> {
+    this.#check();
+    const present = this.#hub.room(room).present;
+    const users = present.page(after, limit + 1);
+    return users.length > limit ? { users: users.slice(0, limit), count: present.size, next: users[limit - 1]! } : { users, count: present.size };
   }
 
   async #setUserConnections(user: string, connections: number): Promise<void> {
@@ -376,9 +389,11 @@ export class MemoryBroker implements Broker {
     const nodes = state.presence.get(user);
     if (nodes === undefined || !nodes.delete(this) || nodes.size > 0) return;
     state.presence.delete(user);
+    state.present.delete(user);
+    const count = state.present.size;
     this.#events.record('member.left', { room, user });
-    if (state.presence.size === 0) this.#events.record('room.vacated', { room });
-    this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, false));
+    if (count === 0) this.#events.record('room.vacated', { room });
+    this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, false, count));
   }
 
   #setConnections(user: string, connections: number): void {

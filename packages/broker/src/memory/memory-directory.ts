@@ -1,4 +1,4 @@
-import type { Directory, MemberConnections, RoomOccupancy, UserPresence } from '../directory.js';
+import type { Directory, MemberConnectionsPage, RoomOccupancy, UserPresence } from '../directory.js';
 import type { MemoryHub } from './memory-broker.js';
 
 /** The Directory of a single process: reads the hub its MemoryBrokers share. */
@@ -9,13 +9,15 @@ export class MemoryDirectory implements Directory {
     const rooms = this.hub.occupiedRooms()
       .filter(([name]) => after === undefined || name > after)
       .slice(0, limit + 1)
-      .map(([room, state]) => ({ room, members: state.presence.size }));
+      .map(([room, state]) => ({ room, members: state.presence.size, connections: sum([...state.presence.values()].flatMap((nodes) => [...nodes.values()])) }));
     return rooms.length > limit ? { rooms: rooms.slice(0, limit), next: rooms[limit - 1]!.room } : { rooms };
   }
 
-  async roomMembers(room: string): Promise<MemberConnections[]> {
-    const members = [...this.hub.room(room).presence].map(([user, nodes]) => ({ user, connections: sum(nodes.values()) }));
-    return members.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0));
+  async roomMembers(room: string, after: string | undefined, limit: number): Promise<MemberConnectionsPage> {
+    const state = this.hub.room(room);
+    const users = state.present.page(after, limit + 1);
+    const members = users.slice(0, limit).map((user) => ({ user, connections: sum(state.presence.get(user)?.values() ?? []) }));
+    return users.length > limit ? { members, count: state.present.size, next: users[limit - 1]! } : { members, count: state.present.size };
   }
 
   async userPresence(user: string): Promise<UserPresence> {

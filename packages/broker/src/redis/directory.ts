@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import type { Directory, MemberConnections, RoomOccupancy, UserPresence } from '../directory.js';
+import type { Directory, MemberConnectionsPage, RoomOccupancy, UserPresence } from '../directory.js';
 import type { KeySpace } from './keys.js';
 import { callRedis } from './ready.js';
 import { defineScripts, type ChatScripts } from './scripts.js';
@@ -24,27 +24,26 @@ export class RedisDirectory implements Directory {
     const { keys } = this;
     const read = await this.#command.zrangebylex(keys.roomIndex(), after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, limit + 1);
     const names = read.slice(0, limit);
-    const occupancy = await Promise.all(names.map((room) => this.#command.chatRoomOccupancy(keys.presenceUsers(room), keys.roomEpoch(room))));
+    const occupancy = await Promise.all(names.map((room) => this.#command.chatRoomOccupancy(keys.roomPresent(room), keys.roomPresence(room))));
     const rooms: RoomOccupancy[] = [];
     const prunes: Promise<number>[] = [];
     names.forEach((room, i) => {
-      const [members, epoch] = occupancy[i]!;
-      if (members > 0) rooms.push({ room, members });
+      const [members, connections, epoch] = occupancy[i]!;
+      if (members > 0) rooms.push({ room, members, connections });
       else prunes.push(this.#command.chatRoomIndexPrune(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch));
     });
     await Promise.all(prunes);
     return read.length > limit ? { rooms, next: names.at(-1)! } : { rooms };
   }
 
-  roomMembers(room: string): ReturnType<Directory['roomMembers']> {
-    return callRedis(this.#command, this.#waitMs, () => this.#roomMembers(room));
+  roomMembers(room: string, after: string | undefined, limit: number): ReturnType<Directory['roomMembers']> {
+    return callRedis(this.#command, this.#waitMs, () => this.#roomMembers(room, after, limit));
   }
 
-  async #roomMembers(room: string): Promise<MemberConnections[]> {
-    const flat = await this.#command.chatPresenceMembers(this.keys.presenceNodes(room), this.keys.presenceNodePrefix(room));
-    const members: MemberConnections[] = [];
-    for (let i = 0; i < flat.length; i += 2) members.push({ user: String(flat[i]), connections: Number(flat[i + 1]) });
-    return members.sort((a, b) => compareNames(a.user, b.user));
+  async #roomMembers(room: string, after: string | undefined, limit: number): Promise<MemberConnectionsPage> {
+    const [count, users, connections] = await this.#command.chatPresencePage(this.keys.roomPresent(room), this.keys.roomConnections(room), after ?? '', limit, 1);
+    const members = users.slice(0, limit).map((user, i) => ({ user, connections: Number(connections[i] ?? 0) }));
+    return users.length > limit ? { members, count, next: users[limit - 1]! } : { members, count };
   }
 
   userPresence(user: string): ReturnType<Directory['userPresence']> {

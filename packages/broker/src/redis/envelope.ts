@@ -1,7 +1,8 @@
 /*
  * What travels on channels, private to brokers. Room channel:
  *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
- *   p|+|<user>, p|-|<user> presence changes (written by the presence scripts)
+ *   p|+|<count>|<user>, p|-|<count>|<user>  a user arrived / left, and the room's count after it (presence scripts;
+ *                        `p|+|<user>` from a node of an older version carries no count)
  *   l|<id>                the stream lost delivered messages up to <id> (written by the mark script)
  *   e|<user>|<frame>      an ephemeral event about <user> (typing)
  * User channel:
@@ -20,7 +21,7 @@ const PLUS = 0x2b;
 
 export type RoomPayload =
   | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array }
-  | { kind: 'presence'; user: string; online: boolean }
+  | { kind: 'presence'; user: string; online: boolean; count: number }
   | { kind: 'event'; user: string; frame: Uint8Array }
   | { kind: 'loss'; upTo: string };
 
@@ -39,9 +40,15 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
       const id = payload.toString('latin1', 2, idEnd);
       return { kind: 'message', id, prev: payload.toString('latin1', idEnd + 1, prevEnd), ts, frame: payload.subarray(i + 1) };
     }
-    case P:
+    case P: {
       if (payload[3] !== PIPE) return null;
-      return { kind: 'presence', online: payload[2] === PLUS, user: payload.toString('latin1', 4) };
+      const online = payload[2] === PLUS;
+      const countEnd = payload.indexOf(PIPE, 4);
+      if (countEnd < 0) return { kind: 'presence', online, count: -1, user: payload.toString('latin1', 4) };
+      let count = 0;
+      for (let i = 4; i < countEnd; i++) count = count * 10 + (payload[i]! - 48);
+      return { kind: 'presence', online, count, user: payload.toString('latin1', countEnd + 1) };
+    }
     case L:
       return { kind: 'loss', upTo: payload.toString('latin1', 2) };
     case E: {

@@ -53,24 +53,24 @@ export class KeySpace {
     return `${this.prefix}archive:wake`;
   }
 
-  /** Sorted set: node incarnation -> expiry (ms, Redis clock). */
-  presenceNodes(room: string): string {
-    return `${this.prefix}room:{${room}}:nodes`;
+  /** Sorted set, all scores 0 (so it pages by id): the users present in the room on any node. See presence-scripts.ts. */
+  roomPresent(room: string): string {
+    return `${this.prefix}room:{${room}}:present`;
   }
 
-  /** Hash: user -> number of node incarnations that have the user in the room. */
-  presenceUsers(room: string): string {
-    return `${this.prefix}room:{${room}}:users`;
+  /** Hash: user -> connections joined to the room over every node. */
+  roomConnections(room: string): string {
+    return `${this.prefix}room:{${room}}:conns`;
   }
 
-  /** Prefix of the per-incarnation hashes (user -> connections joined through it); the incarnation id follows. */
-  presenceNodePrefix(room: string): string {
-    return `${this.prefix}room:{${room}}:node:`;
+  /** Hash: user -> connections joined to the room through one node incarnation. */
+  roomHold(room: string, incarnation: string): string {
+    return `${this.prefix}room:{${room}}:hold:${incarnation}`;
   }
 
-  /** Counts the times the room became occupied: orders the index's adds and prunes of the room. */
-  roomEpoch(room: string): string {
-    return `${this.prefix}room:{${room}}:epoch`;
+  /** Hash of the room's presence scalars: `epoch` (when it last became occupied) and `conns`. */
+  roomPresence(room: string): string {
+    return `${this.prefix}room:{${room}}:presence`;
   }
 
   /** Sorted set (all scores 0, so it pages by name) of rooms that may be occupied: a superset, pruned as rooms empty. */
@@ -86,6 +86,11 @@ export class KeySpace {
   /** Sorted set: gateway incarnation -> expiry (ms, Redis clock); the liveness behind user presence. */
   nodes(): string {
     return `${this.prefix}{nodes}`;
+  }
+
+  /** Sorted set: incarnation found dead -> until when one node reaps it (ms, Redis clock). */
+  nodesReaping(): string {
+    return `${this.prefix}{nodes}:reaping`;
   }
 
   /** Set of the users with a connection on an incarnation, for reaping it when it dies. */

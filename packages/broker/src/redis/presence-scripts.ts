@@ -1,15 +1,25 @@
 import { EVENTS } from './event-scripts.js';
+import { luaScript } from './lua.js';
 
 /*
- * Room presence. Per room: a sorted set of node incarnations with their expiry,
- * a hash per incarnation (user -> connections joined through it), a hash user ->
- * number of incarnations that have them, and the epoch (microseconds, Redis
- * clock) at which the room last became occupied, which orders the room index's
- * adds and prunes. Time is Redis's own, so gateway clocks cannot disagree about
- * expiry. Every change and heartbeat reaps incarnations that stopped
- * heartbeating, announcing `offline` for users present nowhere else. Events:
- * member.joined / member.left and room.occupied / room.vacated, recorded in the
- * step that decides them.
+ * Room presence, on the room's slot. Per room:
+ *   present   sorted set of the users present anywhere, all scores 0, so it pages
+ *             by id and its size is the room's count (ZCARD: a counter, not a count);
+ *   conns     hash user -> connections joined to the room over every node;
+ *   hold:<i>  hash user -> connections joined through incarnation i (what is
+ *             withdrawn when i dies);
+ *   presence  hash: `epoch`, when the room last became occupied (microseconds,
+ *             Redis clock; orders the room index's adds and prunes), and `conns`,
+ *             the room's connections in all.
+ * Nothing here expires or is refreshed while a room is occupied: an idle room
+ * costs Redis nothing. Liveness is per incarnation (NODES_HEARTBEAT); whoever
+ * finds one dead withdraws its holds room by room (PRESENCE_WITHDRAW).
+ * Every change costs O(log N) in a room of N, whatever N is.
+ *
+ * Each arrival and departure is announced on the room's channel with the count
+ * it left, `p|+|<count>|<user>` / `p|-|<count>|<user>`, in the order the
+ * changes happened, and recorded as member.joined / member.left (room.occupied /
+ * room.vacated for the first and the last) in the step that decides it.
  */
 const NOW = `
 local t = redis.call('TIME')
@@ -17,148 +27,139 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowUs = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
 `;
 
-const ROOM = NOW + EVENTS + `
-local function usersOf(key)
-  if redis.call('TYPE', key).ok == 'set' then return redis.call('SMEMBERS', key) end -- written by an older version
-  return redis.call('HKEYS', key)
-end
--- Takes one incarnation's hold of a user away; returns true when that emptied the room.
-local function withdraw(users, user, pub, channel, ev, room)
-  if redis.call('HINCRBY', users, user, -1) > 0 then return false end
-  redis.call('HDEL', users, user)
-  redis.call(pub, channel, 'p|-|' .. user)
-  emit(ev, now, 'member.left', memberData(room, user))
-  if redis.call('EXISTS', users) == 1 then return false end
-  emit(ev, now, 'room.vacated', roomData(room))
-  return true
-end
-local function reap(nodes, users, nodePrefix, pub, channel, ev, room)
-  local vacated = false
-  for _, node in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now)) do
-    local key = nodePrefix .. node
-    for _, user in ipairs(usersOf(key)) do
-      if withdraw(users, user, pub, channel, ev, room) then vacated = true end
+/*
+ * move(user, delta): changes a user's connections in the room by delta and
+ * announces the user's arrival (none before) or departure (none left).
+ * Returns the room's count afterwards (-1 when neither). Needs K.present,
+ * K.conns, K.state, K.events and A.channel, A.publish, A.room, A.stateTtl.
+ */
+const MOVE = NOW + EVENTS + `
+local ev = events(K.events, ARGV, EVENT_ARGS)
+local function move(user, delta)
+  local before = tonumber(redis.call('HGET', K.conns, user) or '0')
+  local after = math.max(0, before + delta)
+  if after == before then return -1 end
+  if after > 0 then redis.call('HSET', K.conns, user, after) else redis.call('HDEL', K.conns, user) end
+  redis.call('HINCRBY', K.state, 'conns', after - before)
+  if (before > 0) == (after > 0) then return -1 end
+  if after > 0 then
+    redis.call('ZADD', K.present, 0, user)
+    local count = redis.call('ZCARD', K.present)
+    if count == 1 then
+      redis.call('HSET', K.state, 'epoch', nowUs)
+      redis.call('PERSIST', K.state)
+      emit(ev, now, 'room.occupied', roomData(A.room))
     end
-    redis.call('DEL', key)
-    redis.call('ZREM', nodes, node)
+    redis.call(A.publish, A.channel, 'p|+|' .. count .. '|' .. user)
+    emit(ev, now, 'member.joined', memberData(A.room, user))
+    return count
   end
-  return vacated
+  redis.call('ZREM', K.present, user)
+  local count = redis.call('ZCARD', K.present)
+  redis.call(A.publish, A.channel, 'p|-|' .. count .. '|' .. user)
+  emit(ev, now, 'member.left', memberData(A.room, user))
+  if count == 0 then
+    emit(ev, now, 'room.vacated', roomData(A.room))
+    redis.call('PEXPIRE', K.state, A.stateTtl)
+  end
+  return count
 end
-local function epochOf(key)
-  return redis.call('GET', key) or '0'
+local function hold(user, connections)
+  local held = tonumber(redis.call('HGET', K.hold, user) or '0')
+  if connections > 0 then redis.call('HSET', K.hold, user, connections) else redis.call('HDEL', K.hold, user) end
+  return move(user, connections - held), held
 end
+local function epoch() return redis.call('HGET', K.state, 'epoch') or '0' end
 `;
+
+const ROOM_KEYS = ['present', 'conns', 'hold', 'state', 'events'] as const;
+const ROOM_ARGS = ['channel', 'publish', 'room', 'stateTtl'] as const;
 
 /*
  * Sets how many of a user's connections are joined to the room through this
- * incarnation (0 withdraws them). count > 0 returns {fresh, epoch, members}: fresh
- * is 1 when the incarnation did not have the user before. count = 0 returns
- * {vacated, epoch}: vacated is 1 when the room is empty now.
- * KEYS: nodes, users, own node hash, epoch, event stream
- * ARGV: node, user, count, ttl, key ttl, node prefix, channel, publish command, room, events (4)
+ * incarnation (0 withdraws them). With connections > 0 returns {fresh, epoch,
+ * count, first}: fresh is 1 when this incarnation did not hold the user before,
+ * first the room's first `list` users by id. With 0 returns {count, epoch}.
  */
-export const PRESENCE_SET = ROOM + `
-local ev = events(KEYS[5], ARGV, 10)
-local room, user, count = ARGV[9], ARGV[2], tonumber(ARGV[3])
-local vacated = reap(KEYS[1], KEYS[2], ARGV[6], ARGV[8], ARGV[7], ev, room)
-if count > 0 then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
-  local fresh = redis.call('HSET', KEYS[3], user, count)
-  if fresh == 1 and redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
-    redis.call(ARGV[8], ARGV[7], 'p|+|' .. user)
-    if redis.call('HLEN', KEYS[2]) == 1 then
-      redis.call('SET', KEYS[4], nowUs)
-      emit(ev, now, 'room.occupied', roomData(room))
-    end
-    emit(ev, now, 'member.joined', memberData(room, user))
-  end
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[5]) end
-  return { fresh, epochOf(KEYS[4]), redis.call('HKEYS', KEYS[2]) }
+export const PRESENCE_SET = luaScript(ROOM_KEYS, [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, `
+local connections = tonumber(A.connections)
+local _, held = hold(A.user, connections)
+if connections == 0 then return { redis.call('ZCARD', K.present), epoch() } end
+local list = tonumber(A.list)
+local first = list > 0 and redis.call('ZRANGE', K.present, 0, list - 1) or {}
+return { held == 0 and 1 or 0, epoch(), redis.call('ZCARD', K.present), first }
+`);
+
+/*
+ * Makes this incarnation's holds in the room exactly `holds` ("user=n,user=n",
+ * names never hold ',' or '='), as written again after Redis lost some of them
+ * or a write failed. Returns {count, epoch}.
+ */
+export const PRESENCE_SYNC = luaScript(ROOM_KEYS, [...ROOM_ARGS, 'holds'], MOVE, `
+local want = {}
+for user, n in string.gmatch(A.holds, '([^,=]+)=(%d+)') do want[user] = tonumber(n) end
+for _, user in ipairs(redis.call('HKEYS', K.hold)) do
+  if want[user] == nil then hold(user, 0) end
 end
-if redis.call('HDEL', KEYS[3], user) == 1 and withdraw(KEYS[2], user, ARGV[8], ARGV[7], ev, room) then vacated = true end
-if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
-return { vacated and 1 or 0, epochOf(KEYS[4]) }
-`;
+for user, n in pairs(want) do hold(user, n) end
+return { redis.call('ZCARD', K.present), epoch() }
+`);
 
 /*
- * Refreshes this incarnation and reaps dead ones. Returns {alive, vacated, epoch}:
- * alive is 0 when this incarnation was itself reaped (or Redis lost it), and the
- * caller then announces its users again.
- * KEYS: nodes, users, own node hash, epoch, event stream
- * ARGV: node, ttl, key ttl, node prefix, channel, publish command, room, events (4)
+ * Withdraws up to `batch` users of an incarnation from the room (one that died,
+ * or this one shutting down), so a big room is withdrawn in steps that keep
+ * Redis responsive. Returns {held, count, epoch}: held is what the incarnation
+ * still holds there (call again while it is above 0).
  */
-export const PRESENCE_HEARTBEAT = ROOM + `
-local ev = events(KEYS[5], ARGV, 8)
-local alive = redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= false and redis.call('EXISTS', KEYS[3]) == 1
-if alive then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
-local vacated = reap(KEYS[1], KEYS[2], ARGV[4], ARGV[6], ARGV[5], ev, ARGV[7])
-if alive then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end end
-return { alive and 1 or 0, vacated and 1 or 0, epochOf(KEYS[4]) }
-`;
-
-/*
- * Withdraws every user of this incarnation (graceful shutdown). Returns {vacated, epoch}.
- * KEYS: nodes, users, own node hash, epoch, event stream
- * ARGV: node, channel, publish command, room, events (4)
- */
-export const PRESENCE_NODE_LEAVE = ROOM + `
-local ev = events(KEYS[5], ARGV, 5)
-local vacated = false
-for _, user in ipairs(usersOf(KEYS[3])) do
-  if withdraw(KEYS[2], user, ARGV[3], ARGV[2], ev, ARGV[4]) then vacated = true end
+export const PRESENCE_WITHDRAW = luaScript(ROOM_KEYS, [...ROOM_ARGS, 'batch'], MOVE, `
+local some = redis.call('HRANDFIELD', K.hold, tonumber(A.batch), 'WITHVALUES')
+for i = 1, #some, 2 do
+  redis.call('HDEL', K.hold, some[i])
+  move(some[i], -tonumber(some[i + 1]))
 end
-redis.call('DEL', KEYS[3])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return { vacated and 1 or 0, epochOf(KEYS[4]) }
-`;
+return { redis.call('HLEN', K.hold), redis.call('ZCARD', K.present), epoch() }
+`);
 
 /*
- * The room's members and their connections, summed over its incarnations, as
- * {user, count, user, count...}. KEYS: nodes. ARGV: node prefix
+ * A page of the room's users by id, after `after` ('' from the start): {count,
+ * users, connections}, up to `limit` + 1 users (one more tells that a next page
+ * exists); connections (each user's, over every node) only when `withConnections` is 1.
  */
-export const PRESENCE_MEMBERS = `
-local counts, order = {}, {}
-for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. node
-  local flat = redis.call('TYPE', key).ok == 'hash' and redis.call('HGETALL', key) or {}
-  for i = 1, #flat, 2 do
-    local user = flat[i]
-    if counts[user] == nil then order[#order + 1] = user; counts[user] = 0 end
-    counts[user] = counts[user] + tonumber(flat[i + 1])
-  end
-end
-local out = {}
-for _, user in ipairs(order) do out[#out + 1] = user; out[#out + 1] = counts[user] end
-return out
-`;
+export const PRESENCE_PAGE = luaScript(['present', 'conns'], ['after', 'limit', 'withConnections'], `
+local start = A.after == '' and '-' or '(' .. A.after
+local users = redis.call('ZRANGE', K.present, start, '+', 'BYLEX', 'LIMIT', 0, tonumber(A.limit) + 1)
+local connections = {}
+if A.withConnections == '1' and #users > 0 then connections = redis.call('HMGET', K.conns, unpack(users)) end
+return { redis.call('ZCARD', K.present), users, connections }
+`);
 
 /*
- * For the room index: the room's member count and its epoch; a room whose
- * epoch is gone has been empty for long, and any later occupancy is newer than
- * now, which then stands in for it. KEYS: users, epoch
+ * For the room index: the room's count, its connections and its epoch; a room
+ * whose epoch is gone has been empty for long, and any later occupancy is
+ * newer than now, which then stands in for it.
  */
-export const ROOM_OCCUPANCY = NOW + `
-return { redis.call('HLEN', KEYS[1]), redis.call('GET', KEYS[2]) or nowUs }
-`;
+export const ROOM_OCCUPANCY = luaScript(['present', 'state'], [], NOW, `
+return { redis.call('ZCARD', K.present), tonumber(redis.call('HGET', K.state, 'conns') or '0'), redis.call('HGET', K.state, 'epoch') or nowUs }
+`);
 
 /*
  * The index of rooms that may be occupied. Adds and prunes come from different
  * nodes in any order; an epoch per room keeps a prune of an older occupancy
- * from removing a newer one. KEYS: index, epochs. ARGV: room, epoch
+ * from removing a newer one.
  */
-export const ROOM_INDEX_ADD = `
-local seen = redis.call('HGET', KEYS[2], ARGV[1])
-if not seen or tonumber(ARGV[2]) > tonumber(seen) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
-redis.call('ZADD', KEYS[1], 0, ARGV[1])
+export const ROOM_INDEX_ADD = luaScript(['index', 'epochs'], ['room', 'epoch'], `
+local seen = redis.call('HGET', K.epochs, A.room)
+if not seen or tonumber(A.epoch) > tonumber(seen) then redis.call('HSET', K.epochs, A.room, A.epoch) end
+redis.call('ZADD', K.index, 0, A.room)
 return 1
-`;
-export const ROOM_INDEX_PRUNE = `
-local seen = redis.call('HGET', KEYS[2], ARGV[1])
-if seen and tonumber(seen) > tonumber(ARGV[2]) then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[1], ARGV[1])
+`);
+export const ROOM_INDEX_PRUNE = luaScript(['index', 'epochs'], ['room', 'epoch'], `
+local seen = redis.call('HGET', K.epochs, A.room)
+if seen and tonumber(seen) > tonumber(A.epoch) then return 0 end
+redis.call('HDEL', K.epochs, A.room)
+redis.call('ZREM', K.index, A.room)
 return 1
-`;
+`);
 
 /*
  * User presence, on the user's slot: a hash incarnation -> the user's
@@ -167,46 +168,57 @@ return 1
  * incarnation dead sets its count of each of its users to 0 here.
  * Sets the incarnation's count (0 withdraws it and its rooms); records
  * user.online / user.offline when that was the user's first / last anywhere.
- * KEYS: connections, rooms of the incarnation, event stream. ARGV: node, count, user, events (4)
  */
-export const USER_SET = NOW + EVENTS + `
-local ev = events(KEYS[3], ARGV, 4)
-if tonumber(ARGV[2]) > 0 then
-  if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 and redis.call('HLEN', KEYS[1]) == 1 then
-    emit(ev, now, 'user.online', userData(ARGV[3]))
+export const USER_SET = luaScript(['connections', 'rooms', 'events'], ['node', 'count', 'user'], NOW, EVENTS, `
+local ev = events(K.events, ARGV, EVENT_ARGS)
+if tonumber(A.count) > 0 then
+  if redis.call('HSET', K.connections, A.node, A.count) == 1 and redis.call('HLEN', K.connections) == 1 then
+    emit(ev, now, 'user.online', userData(A.user))
   end
   return 1
 end
-redis.call('DEL', KEYS[2])
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and redis.call('EXISTS', KEYS[1]) == 0 then
-  emit(ev, now, 'user.offline', userData(ARGV[3]))
+redis.call('DEL', K.rooms)
+if redis.call('HDEL', K.connections, A.node) == 1 and redis.call('EXISTS', K.connections) == 0 then
+  emit(ev, now, 'user.offline', userData(A.user))
 end
 return 0
-`;
+`);
 
-/*
- * The user's connections and rooms over every incarnation: {connections, rooms}.
- * KEYS: connections. ARGV: prefix of the per-incarnation room sets
- */
-export const USER_PRESENCE = `
+/* The user's connections and rooms over every incarnation: {connections, rooms}. */
+export const USER_PRESENCE = luaScript(['connections'], ['roomsPrefix'], `
 local total, rooms, seen = 0, {}, {}
-local flat = redis.call('HGETALL', KEYS[1])
+local flat = redis.call('HGETALL', K.connections)
 for i = 1, #flat, 2 do
   total = total + tonumber(flat[i + 1])
-  for _, room in ipairs(redis.call('SMEMBERS', ARGV[1] .. flat[i])) do
+  for _, room in ipairs(redis.call('SMEMBERS', A.roomsPrefix .. flat[i])) do
     if not seen[room] then seen[room] = true; rooms[#rooms + 1] = room end
   end
 end
 return { total, rooms }
-`;
+`);
 
 /*
- * The node registry: refreshes this incarnation, and lists up to 10 that
- * stopped heartbeating. Returns {added, dead}: added is 1 when this
- * incarnation was not registered (first beat, reaped, or Redis lost it).
- * KEYS: nodes. ARGV: node, ttl
+ * The node registry: refreshes this incarnation, and hands out up to 10 that
+ * stopped heartbeating, each to one reaper at a time (a lease of `reapMs` in
+ * `reaping`, so a reaper that dies mid-way is followed by another). Returns
+ * {added, dead}: added is 1 when this incarnation was not registered (first
+ * beat, reaped, or Redis lost it).
  */
-export const NODES_HEARTBEAT = NOW + `
-local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return { added, redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 10) }
-`;
+export const NODES_HEARTBEAT = luaScript(['nodes', 'reaping'], ['node', 'ttl', 'reapMs'], NOW, `
+local added = redis.call('ZADD', K.nodes, now + tonumber(A.ttl), A.node)
+local claimed = {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', K.nodes, '-inf', now, 'LIMIT', 0, 10)) do
+  local lease = redis.call('ZSCORE', K.reaping, node)
+  if not lease or tonumber(lease) <= now then
+    redis.call('ZADD', K.reaping, now + tonumber(A.reapMs), node)
+    claimed[#claimed + 1] = node
+  end
+end
+return { added, claimed }
+`);
+
+/* Takes a reaped incarnation out of the registry, and its lease with it. */
+export const NODES_FORGET = luaScript(['nodes', 'reaping'], ['node'], `
+redis.call('ZREM', K.reaping, A.node)
+return redis.call('ZREM', K.nodes, A.node)
+`);

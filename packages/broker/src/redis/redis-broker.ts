@@ -84,14 +84,16 @@ export class RedisBroker implements Broker {
   /** message.created is recorded: appends run the script that records it. */
   readonly #recordsMessages: boolean;
   readonly presence: Presence = {
-    join: (room, user, connections = 1) => this.#roomPresence.set(room, user, connections),
+    join: (room, user, options = {}) => this.#roomPresence.set(room, user, options.connections ?? 1, options.list ?? 0),
     leave: async (room, user) => { await this.#roomPresence.set(room, user, 0); },
+    members: (room, after, limit) => this.#roomPresence.members(room, after, limit),
     setUserConnections: (user, connections) => this.#userPresence.set(user, connections),
   };
   readonly #roomPresence: RedisRoomPresence;
   readonly #userPresence: RedisUserPresence;
   #listener: BrokerListener | null = null;
   #up = false;
+  #wasUp = false;
   #commandHealthy = true;
   #timers: NodeJS.Timeout[] = [];
   readonly #counts = { probeFailures: 0, replicationTimeouts: 0 };
@@ -313,7 +315,7 @@ export class RedisBroker implements Broker {
       case 'message':
         return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame, decoded.prev);
       case 'presence':
-        return listener.onPresence(room, decoded.user, decoded.online);
+        return listener.onPresence(room, decoded.user, decoded.online, decoded.count);
       case 'event':
         return listener.onRoomEvent(room, decoded.user, decoded.frame);
       case 'loss':
@@ -323,7 +325,7 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** Keeps this node's presence alive, reaps dead nodes, and re-announces what Redis lost. */
+  /** Keeps this node alive, reaps dead nodes, and writes again the presence Redis may have lost. */
   async #heartbeat(): Promise<void> {
     if (this.#command.status !== 'ready') return;
     await Promise.all([this.#roomPresence.heartbeat(), this.#userPresence.heartbeat()]);
@@ -351,7 +353,10 @@ export class RedisBroker implements Broker {
     this.#up = up;
     if (up) {
       this.#log.info({}, 'broker up');
-      void this.#heartbeat(); // re-announce presence at once if Redis lost it
+      // Back from an outage: Redis may have failed over to a replica that lacked the latest presence writes.
+      if (this.#wasUp) this.#roomPresence.resyncAll();
+      this.#wasUp = true;
+      void this.#heartbeat(); // and re-announce everything at once if Redis lost this node
     } else {
       this.#log.warn({ command: this.#command.status, subscribers: this.#pubsub.describe() }, 'broker down');
     }

@@ -1,6 +1,8 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { BrokerLog } from '../log.js';
+import type { MemberPage, RoomHeadcount } from '../presence.js';
 import type { EventRecorder } from './event-recorder.js';
+import { inParallel } from './in-parallel.js';
 import type { KeySpace } from './keys.js';
 import type { ChatScripts } from './scripts.js';
 
@@ -17,17 +19,28 @@ export interface RoomPresenceOptions {
   call<T>(operation: () => Promise<T>): Promise<T>;
 }
 
+/** Rooms written at once by a resync or a withdrawal: a steady stream, not a burst. */
+const CONCURRENCY = 16;
+/** Users one withdrawal script takes out of a room, so a big room is withdrawn in steps. */
+const WITHDRAW_BATCH = 500;
+
+type RoomKeys = [present: string, conns: string, hold: string, state: string, events: string];
+type RoomArgs = [channel: string, publish: string, room: string, stateTtlMs: number];
+
 /**
  * This node's share of room presence in Redis (see presence-scripts.ts): which
- * users it holds in which room with how many connections, kept alive by
- * heartbeats, announced again whenever Redis lost it. It also keeps the room
- * index (adds on a fresh hold, prunes when a room empties) and, per user, the
- * rooms joined through this node.
+ * users it holds in which room with how many connections. Nothing is
+ * refreshed per room: the node registry (RedisUserPresence) keeps this
+ * incarnation alive, and whoever finds it dead withdraws what it lists here.
+ * A write that failed, or that Redis may have lost, is made good by writing
+ * the room's holds whole again (a resync), from `#held`.
  */
 export class RedisRoomPresence {
-  /** room -> user -> connections joined here; the source of truth for announcing again. */
+  /** room -> user -> connections joined here; what Redis should hold for this incarnation. */
   readonly #held = new Map<string, Map<string, number>>();
-  /** `room\n user` whose latest change did not reach Redis: written again on each heartbeat until it does. */
+  /** Rooms in this incarnation's room set in Redis, where a reaper looks. Listed before held, unlisted after. */
+  readonly #listed = new Set<string>();
+  /** Rooms whose holds Redis may not have as `#held` says; the next heartbeat writes them whole. */
   readonly #unsynced = new Set<string>();
   readonly #o: RoomPresenceOptions;
 
@@ -35,8 +48,8 @@ export class RedisRoomPresence {
     this.#o = options;
   }
 
-  /** Holds `connections` of the user's connections in the room (0 lets go); resolves with the room's members. */
-  async set(room: string, user: string, connections: number): Promise<string[]> {
+  /** Holds `connections` of the user's connections in the room (0 lets go); resolves with the count and first `list` users. */
+  async set(room: string, user: string, connections: number, list = 0): Promise<RoomHeadcount> {
     let users = this.#held.get(room);
     if (connections > 0) {
       if (users === undefined) this.#held.set(room, (users = new Map()));
@@ -44,87 +57,113 @@ export class RedisRoomPresence {
     } else if (users?.delete(user) && users.size === 0) {
       this.#held.delete(room);
     }
-    const entry = `${room}\n${user}`;
-    this.#unsynced.delete(entry);
     try {
-      return await this.#o.call(() => this.#write(room, user, connections));
+      return await this.#o.call(() => this.#write(room, user, connections, list));
     } catch (err) {
-      this.#unsynced.add(entry);
+      this.#unsynced.add(room);
       throw err;
     }
   }
 
-  /** Keeps this node's presence alive, reaps dead nodes, and announces again what Redis lost. */
+  async members(room: string, after: string | undefined, limit: number): Promise<MemberPage> {
+    const { keys, command } = this.#o;
+    const [count, users] = await this.#o.call(() => command.chatPresencePage(keys.roomPresent(room), keys.roomConnections(room), after ?? '', limit, 0));
+    return users.length > limit ? { users: users.slice(0, limit), count, next: users[limit - 1]! } : { users, count };
+  }
+
+  /** Writes whole, a few at a time, the rooms whose last write failed or may have been lost. */
   async heartbeat(): Promise<void> {
-    const { command, keys, incarnation, publish, ttlMs, events, log } = this.#o;
-    for (const entry of [...this.#unsynced]) {
-      const [room, user] = entry.split('\n') as [string, string];
-      await this.#write(room, user, this.#held.get(room)?.get(user) ?? 0).then(() => this.#unsynced.delete(entry), () => {});
-    }
-    await Promise.all([...this.#held].map(async ([room, users]) => {
-      try {
-        const [alive, vacated, epoch] = await command.chatPresenceHeartbeat(
-          ...this.#keysOf(room, incarnation), incarnation, ttlMs, ttlMs * 3, keys.presenceNodePrefix(room), keys.roomChannel(room), publish, room,
-          ...events.args(),
-        );
-        if (vacated === 1) await this.#prune(room, epoch);
-        if (alive === 1 || users.size === 0) return;
-        log.warn({ room, users: users.size }, 'presence was lost (reaped or Redis restarted); re-announcing');
-        for (const [user, connections] of [...users]) await this.#write(room, user, connections, true);
-      } catch (err) {
-        log.debug({ err, room }, 'presence heartbeat failed');
-      }
+    const rooms = [...this.#unsynced];
+    this.#unsynced.clear();
+    await inParallel(rooms, CONCURRENCY, (room) => this.#sync(room).catch((err: unknown) => {
+      this.#unsynced.add(room);
+      this.#o.log.debug({ err, room }, 'presence resync failed; retried on the next heartbeat');
     }));
+  }
+
+  /** Redis may have lost what this node wrote (it restarted, failed over, or reaped this node): write everything again. */
+  resyncAll(): void {
+    this.#listed.clear();
+    for (const room of this.#held.keys()) this.#unsynced.add(room);
   }
 
   /** Withdraws `incarnation`'s presence from every room it held: this node's at shutdown, or a dead node's. */
   async withdrawNode(incarnation: string): Promise<void> {
     const { command, keys, log } = this.#o;
-    const rooms = incarnation === this.#o.incarnation ? [...this.#held.keys()] : await command.smembers(keys.nodeRooms(incarnation));
-    if (incarnation === this.#o.incarnation) this.#held.clear();
-    await Promise.all(rooms.map((room) => this.#withdrawFrom(room, incarnation)
-      .catch((err: unknown) => log.warn({ err, room, node: incarnation }, 'presence withdrawal failed'))));
+    const own = incarnation === this.#o.incarnation;
+    const rooms = own ? [...new Set([...this.#held.keys(), ...this.#listed])] : await command.smembers(keys.nodeRooms(incarnation));
+    if (own) this.#held.clear();
+    await inParallel(rooms, CONCURRENCY, (room) => this.#withdrawFrom(room, incarnation)
+      .catch((err: unknown) => log.warn({ err, room, node: incarnation }, 'presence withdrawal failed')));
     await command.del(keys.nodeRooms(incarnation));
   }
 
   async #withdrawFrom(room: string, incarnation: string): Promise<void> {
-    const { command, keys, publish, events } = this.#o;
-    const [vacated, epoch] = await command.chatPresenceNodeLeave(
-      ...this.#keysOf(room, incarnation), incarnation, keys.roomChannel(room), publish, room, ...events.args(),
-    );
-    if (vacated === 1) await this.#prune(room, epoch);
+    const { command, events } = this.#o;
+    for (;;) {
+      const [held, count, epoch] = await command.chatPresenceWithdraw(...this.#keysOf(room, incarnation), ...this.#argsOf(room), WITHDRAW_BATCH, ...events.args());
+      if (held > 0) continue;
+      if (count === 0) await this.#prune(room, epoch);
+      return;
+    }
   }
 
   /**
-   * The script, then what lives on other slots: the room index, the node's
-   * rooms (for whoever reaps it) and the user's rooms. A crash between them
-   * leaves the index short until the next fresh hold, or a dead node's rooms
-   * unreaped until their keys expire; neither lies about who is present.
+   * Listed first, so a crash between the two leaves at most a room listed with
+   * nothing held (withdrawing it changes nothing); then the script; then what
+   * lives on other slots: the room index and the user's rooms (a crash between
+   * leaves the index short until the next arrival, never a member nobody withdraws).
    */
-  async #write(room: string, user: string, connections: number, again = false): Promise<string[]> {
-    const { command, keys, incarnation, publish, ttlMs, events } = this.#o;
-    const reply = await command.chatPresenceSet(
-      ...this.#keysOf(room, incarnation), incarnation, user, connections, ttlMs, ttlMs * 3, keys.presenceNodePrefix(room),
-      keys.roomChannel(room), publish, room, ...events.args(),
-    );
+  async #write(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
+    const { command, keys, incarnation, events } = this.#o;
+    if (connections > 0) await this.#list(room);
+    const reply = await command.chatPresenceSet(...this.#keysOf(room, incarnation), ...this.#argsOf(room), user, connections, list, ...events.args());
     if (connections > 0) {
-      const [fresh, epoch, members] = reply as [number, string, string[]];
-      if (fresh === 1 || again) {
+      const [fresh, epoch, count, first] = reply as [number, string, number, string[]];
+      if (fresh === 1) {
         await Promise.all([
-          command.chatRoomIndexAdd(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch),
-          command.sadd(keys.nodeRooms(incarnation), room),
+          count === 1 ? command.chatRoomIndexAdd(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch) : undefined,
           command.sadd(keys.userRooms(user, incarnation), room),
         ]);
       }
-      return members;
+      return { count, first };
     }
-    const [vacated, epoch] = reply as [number, string];
+    const [count, epoch] = reply as [number, string];
     await Promise.all([
-      vacated === 1 ? this.#prune(room, epoch) : undefined,
-      this.#held.has(room) ? undefined : command.srem(keys.nodeRooms(incarnation), room),
+      count === 0 ? this.#prune(room, epoch) : undefined,
       command.srem(keys.userRooms(user, incarnation), room),
+      this.#unlistIfLetGo(room),
     ]);
-    return [];
+    return { count, first: [] };
+  }
+
+  /** Makes Redis hold, for this incarnation in `room`, exactly what `#held` says. */
+  async #sync(room: string): Promise<void> {
+    const { command, keys, incarnation, events } = this.#o;
+    const users = this.#held.get(room);
+    if (users !== undefined) await this.#list(room);
+    const holds = users === undefined ? '' : [...users].map(([user, n]) => `${user}=${n}`).join(',');
+    const [count, epoch] = await command.chatPresenceSync(...this.#keysOf(room, incarnation), ...this.#argsOf(room), holds, ...events.args());
+    if (users === undefined) {
+      await Promise.all([count === 0 ? this.#prune(room, epoch) : undefined, this.#unlistIfLetGo(room)]);
+      return;
+    }
+    await Promise.all([
+      command.chatRoomIndexAdd(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch),
+      ...[...users.keys()].map((user) => command.sadd(keys.userRooms(user, incarnation), room)),
+    ]);
+  }
+
+  async #list(room: string): Promise<void> {
+    if (this.#listed.has(room)) return;
+    await this.#o.command.sadd(this.#o.keys.nodeRooms(this.#o.incarnation), room);
+    this.#listed.add(room);
+  }
+
+  /** Unlists a room this node no longer holds anyone in (checked after the write: a join may have come meanwhile). */
+  async #unlistIfLetGo(room: string): Promise<void> {
+    if (this.#held.has(room) || !this.#listed.delete(room)) return;
+    await this.#o.command.srem(this.#o.keys.nodeRooms(this.#o.incarnation), room);
   }
 
   #prune(room: string, epoch: string): Promise<number> {
@@ -132,9 +171,14 @@ export class RedisRoomPresence {
     return command.chatRoomIndexPrune(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch);
   }
 
-  #keysOf(room: string, incarnation: string): [nodes: string, users: string, nodeHash: string, epoch: string, events: string] {
+  #keysOf(room: string, incarnation: string): RoomKeys {
     const { keys, events } = this.#o;
-    const nodes = keys.presenceNodes(room);
-    return [nodes, keys.presenceUsers(room), keys.presenceNodePrefix(room) + incarnation, keys.roomEpoch(room), events.streamOf(nodes)];
+    const present = keys.roomPresent(room);
+    return [present, keys.roomConnections(room), keys.roomHold(room, incarnation), keys.roomPresence(room), events.streamOf(present)];
+  }
+
+  #argsOf(room: string): RoomArgs {
+    const { keys, publish, ttlMs } = this.#o;
+    return [keys.roomChannel(room), publish, room, ttlMs * 3];
   }
 }

@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
 import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
+import type { LuaScript } from './lua.js';
 import {
-  NODES_HEARTBEAT, PRESENCE_HEARTBEAT, PRESENCE_MEMBERS, PRESENCE_NODE_LEAVE, PRESENCE_SET,
+  NODES_FORGET, NODES_HEARTBEAT, PRESENCE_PAGE, PRESENCE_SET, PRESENCE_SYNC, PRESENCE_WITHDRAW,
   ROOM_INDEX_ADD, ROOM_INDEX_PRUNE, ROOM_OCCUPANCY, USER_PRESENCE, USER_SET,
 } from './presence-scripts.js';
 
@@ -198,6 +199,10 @@ export type AppendArgv = [
 ];
 export type AppendArgs = [...AppendKeys, ...AppendArgv];
 
+/** Keys and arguments of the room presence scripts (see presence-scripts.ts). */
+export type PresenceKeys = [present: string, conns: string, hold: string, state: string, events: string];
+export type PresenceArgv = [channel: string, publish: string, room: string, stateTtlMs: number];
+
 /** The four event arguments every recording script ends with (see EVENTS): types, wake channel, backlog limit, nonce. */
 export type EventArgs = [types: string, wake: string, limit: number | '', nonce: string];
 
@@ -214,25 +219,22 @@ export interface ChatScripts {
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
-    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
-    node: string, user: string, count: number, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string,
-    room: string, ...eventArgs: EventArgs
-  ): Promise<[fresh: number, epoch: string, members: string[]] | [vacated: number, epoch: string]>;
-  chatPresenceHeartbeat(
-    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
-    node: string, ttlMs: number, keyTtlMs: number, nodePrefix: string, channel: string, publish: string, room: string, ...eventArgs: EventArgs
-  ): Promise<[alive: number, vacated: number, epoch: string]>;
-  chatPresenceNodeLeave(
-    nodes: string, users: string, nodeHash: string, epoch: string, events: string,
-    node: string, channel: string, publish: string, room: string, ...eventArgs: EventArgs
-  ): Promise<[vacated: number, epoch: string]>;
-  chatPresenceMembers(nodes: string, nodePrefix: string): Promise<Array<string | number>>;
-  chatRoomOccupancy(users: string, epoch: string): Promise<[members: number, epoch: string]>;
+    ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
+  ): Promise<[fresh: number, epoch: string, count: number, first: string[]] | [count: number, epoch: string]>;
+  chatPresenceSync(...args: [...keys: PresenceKeys, ...argv: PresenceArgv, holds: string, ...eventArgs: EventArgs]): Promise<[count: number, epoch: string]>;
+  chatPresenceWithdraw(
+    ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, batch: number, ...eventArgs: EventArgs]
+  ): Promise<[held: number, count: number, epoch: string]>;
+  chatPresencePage(
+    present: string, conns: string, after: string, limit: number, withConnections: 0 | 1,
+  ): Promise<[count: number, users: string[], connections: Array<string | null>]>;
+  chatRoomOccupancy(present: string, state: string): Promise<[members: number, connections: number, epoch: string]>;
   chatRoomIndexAdd(index: string, epochs: string, room: string, epoch: string): Promise<number>;
   chatRoomIndexPrune(index: string, epochs: string, room: string, epoch: string): Promise<number>;
   chatUserSet(connections: string, rooms: string, events: string, node: string, count: number, user: string, ...eventArgs: EventArgs): Promise<number>;
   chatUserPresence(connections: string, roomsPrefix: string): Promise<[connections: number, rooms: string[]]>;
-  chatNodesHeartbeat(nodes: string, node: string, ttlMs: number): Promise<[added: number, dead: string[]]>;
+  chatNodesHeartbeat(nodes: string, reaping: string, node: string, ttlMs: number, reapMs: number): Promise<[added: number, dead: string[]]>;
+  chatNodesForget(nodes: string, reaping: string, node: string): Promise<number>;
   chatEventsClaim(lease: string, stream: string, owner: string, leaseMs: number, count: number): Promise<[0, number] | [1, number, RawEntry[]]>;
   chatEventsAck(lease: string, stream: string, owner: string, entry: string): Promise<number>;
   chatEventsRelease(lease: string, owner: string): Promise<number>;
@@ -253,16 +255,20 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
   redis.defineCommand('chatArchiveClaim', { numberOfKeys: 5, lua: ARCHIVE_CLAIM });
   redis.defineCommand('chatArchiveDone', { numberOfKeys: 4, lua: ARCHIVE_DONE });
-  redis.defineCommand('chatPresenceSet', { numberOfKeys: 5, lua: PRESENCE_SET });
-  redis.defineCommand('chatPresenceHeartbeat', { numberOfKeys: 5, lua: PRESENCE_HEARTBEAT });
-  redis.defineCommand('chatPresenceNodeLeave', { numberOfKeys: 5, lua: PRESENCE_NODE_LEAVE });
-  redis.defineCommand('chatPresenceMembers', { numberOfKeys: 1, lua: PRESENCE_MEMBERS });
-  redis.defineCommand('chatRoomOccupancy', { numberOfKeys: 2, lua: ROOM_OCCUPANCY });
-  redis.defineCommand('chatRoomIndexAdd', { numberOfKeys: 2, lua: ROOM_INDEX_ADD });
-  redis.defineCommand('chatRoomIndexPrune', { numberOfKeys: 2, lua: ROOM_INDEX_PRUNE });
-  redis.defineCommand('chatUserSet', { numberOfKeys: 3, lua: USER_SET });
-  redis.defineCommand('chatUserPresence', { numberOfKeys: 1, lua: USER_PRESENCE });
-  redis.defineCommand('chatNodesHeartbeat', { numberOfKeys: 1, lua: NODES_HEARTBEAT });
+  const named: Record<string, LuaScript> = {
+    chatPresenceSet: PRESENCE_SET,
+    chatPresenceSync: PRESENCE_SYNC,
+    chatPresenceWithdraw: PRESENCE_WITHDRAW,
+    chatPresencePage: PRESENCE_PAGE,
+    chatRoomOccupancy: ROOM_OCCUPANCY,
+    chatRoomIndexAdd: ROOM_INDEX_ADD,
+    chatRoomIndexPrune: ROOM_INDEX_PRUNE,
+    chatUserSet: USER_SET,
+    chatUserPresence: USER_PRESENCE,
+    chatNodesHeartbeat: NODES_HEARTBEAT,
+    chatNodesForget: NODES_FORGET,
+  };
+  for (const [name, script] of Object.entries(named)) redis.defineCommand(name, script);
   redis.defineCommand('chatEventsClaim', { numberOfKeys: 2, lua: EVENTS_CLAIM });
   redis.defineCommand('chatEventsAck', { numberOfKeys: 2, lua: EVENTS_ACK });
   redis.defineCommand('chatEventsRelease', { numberOfKeys: 1, lua: EVENTS_RELEASE });

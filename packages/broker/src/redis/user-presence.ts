@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { BrokerLog } from '../log.js';
 import type { EventRecorder } from './event-recorder.js';
+import { inParallel } from './in-parallel.js';
 import type { KeySpace } from './keys.js';
 import type { RedisRoomPresence } from './room-presence.js';
 import type { ChatScripts } from './scripts.js';
@@ -17,15 +18,16 @@ export interface UserPresenceOptions {
   call<T>(operation: () => Promise<T>): Promise<T>;
 }
 
-/** Users a reaper withdraws at once. */
-const REAP_BATCH = 200;
+/** Users written at once when many are (a reaping, announcing again): a steady stream, not a burst. */
+const CONCURRENCY = 16;
 
 /**
  * This node's users in the cluster-wide user presence (see USER_SET), and the
- * node registry that says which nodes are alive. Every node beats every ttl/4;
- * whoever finds a node expired withdraws that node's users and rooms, so
- * user.offline and member.left follow a crash within 1.25 × ttl. Reaping is
- * idempotent: several nodes may reap one dead node at once.
+ * node registry that says which nodes are alive: the one heartbeat a node
+ * makes, whatever it holds. Every node beats every ttl/4; the first to find a
+ * node expired takes a lease on it and withdraws that node's users and rooms,
+ * so user.offline and member.left follow a crash within 1.25 × ttl. Reaping
+ * is idempotent: a reaper that dies mid-way is followed by another.
  */
 export class RedisUserPresence {
   /** user -> connections here; the source of truth for announcing again. */
@@ -66,9 +68,9 @@ export class RedisUserPresence {
     try {
       const [added, dead] = await this.#beat();
       if (added === 1 && this.#registered !== undefined) {
-        // Its rooms are announced again by their own heartbeats.
-        log.warn({ users: this.#local.size }, 'this node was not registered (reaped, or Redis lost it); announcing its users again');
-        await Promise.all([...this.#local].map(([user, connections]) => this.#write(user, connections, true)));
+        log.warn({ users: this.#local.size }, 'this node was not registered (reaped, or Redis lost it); announcing its users and rooms again');
+        this.#o.rooms.resyncAll();
+        await inParallel([...this.#local], CONCURRENCY, ([user, connections]) => this.#write(user, connections, true));
       }
       this.#registered ??= Promise.resolve();
       for (const user of [...this.#unsynced]) {
@@ -84,12 +86,12 @@ export class RedisUserPresence {
   async close(): Promise<void> {
     const { command, keys, incarnation } = this.#o;
     await command.del(keys.nodeUsers(incarnation));
-    await command.zrem(keys.nodes(), incarnation);
+    await command.chatNodesForget(keys.nodes(), keys.nodesReaping(), incarnation);
   }
 
   #beat(): Promise<[added: number, dead: string[]]> {
     const { command, keys, incarnation, ttlMs } = this.#o;
-    return command.chatNodesHeartbeat(keys.nodes(), incarnation, ttlMs);
+    return command.chatNodesHeartbeat(keys.nodes(), keys.nodesReaping(), incarnation, ttlMs, ttlMs);
   }
 
   async #write(user: string, connections: number, first: boolean): Promise<void> {
@@ -110,11 +112,9 @@ export class RedisUserPresence {
     const { command, keys, log } = this.#o;
     const users = await command.smembers(keys.nodeUsers(node));
     log.warn({ node, users: users.length }, 'a node stopped heartbeating; withdrawing its users and rooms');
-    for (let i = 0; i < users.length; i += REAP_BATCH) {
-      await Promise.all(users.slice(i, i + REAP_BATCH).map((user) => this.#userSet(user, node, 0)));
-    }
+    await inParallel(users, CONCURRENCY, async (user) => { await this.#userSet(user, node, 0); });
     await this.#o.rooms.withdrawNode(node);
     await command.del(keys.nodeUsers(node));
-    await command.zrem(keys.nodes(), node);
+    await command.chatNodesForget(keys.nodes(), keys.nodesReaping(), node);
   }
 }
