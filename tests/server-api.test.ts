@@ -154,11 +154,17 @@ describe('the server API', () => {
     const fay = await connect(2, 'fay');
     for (const c of [eve2, eve3, fay]) await c.request({ type: 'join', room: 'api-seen' });
     expect(await (await api('/api/rooms/api-seen/members')).json()).toEqual({
-      room: 'api-seen', members: [{ user: 'eve', connections: 2 }, { user: 'fay', connections: 1 }],
+      room: 'api-seen', members: [{ user: 'eve', connections: 2 }, { user: 'fay', connections: 1 }], count: 2, next: null,
+    });
+    expect(await (await api('/api/rooms/api-seen/members?limit=1', {}, 1)).json()).toEqual({
+      room: 'api-seen', members: [{ user: 'eve', connections: 2 }], count: 2, next: 'eve',
+    });
+    expect(await (await api('/api/rooms/api-seen/members?after=eve')).json()).toEqual({
+      room: 'api-seen', members: [{ user: 'fay', connections: 1 }], count: 2, next: null,
     });
     expect(await (await api('/api/users/eve', {}, 2)).json()).toEqual({ user: 'eve', online: true, connections: 3, rooms: ['api-seen'] });
-    const rooms = await (await api('/api/rooms?limit=1000')).json() as { rooms: Array<{ room: string; members: number }> };
-    expect(rooms.rooms).toContainEqual({ room: 'api-seen', members: 2 });
+    const rooms = await (await api('/api/rooms?limit=1000')).json() as { rooms: Array<{ room: string; members: number; connections: number }> };
+    expect(rooms.rooms).toContainEqual({ room: 'api-seen', members: 2, connections: 3 });
     await fay.close();
     await waitFor(async () => (await (await api('/api/rooms/api-seen/members')).json() as { members: unknown[] }).members.length === 1, { what: 'fay gone' });
   });

@@ -2,17 +2,20 @@ import type { Broker } from '@chat/broker';
 import {
   DM_FRAME_HEAD,
   HISTORY_DEFAULT_LIMIT,
+  MEMBERS_DEFAULT_LIMIT,
   dmFrameBody,
   encodeAck,
   encodeError,
   encodeHistory,
   encodeLeft,
+  encodeMembers,
   encodePong,
   encodeTyping,
   type ClientFrame,
   type DirectSendFrame,
   type HistoryRequestFrame,
   type JoinFrame,
+  type MembersRequestFrame,
   type SendFrame,
 } from '@chat/protocol';
 import { allowedBy } from './auth.js';
@@ -58,6 +61,8 @@ export class CommandHandler {
         return this.#run(session, frame.ref, this.#typing(session, frame.room));
       case 'dm':
         return this.#run(session, frame.ref, this.#direct(session, frame));
+      case 'members':
+        return this.#run(session, frame.ref, this.#members(session, frame));
       default:
         return assertNever(frame);
     }
@@ -177,6 +182,14 @@ export class CommandHandler {
     const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
     const head = this.deps.rooms.head(room);
     session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
+  }
+
+  /** A page of the room's users by id: one read of at most `limit` names, whatever the room's size. */
+  async #members(session: Session, { room, after, limit, ref }: MembersRequestFrame): Promise<void> {
+    this.#authorize(session, room);
+    if (!session.rooms.has(room)) throw notJoined(room);
+    const page = await this.deps.inFlight.track(this.deps.broker.presence.members(room, after, limit ?? MEMBERS_DEFAULT_LIMIT));
+    session.send(encodeMembers(room, ref, page.users, page.count, page.next));
   }
 
   /** The token's `rooms` claim decides which rooms a user may join, read and post to. */

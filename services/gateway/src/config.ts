@@ -37,6 +37,11 @@ export interface Config {
   /** How long a send's idempotency key is remembered after its last use. */
   readonly idempotencyTtlMs: number;
   readonly typingIntervalMs: number;
+  /**
+   * The contract's list limit L: rooms with more users than this get `occupancy`
+   * instead of per-user `presence`, coalesced `typing`, and `joined.members` of at most this many.
+   */
+  readonly memberListLimit: number;
   /** Unset: /metrics is served on PORT. */
   readonly metricsPort: number | undefined;
   readonly metricsEnabled: boolean;
@@ -101,6 +106,7 @@ export function loadConfig(env: Env = process.env): Config {
     presenceTtlMs: read.int('PRESENCE_TTL_MS', 10_000, 200, 3_600_000),
     idempotencyTtlMs: read.int('IDEMPOTENCY_TTL_S', 600, 1, 7 * 24 * 3600) * 1000,
     typingIntervalMs: read.int('TYPING_MIN_INTERVAL_MS', 1000, 0, 60_000),
+    memberListLimit: read.int('MEMBER_LIST_LIMIT', 100, 20, 10_000),
     metricsPort: read.optionalInt('METRICS_PORT', 0, 65535),
     metricsEnabled: read.bool('METRICS_ENABLED', true),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', 0, 0, 600_000),

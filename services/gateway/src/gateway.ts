@@ -92,6 +92,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
     replayLimit: streamCapacity(config.historySize),
     joinReplayLimit: archive === undefined ? streamCapacity(config.historySize) : Math.max(streamCapacity(config.historySize), config.archiveReplayLimit),
     typingIntervalMs: config.typingIntervalMs,
+    listLimit: config.memberListLimit,
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),
   });
@@ -126,6 +127,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
   }
   const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
   slowConsumers.start();
+  rooms.start();
   broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), slowConsumers, metrics, log));
   webhooks?.start();
 
@@ -148,6 +150,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
         await drainSessions([...sessions], config.drainSpreadMs, CloseCode.GOING_AWAY, 'server shutting down');
         refusingWork = true;
         slowConsumers.stop();
+        rooms.stop();
         await inFlight.idle(); // presence withdrawals of the sockets just closed
         await webhooks?.stop();
         await broker.close();

@@ -152,6 +152,8 @@ function instruments(registry: Registry | null, brokerPublishSeconds: Observer, 
       { name: 'type', values: RESYNC_REASONS }),
     rejoins: new HotCounter(registry, 'chat_rejoins_total', 'Joins with since, by whether they were told recovered (every message) or a gap.',
       { name: 'type', values: REJOIN_RESULTS }),
+    occupancyAnnouncements: new HotCounter(registry, 'chat_occupancy_announcements_total',
+      'occupancy frames published to a room\'s local members (rooms above MEMBER_LIST_LIMIT, at most one a second per room, and at each crossing).'),
     apiRequests: new HotCounter(registry, 'chat_api_requests_total', 'Server API requests (/api), by HTTP status.',
       { name: 'status', values: API_STATUSES }),
   };

@@ -1,5 +1,4 @@
 import type { BrokerListener } from '@chat/broker';
-import { encodePresence } from '@chat/protocol';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
@@ -31,12 +30,12 @@ export class Relay implements BrokerListener {
     this.rooms.lossReported(room, upTo);
   }
 
-  onPresence(room: string, user: string, online: boolean): void {
-    this.rooms.deliverEvent(room, user, encodePresence(room, user, online ? 'online' : 'offline'));
+  onPresence(room: string, user: string, online: boolean, count: number): void {
+    this.rooms.presenceChanged(room, user, online, count);
   }
 
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {
-    this.rooms.deliverEvent(room, user, frame);
+    this.rooms.deliverTyping(room, user, frame);
     this.slowConsumers.fannedOut(frame.byteLength);
   }
 

@@ -16,7 +16,14 @@ export interface HeldEvent {
   frame: Frame;
 }
 
-export type Held = HeldMessage | HeldEvent;
+/** A room's count, told to its members while a join waited (see RoomOccupancy). */
+export interface HeldOccupancy {
+  kind: 'occupancy';
+  count: number;
+  frame: Frame;
+}
+
+export type Held = HeldMessage | HeldEvent | HeldOccupancy;
 
 /**
  * A join waiting for its stored range; live traffic of the room collects here

@@ -2,6 +2,7 @@ import type { StoredMessage } from '@chat/broker';
 import { compareIds, messageFrameHead } from '@chat/protocol';
 import type { Session } from '../session.js';
 import type { HeldMessage, PendingJoin } from './join-sync.js';
+import { RoomOccupancy } from './occupancy.js';
 
 /** One room as this node sees it. Its uWS topic does the local fan-out. */
 export class LocalRoom {
@@ -13,8 +14,9 @@ export class LocalRoom {
   /** Sessions subscribed to the topic. */
   readonly joined = new Set<Session>();
   readonly pending = new Set<PendingJoin>();
-  /** user -> when their last typing event was relayed. */
-  readonly typingAt = new Map<string, number>();
+  /** user -> when their last typing event was relayed; made on the first. */
+  typingAt: Map<string, number> | undefined;
+  readonly occupancy = new RoomOccupancy();
   /**
    * The watermark: every message up to this id was fanned out here, or was
    * already stored when the subscription went live (so every joiner reads it
@@ -63,11 +65,12 @@ export class LocalRoom {
 
   /** How many sessions of the session's user are left here; undefined when it held none. */
   release(session: Session): number | undefined {
+    this.occupancy.left(session);
     const sessions = this.holders.get(session.user);
     if (sessions === undefined || !sessions.delete(session)) return undefined;
     if (sessions.size > 0) return sessions.size;
     this.holders.delete(session.user);
-    this.typingAt.delete(session.user);
+    this.typingAt?.delete(session.user);
     return 0;
   }
 

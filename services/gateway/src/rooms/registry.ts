@@ -1,5 +1,5 @@
-import type { Broker, StoredMessage } from '@chat/broker';
-import { CloseCode, compareIds, encodeJoined, messageFrameHead } from '@chat/protocol';
+import { compareUserIds, type Broker, type RoomHeadcount, type StoredMessage } from '@chat/broker';
+import { CloseCode, compareIds, encodeJoined, encodeOccupancy, encodePresence, messageFrameHead } from '@chat/protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -8,6 +8,7 @@ import type { RoomHistory } from '../history.js';
 import { CatchUp, type ResyncReason } from './catch-up.js';
 import { PendingJoin, type Frame } from './join-sync.js';
 import { LocalRoom } from './local-room.js';
+import { CROWD_WINDOW_MS } from './occupancy.js';
 
 interface JoinRead {
   messages: StoredMessage[];
@@ -32,20 +33,31 @@ export interface RoomRegistryOptions {
   history: RoomHistory;
   /** Minimum time between two typing events of one user in one room. */
   typingIntervalMs: number;
+  /** The contract's list limit L (see Config.memberListLimit). */
+  listLimit: number;
   /** Longest a join waits for the live copy of a message it already read. */
   liveWaitMs: number;
   /** Keeps track of broker calls that shutdown should wait for. */
   track<T>(operation: Promise<T>): Promise<T>;
 }
 
+/** How often rooms whose count changed are looked at for an `occupancy` that is due. */
+const ANNOUNCE_TICK_MS = 100;
+
 /**
  * Local rooms: who is in them on this node, and the broker subscription that
  * feeds them. A room is subscribed while it has a local member or a join in
  * progress. Every message reaches each member once, in id order, with no gap;
  * a member who may have missed one is closed (1013) to rejoin with `since`.
+ * Joins, leaves, presence and typing cost the same in a room of any size: above
+ * the list limit, members learn the count from `occupancy` instead of a
+ * `presence` per user.
  */
 export class RoomRegistry {
   readonly #rooms = new Map<string, LocalRoom>();
+  /** Rooms above the list limit whose count changed since their members were told. */
+  readonly #due = new Set<LocalRoom>();
+  #ticker: NodeJS.Timeout | undefined;
   readonly #options: RoomRegistryOptions;
   readonly #catchUp: CatchUp;
   /** Losses found while Redis could not record them: room -> newest lost id, recorded on the next catch-up. */
@@ -68,6 +80,17 @@ export class RoomRegistry {
 
   get size(): number {
     return this.#rooms.size;
+  }
+
+  /** Starts announcing the counts of rooms above the list limit (at most once a second each). */
+  start(): void {
+    this.#ticker ??= setInterval(() => this.#announceDue(Date.now()), ANNOUNCE_TICK_MS);
+    this.#ticker.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
   }
 
   /** Rooms reading back what their live stream missed; the node is not ready meanwhile. */
@@ -106,8 +129,9 @@ export class RoomRegistry {
       // Left or closed while the subscription came up: its release already ran, so
       // writing presence now would leave a member nobody withdraws.
       if (!room.pending.has(pending) || !session.open) return;
-      const [members, { messages, recovered, newest }] = await Promise.all([
-        this.#options.track(broker.presence.join(name, session.user, room.holders.get(session.user)?.size ?? 1)),
+      const { listLimit } = this.#options;
+      const [headcount, { messages, recovered, newest }] = await Promise.all([
+        this.#options.track(broker.presence.join(name, session.user, { connections: room.holders.get(session.user)?.size ?? 1, list: listLimit })),
         this.#readForJoin(name, since),
       ]);
       // A message stored before the read may still be on its way here live (pub/sub
@@ -118,16 +142,24 @@ export class RoomRegistry {
       if (!room.pending.delete(pending) || !session.open) return; // left or closed meanwhile
       // Where the member is once it has the history: live messages go on from here.
       const position = messages.at(-1)?.id ?? since ?? newest;
+      room.occupancy.answered(headcount.count, listLimit);
+      let told = headcount.count;
       session.cork(() => {
-        session.send(encodeJoined(name, ref, members, messages.map((m) => room.frame(m)), recovered, position));
+        session.send(encodeJoined(name, ref, { count: headcount.count, members: membersToList(headcount, session.user, listLimit), limit: listLimit },
+          messages.map((m) => room.frame(m)), recovered, position));
         for (const h of pending.held) {
-          if (h.kind === 'event' ? h.about !== session.user : compareIds(h.id, position) > 0) {
-            session.send(h.frame);
+          if (h.kind === 'occupancy') {
+            if (h.count === told) continue;
+            told = h.count;
+          } else if (h.kind === 'event' ? h.about === session.user : compareIds(h.id, position) <= 0) {
+            continue;
           }
+          session.send(h.frame);
         }
         session.subscribe(room.topic);
       });
       room.joined.add(session);
+      room.occupancy.joined(session, told);
       if (since !== undefined) this.#options.metrics.rejoins.incLabel(recovered ? 'recovered' : 'gap');
     } catch (err) {
       room.pending.delete(pending);
@@ -166,15 +198,89 @@ export class RoomRegistry {
     this.#fanOut(room, id, frame);
   }
 
-  /** An event about `about` (presence, typing): to every local member but that user's sessions. */
-  deliverEvent(name: string, about: string, frame: Frame): void {
+  /**
+   * `user` arrived in the room on some node or left it everywhere; `count` is
+   * the room's count right after. At or below the list limit the members here
+   * get `presence`, as in v1. Above it they get `occupancy` instead: at once
+   * when this crossed the limit (either way), else at most once a second.
+   */
+  presenceChanged(name: string, user: string, online: boolean, count: number): void {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
+    const occupancy = room.occupancy;
+    occupancy.heard(count);
+    const crowded = occupancy.count !== undefined && occupancy.count > this.#options.listLimit;
+    if (crowded !== occupancy.crowded) {
+      occupancy.crowded = crowded;
+      this.#announce(room, Date.now());
+    } else if (!crowded) {
+      this.#deliverEvent(room, user, encodePresence(name, user, online ? 'online' : 'offline'));
+      occupancy.settle();
+    } else if (!occupancy.due) {
+      occupancy.due = true;
+      this.#due.add(room);
+    }
+  }
+
+  /** An ephemeral event about `about` (typing): in a room above the list limit, one a second at most. */
+  deliverTyping(name: string, about: string, frame: Frame): void {
+    const room = this.#rooms.get(name);
+    if (room === undefined) return;
+    const occupancy = room.occupancy;
+    if (occupancy.crowded) {
+      const now = Date.now();
+      if (now - occupancy.typingRelayedAt < CROWD_WINDOW_MS) return;
+      occupancy.typingRelayedAt = now;
+    }
+    this.#deliverEvent(room, about, frame);
+  }
+
+  /** To every local member but `about`'s sessions, and to the joins waiting for their range. */
+  #deliverEvent(room: LocalRoom, about: string, frame: Frame): void {
     for (const p of room.pending) p.held.push({ kind: 'event', about, frame });
     const own = room.joinedSessionsOf(about);
-    if (own.length === 0) this.#options.app.publish(room.topic, frame, false);
-    else if (own.length === 1) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
-    else for (const s of room.joined) if (s.user !== about) s.send(frame);
+    if (own.length === 1) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
+    else this.#publishExcept(room, frame, own);
+  }
+
+  /**
+   * Publishes to the room's topic, but not to `except`: they leave the topic for
+   * the publish (uWS skips only the publisher itself), so the cost stays one
+   * native publish however big the room.
+   */
+  #publishExcept(room: LocalRoom, frame: Frame, except: readonly Session[]): void {
+    for (const s of except) s.unsubscribe(room.topic);
+    this.#options.app.publish(room.topic, frame, false);
+    for (const s of except) s.subscribe(room.topic);
+  }
+
+  /** Tells the members here the room's count, each only if it differs from the one they were last told. */
+  #announce(room: LocalRoom, now: number): void {
+    const occupancy = room.occupancy;
+    const count = occupancy.count;
+    if (count === undefined) return;
+    const frame = encodeOccupancy(room.name, count);
+    for (const p of room.pending) p.held.push({ kind: 'occupancy', count, frame });
+    const knowing: Session[] = [];
+    const unaware: Session[] = [];
+    for (const [session, told] of occupancy.joiners ?? []) (told === count ? knowing : unaware).push(session);
+    if (occupancy.told !== count) this.#publishExcept(room, frame, knowing);
+    else for (const session of unaware) session.send(frame);
+    occupancy.settle();
+    occupancy.announcedAt = now;
+    this.#options.metrics.occupancyAnnouncements.inc();
+  }
+
+  #announceDue(now: number): void {
+    for (const room of this.#due) {
+      const occupancy = room.occupancy;
+      if (!occupancy.due || this.#rooms.get(room.name) !== room) {
+        this.#due.delete(room);
+      } else if (now - occupancy.announcedAt >= CROWD_WINDOW_MS) {
+        this.#due.delete(room);
+        this.#announce(room, now);
+      }
+    }
   }
 
   /**
@@ -191,13 +297,21 @@ export class RoomRegistry {
     this.#resync(room, 'lost', room.sessions());
   }
 
-  /** Whether a typing event of `user` may go out now (one per user and room per interval). */
+  /**
+   * Whether a typing event of `user` may go out now: one per user and room per
+   * interval, and in a room above the list limit one per room a second from
+   * this node (every node relays one a second at most anyway).
+   */
   claimTyping(name: string, user: string, now: number): boolean {
     const room = this.#rooms.get(name);
     if (room === undefined) return false;
-    const last = room.typingAt.get(user);
+    const occupancy = room.occupancy;
+    if (occupancy.crowded && now - occupancy.typingSentAt < CROWD_WINDOW_MS) return false;
+    const typingAt = (room.typingAt ??= new Map());
+    const last = typingAt.get(user);
     if (last !== undefined && now - last < this.#options.typingIntervalMs) return false;
-    room.typingAt.set(user, now);
+    typingAt.set(user, now);
+    occupancy.typingSentAt = now;
     return true;
   }
 
@@ -275,11 +389,21 @@ export class RoomRegistry {
     const { broker, log, track } = this.#options;
     const left = room.release(session);
     if (left !== undefined) {
-      track(left === 0 ? broker.presence.leave(room.name, session.user) : broker.presence.join(room.name, session.user, left).then(() => {}))
+      track(left === 0 ? broker.presence.leave(room.name, session.user) : broker.presence.join(room.name, session.user, { connections: left }).then(() => {}))
         .catch((err: unknown) => log.warn({ err, room: room.name }, 'presence update failed'));
     }
     if (room.holders.size > 0 || this.#rooms.get(room.name) !== room) return;
     this.#rooms.delete(room.name);
     broker.unsubscribeRoom(room.name).catch((err: unknown) => log.warn({ err, room: room.name }, 'unsubscribe failed'));
   }
+}
+
+/**
+ * `joined.members`: every user while the room is within the list limit; above
+ * it the first users by id, the joiner among them (the contract: at most L,
+ * the joiner included).
+ */
+function membersToList({ count, first }: RoomHeadcount, joiner: string, limit: number): string[] {
+  if (count <= limit || first.includes(joiner)) return first;
+  return [...first.slice(0, limit - 1), joiner].sort(compareUserIds);
 }
