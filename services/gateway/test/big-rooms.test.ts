@@ -140,15 +140,20 @@ describe('a room above the list limit', () => {
     await watcher.until(() => presences(watcher) === L - 1, { what: 'presence of each' });
     expect(occupancies(watcher)).toEqual([]);
 
+    // "At once": the occupancy comes before a message sent after the change, not a second-long window later.
     const crosser = await connect(nodes[1], 'crosser');
     await crosser.request({ type: 'join', room: 'edge' }); // L + 1
-    await watcher.until(() => occupancies(watcher).length === 1, { what: 'occupancy at the crossing' });
+    await crosser.request({ type: 'send', room: 'edge', text: 'after the crossing' });
+    await watcher.until(() => watcher.messages('edge').length === 1, { what: 'the message' });
     expect(occupancies(watcher)).toEqual([L + 1]);
     expect(presences(watcher)).toBe(L - 1); // no presence for the crosser
 
-    await crosser.request({ type: 'leave', room: 'edge' }); // back to L, at once: no second-long wait needed
-    await watcher.until(() => occupancies(watcher).length === 2, { what: 'occupancy at the crossing back', timeoutMs: 900 });
+    await crosser.request({ type: 'leave', room: 'edge' }); // back to L within the second: still at once
+    await members[1]!.request({ type: 'send', room: 'edge', text: 'after the crossing back' });
+    await watcher.until(() => watcher.messages('edge').length === 2, { what: 'the second message' });
     expect(occupancies(watcher)).toEqual([L + 1, L]);
+    expect(watcher.frames.findIndex((f) => f.type === 'occupancy' && f.count === L))
+      .toBeLessThan(watcher.frames.findIndex((f) => f.type === 'message' && f.text === 'after the crossing back'));
     await members[0]!.request({ type: 'leave', room: 'edge' });
     await watcher.until(() => presences(watcher) === L, { what: 'presence again' });
     expect(watcher.ofType('presence').at(-1)).toMatchObject({ user: name(0), state: 'offline' });
