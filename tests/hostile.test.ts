@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { CLIENT_FRAME_TYPES, NAME_PATTERN, compareIds, parseClientFrame, type FrameLimits, type ServerFrame } from '@chat/protocol';
+import { cpuSeconds } from '@chat/proc';
 import { sleep, TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -193,6 +194,35 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
     expect(new Set(refs).size).toBe(refs.length);
     figures.flood = { sent: 3000, pongs: flooder.ofType('pong').length, rateLimited: errors.length, close: 1008 };
     expect(await good.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+  });
+
+  it('answers a client paging members of a room of 300 as fast as it may up to its rate limit, refuses the rest, then closes it with 1008', async () => {
+    const room = 'hostile-crowd';
+    const crowd = await Promise.all(Array.from({ length: 300 }, (_, i) => TestClient.connect(gateway.wsUrl, `crowd${i}`)));
+    await Promise.all(crowd.map((c) => c.request({ type: 'join', room })));
+    const pager = await TestClient.connect(gateway.wsUrl, 'pager');
+    await pager.request({ type: 'join', room });
+    const cpuBefore = cpuSeconds(gateway.pid);
+    const started = Date.now();
+    // The burst and then 100 more: the tokens are answered with pages, the rest with rate_limited
+    // (100 refusals are what RATE_LIMIT_CLOSE_AFTER tolerates).
+    for (let i = 0; i < RATE + 100; i++) pager.send({ type: 'members', room, limit: 1000, ref: `m${i}` });
+    await pager.until(() => pager.frames.filter((f) => 'ref' in f && f.ref?.startsWith('m')).length === RATE + 100, { what: 'every answer', timeoutMs: 20_000 });
+    const elapsed = Date.now() - started;
+    const pages = pager.ofType('members');
+    const errors = pager.ofType('error');
+    expect(errors.every((e) => e.code === 'rate_limited')).toBe(true);
+    expect(pages.length).toBeGreaterThanOrEqual(RATE - 1);
+    expect(pages.length).toBeLessThanOrEqual(RATE + Math.ceil((elapsed / 1000) * RATE));
+    for (const page of pages) expect(page).toMatchObject({ count: 301, users: expect.arrayContaining(['pager', 'crowd0']) });
+    figures.membersFlood = {
+      requests: RATE + 100, pages: pages.length, rateLimited: errors.length, namesSent: pages.length * 301,
+      gatewayCpuSeconds: +(cpuSeconds(gateway.pid) - cpuBefore).toFixed(3), ms: elapsed,
+    };
+    for (let i = 0; i < 300; i++) pager.send({ type: 'members', room, ref: `n${i}` });
+    expect((await pager.closed).code).toBe(1008);
+    expect(await good.request({ type: 'ping' })).toMatchObject({ type: 'pong' });
+    await Promise.all(crowd.map((c) => c.close()));
   });
 
   // ---- (d) connection churn ---------------------------------------------------------------
@@ -429,6 +459,7 @@ const VALID_REPLIES: Record<string, { types: string[]; errors: string[]; none?: 
   history: { types: ['history'], errors: ['not_joined'] },
   ping: { types: ['pong'], errors: [] },
   typing: { types: [], errors: ['not_joined'], none: true },
+  members: { types: ['members'], errors: ['not_joined'] },
 };
 /** A gateway may always answer these, whatever the frame. */
 const ALWAYS_ALLOWED = ['rate_limited', 'unavailable'];
