@@ -99,6 +99,10 @@ export class Session {
     this.#ws?.unsubscribe(topic);
   }
 
+  isSubscribed(topic: string): boolean {
+    return this.#ws?.isSubscribed(topic) ?? false;
+  }
+
   bufferedAmount(): number {
     return this.#ws?.getBufferedAmount() ?? 0;
   }

@@ -4,16 +4,21 @@ import type { Session } from '../session.js';
 import type { HeldMessage, PendingJoin } from './join-sync.js';
 import { RoomOccupancy } from './occupancy.js';
 
-/** One room as this node sees it. Its uWS topic does the local fan-out. */
+const NO_JOINS: ReadonlySet<PendingJoin> = new Set();
+
+/**
+ * One room as this node sees it. Its uWS topic does the local fan-out, and is
+ * the one record of which sessions have joined: a session receives the room's
+ * traffic exactly when it is subscribed to the topic. A node may hold many
+ * rooms of two, so what only some rooms need is made when first needed.
+ */
 export class LocalRoom {
   readonly topic: string;
   /** Frames of this room's messages are `head + id + body`. */
   readonly head: string;
-  /** user -> their sessions joined or joining here: the user's presence through this node. */
-  readonly holders = new Map<string, Set<Session>>();
-  /** Sessions subscribed to the topic. */
-  readonly joined = new Set<Session>();
-  readonly pending = new Set<PendingJoin>();
+  /** user -> their sessions joined or joining here (a user has few): the user's presence through this node. */
+  readonly holders = new Map<string, Session[]>();
+  #pending: Set<PendingJoin> | undefined;
   /** user -> when their last typing event was relayed; made on the first. */
   typingAt: Map<string, number> | undefined;
   readonly occupancy = new RoomOccupancy();
@@ -57,18 +62,36 @@ export class LocalRoom {
     return this.head + message.id + message.body;
   }
 
+  /** Joins waiting for their stored range: live traffic collects in them meanwhile. */
+  get pending(): ReadonlySet<PendingJoin> {
+    return this.#pending ?? NO_JOINS;
+  }
+
+  addPending(join: PendingJoin): void {
+    (this.#pending ??= new Set()).add(join);
+  }
+
+  /** False when it was no longer waiting (left, closed, or already done). */
+  deletePending(join: PendingJoin): boolean {
+    const deleted = this.#pending?.delete(join) === true;
+    if (this.#pending?.size === 0) this.#pending = undefined;
+    return deleted;
+  }
+
   hold(session: Session): void {
-    let sessions = this.holders.get(session.user);
-    if (sessions === undefined) this.holders.set(session.user, (sessions = new Set()));
-    sessions.add(session);
+    const sessions = this.holders.get(session.user);
+    if (sessions === undefined) this.holders.set(session.user, [session]);
+    else if (!sessions.includes(session)) sessions.push(session);
   }
 
   /** How many sessions of the session's user are left here; undefined when it held none. */
   release(session: Session): number | undefined {
     this.occupancy.left(session);
     const sessions = this.holders.get(session.user);
-    if (sessions === undefined || !sessions.delete(session)) return undefined;
-    if (sessions.size > 0) return sessions.size;
+    const at = sessions?.indexOf(session) ?? -1;
+    if (at < 0) return undefined;
+    sessions!.splice(at, 1);
+    if (sessions!.length > 0) return sessions!.length;
     this.holders.delete(session.user);
     this.typingAt?.delete(session.user);
     return 0;
@@ -76,13 +99,11 @@ export class LocalRoom {
 
   /** Every session joined or joining here. */
   sessions(): Session[] {
-    return [...this.holders.values()].flatMap((sessions) => [...sessions]);
+    return [...this.holders.values()].flat();
   }
 
   /** The sessions of `user` subscribed to the topic. */
   joinedSessionsOf(user: string): Session[] {
-    const out: Session[] = [];
-    for (const s of this.holders.get(user) ?? []) if (this.joined.has(s)) out.push(s);
-    return out;
+    return this.holders.get(user)?.filter((s) => s.isSubscribed(this.topic)) ?? [];
   }
 }

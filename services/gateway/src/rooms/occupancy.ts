@@ -38,7 +38,13 @@ export class RoomOccupancy {
     this.crowded = count > limit;
   }
 
-  joined(session: Session, count: number): void {
+  /**
+   * A member joined, told `count`. Remembered only while it matters: in a room
+   * within the limit presence keeps every member up to date until a crossing,
+   * whose count (above the limit) nobody was told yet.
+   */
+  joined(session: Session, count: number, limit: number): void {
+    if (!this.crowded && count <= limit) return;
     (this.joiners ??= new Map()).set(session, count);
   }
 
@@ -49,7 +55,7 @@ export class RoomOccupancy {
   /** Members here are now told `count` (per-user presence kept them up to date, or an announcement did). */
   settle(): void {
     this.told = this.count;
-    this.joiners?.clear();
+    this.joiners = undefined;
     this.due = false;
   }
 }

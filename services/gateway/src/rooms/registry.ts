@@ -121,9 +121,8 @@ export class RoomRegistry {
     const room = this.#acquire(name);
     room.hold(session);
     session.unsubscribe(room.topic);
-    room.joined.delete(session);
     const pending = new PendingJoin(session);
-    room.pending.add(pending);
+    room.addPending(pending);
     try {
       await room.settled;
       // Left or closed while the subscription came up: its release already ran, so
@@ -131,7 +130,7 @@ export class RoomRegistry {
       if (!room.pending.has(pending) || !session.open) return;
       const { listLimit } = this.#options;
       const [headcount, { messages, recovered, newest }] = await Promise.all([
-        this.#options.track(broker.presence.join(name, session.user, { connections: room.holders.get(session.user)?.size ?? 1, list: listLimit })),
+        this.#options.track(broker.presence.join(name, session.user, { connections: room.holders.get(session.user)?.length ?? 1, list: listLimit })),
         this.#readForJoin(name, since),
       ]);
       // A message stored before the read may still be on its way here live (pub/sub
@@ -139,7 +138,7 @@ export class RoomRegistry {
       // ahead): subscribing before it arrived would deliver it twice.
       if (compareIds(newest, room.lastId!) > 0) await pending.waitForLive(newest, this.#options.liveWaitMs);
       // From here to the subscribe nothing awaits, so no live message can slip between.
-      if (!room.pending.delete(pending) || !session.open) return; // left or closed meanwhile
+      if (!room.deletePending(pending) || !session.open) return; // left or closed meanwhile
       // Where the member is once it has the history: live messages go on from here.
       const position = messages.at(-1)?.id ?? since ?? newest;
       room.occupancy.answered(headcount.count, listLimit);
@@ -158,11 +157,10 @@ export class RoomRegistry {
         }
         session.subscribe(room.topic);
       });
-      room.joined.add(session);
-      room.occupancy.joined(session, told);
+      room.occupancy.joined(session, told, listLimit);
       if (since !== undefined) this.#options.metrics.rejoins.incLabel(recovered ? 'recovered' : 'gap');
     } catch (err) {
-      room.pending.delete(pending);
+      room.deletePending(pending);
       this.#release(room, session);
       throw err;
     }
@@ -172,8 +170,7 @@ export class RoomRegistry {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
     session.unsubscribe(room.topic);
-    room.joined.delete(session);
-    for (const p of room.pending) if (p.session === session) room.pending.delete(p);
+    for (const p of room.pending) if (p.session === session) room.deletePending(p);
     this.#release(room, session);
   }
 
