@@ -10,7 +10,9 @@ import {
   type HistoryFrame,
   type JoinedFrame,
   type LeftFrame,
+  type MembersFrame,
   type MessageFrame,
+  type OccupancyFrame,
   type PresenceFrame,
   type ServerFrame,
   type TypingEventFrame,
@@ -19,6 +21,7 @@ import {
 import { Emitter } from './emitter.js';
 import { ChatRequestError, failDisconnected } from './errors.js';
 import { Outbox, newKey, type Outgoing } from './outbox.js';
+import { RoomRoster, type MemberList, type RosterEffect } from './roster.js';
 
 /** The WebSocket API subset the client needs: the browser's, or `ws` in Node. */
 export interface WebSocketLike {
@@ -67,7 +70,17 @@ export interface ChatClientOptions {
 export interface ChatClientEvents extends Record<string, (...args: never[]) => void> {
   /** Every room message once, in order, across reconnects: history from `joined` first, then live. */
   message(message: MessageFrame): void;
+  /** A user arrived or left (rooms within the list limit); `count()` and `memberList()` already include it. */
   presence(event: PresenceFrame): void;
+  /** The room's count changed while it is above the list limit, or crossed it; `count()` already says it. */
+  occupancy(event: OccupancyFrame): void;
+  /**
+   * A room's member list was replaced as a whole: after every (re)join, when the
+   * room crossed above the list limit (`complete` turns false: show the count,
+   * page with `members()`), and when, back within it, the list was read again
+   * (`complete` true: every user, kept current by `presence` from now on).
+   */
+  members(list: MemberList): void;
   typing(event: TypingEventFrame): void;
   dm(message: DirectMessageFrame): void;
   state(state: ConnectionState, detail: { code?: number; reason?: string; node?: string }): void;
@@ -85,7 +98,7 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   error(error: ErrorFrame): void;
 }
 
-export { ChatRequestError };
+export { ChatRequestError, type MemberList };
 
 /** Options of one `send` or `dm`. */
 export interface SendOptions {
@@ -123,6 +136,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   readonly #factory: WebSocketFactory;
   /** room -> newest id seen (undefined: joined, nothing seen yet) */
   readonly #rooms = new Map<string, string | undefined>();
+  /** room -> its count and member list, from its latest `joined` */
+  readonly #rosters = new Map<string, RoomRoster>();
   readonly #pending = new Map<string, Pending>();
   readonly #outbox: Outbox;
   #ws: WebSocketLike | null = null;
@@ -192,6 +207,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   async leave(room: string): Promise<void> {
     this.#rooms.delete(room);
+    this.#rosters.delete(room);
     await this.#request({ type: 'leave', room });
   }
 
@@ -212,6 +228,29 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   async history(room: string, options: { before?: string; limit?: number } = {}): Promise<MessageFrame[]> {
     const frame = (await this.#request({ type: 'history', room, ...options })) as HistoryFrame;
     return frame.messages;
+  }
+
+  /** Users in a joined room (a user with several connections counts once); undefined before its `joined`. */
+  count(room: string): number | undefined {
+    return this.#rosters.get(room)?.count;
+  }
+
+  /**
+   * The room's member list as the client keeps it: every user while the room is
+   * within the gateway's list limit (`complete`), else a sample; see `MemberList`.
+   * The `members` event says when it was replaced as a whole.
+   */
+  memberList(room: string): MemberList | undefined {
+    return this.#rosters.get(room)?.snapshot();
+  }
+
+  /**
+   * One page of a joined room's users, ascending by id: pass the answer's `next`
+   * as `after` for the following page (absent on the last). `limit`: 100 by
+   * default, at most 1000. Changes nothing the client keeps.
+   */
+  async members(room: string, options: { after?: string; limit?: number } = {}): Promise<MembersFrame> {
+    return (await this.#request({ type: 'members', room, ...options })) as MembersFrame;
   }
 
   // ---- connection ----------------------------------------------------------------
@@ -273,8 +312,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const frame = since === undefined ? { type: 'join' as const, room } : { type: 'join' as const, room, since };
     return (await this.#request(frame, (answer) => {
       if (answer.type !== 'joined') return;
+      this.#takeRoster(answer);
       this.#takeHistory(answer);
       this.emit('joined', answer, { resumed: since !== undefined, gap: answer.recovered === false });
+      this.#emitMembers(answer.room);
     })) as JoinedFrame;
   }
 
@@ -289,7 +330,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       case 'message':
         return this.#onMessage(frame);
       case 'presence':
+        this.#onRosterEffect(frame.room, (r) => r.presence(frame));
         return this.emit('presence', frame);
+      case 'occupancy':
+        this.#onRosterEffect(frame.room, (r) => r.occupancy(frame));
+        return this.emit('occupancy', frame);
       case 'typing':
         return this.emit('typing', frame);
       case 'dm':
@@ -301,6 +346,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (ref === undefined && frame.type === 'joined') return this.#joinedByServer(frame);
     if (ref === undefined && frame.type === 'left') {
       this.#rooms.delete(frame.room);
+      this.#rosters.delete(frame.room);
       return this.emit('left', frame);
     }
     if (ref !== undefined && (frame.type === 'ack' || frame.type === 'error') && this.#outbox.answer(ref, frame)) return;
@@ -319,8 +365,49 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** A join the backend made: the room becomes one of ours, its history goes out first. */
   #joinedByServer(frame: JoinedFrame): void {
     if (!this.#rooms.has(frame.room)) this.#rooms.set(frame.room, undefined);
+    this.#takeRoster(frame);
     this.#takeHistory(frame);
     this.emit('joined', frame, { resumed: false, gap: false, byServer: true });
+    this.#emitMembers(frame.room);
+  }
+
+  // ---- member lists ----------------------------------------------------------------
+
+  /** Every `joined` starts the room's count and list afresh (a rejoin's too): what came before it is stale. */
+  #takeRoster(frame: JoinedFrame): void {
+    if (this.#rooms.has(frame.room)) this.#rosters.set(frame.room, new RoomRoster(frame));
+  }
+
+  #emitMembers(room: string): void {
+    const roster = this.#rosters.get(room);
+    if (roster !== undefined) this.emit('members', roster.snapshot());
+  }
+
+  #onRosterEffect(room: string, event: (roster: RoomRoster) => RosterEffect): void {
+    const roster = this.#rosters.get(room);
+    if (roster === undefined) return;
+    const effect = event(roster);
+    if (effect.kind === 'replaced') this.#emitMembers(room);
+    else if (effect.kind === 'repage') this.#repage(roster, effect.token);
+  }
+
+  /**
+   * Reads the room's list from the start after a crossing down. Each page is
+   * taken as it is read (`onAnswer`), so a `presence` read after it is applied
+   * after it, and one read before it waits in the roster for the last page.
+   * A rejoin meanwhile makes a new roster: this one's answers then change nothing.
+   */
+  #repage(roster: RoomRoster, token: number, after?: string): void {
+    const frame = { type: 'members' as const, room: roster.room, limit: roster.pageLimit, ...(after !== undefined && { after }) };
+    this.#request(frame, (answer) => {
+      if (answer.type !== 'members' || this.#rosters.get(roster.room) !== roster) return;
+      const step = roster.repaged(token, answer);
+      if (step.kind === 'more') this.#repage(roster, token, step.after);
+      else if (step.kind === 'done') this.#emitMembers(roster.room);
+    }).catch(() => {
+      // Disconnected: the rejoin starts afresh. Refused or timed out: the list stays a sample until the next presence.
+      roster.repageFailed(token);
+    });
   }
 
   /**

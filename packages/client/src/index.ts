@@ -1,1 +1,1 @@
-export { ChatClient, ChatRequestError, type SendOptions, type ChatClientOptions, type ChatClientEvents, type ConnectionState, type WebSocketFactory, type WebSocketLike } from './chat-client.js';
+export { ChatClient, ChatRequestError, type MemberList, type SendOptions, type ChatClientOptions, type ChatClientEvents, type ConnectionState, type WebSocketFactory, type WebSocketLike } from './chat-client.js';

@@ -1,93 +1,6 @@
-import type { ClientFrame, MessageFrame, ServerFrame } from '@chat/protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ChatClient, type WebSocketLike } from '../src/index.js';
-
-/**
- * A socket the test plays the server of. Frames reach the client only when the
- * test calls `push`, synchronously and back to back when given several, as
- * Node's `ws` hands over the frames of one read: no promise continuation runs
- * between them.
- */
-class FakeSocket implements WebSocketLike {
-  readyState = 0;
-  onopen: ((event: unknown) => void) | null = null;
-  onmessage: ((event: { data: unknown }) => void) | null = null;
-  onclose: ((event: { code: number; reason: string }) => void) | null = null;
-  onerror: ((event: unknown) => void) | null = null;
-  readonly sent: Array<ClientFrame & { ref?: string; key?: string }> = [];
-
-  send(data: string): void {
-    this.sent.push(JSON.parse(data) as ClientFrame);
-  }
-
-  close(code = 1000, reason = ''): void {
-    this.drop(code, reason);
-  }
-
-  open(user: string): void {
-    this.readyState = 1;
-    this.onopen?.({});
-    this.push({ type: 'welcome', user, connection: `c${Math.random()}`, node: 'fake' });
-  }
-
-  push(...frames: ServerFrame[]): void {
-    for (const frame of frames) this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-
-  drop(code = 1006, reason = ''): void {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-
-  /** The last frame of `type` the client sent. */
-  last<T extends ClientFrame['type']>(type: T): Extract<ClientFrame, { type: T }> & { ref: string; key?: string } {
-    const frame = [...this.sent].reverse().find((f) => f.type === type);
-    if (frame === undefined) throw new Error(`the client sent no ${type}`);
-    return frame as never;
-  }
-}
-
-const message = (id: string, text = id): MessageFrame => ({ type: 'message', room: 'r', id, user: 'u', text, ts: 1 });
-
-/** A client on fake sockets: `sockets` holds every one it opened, the newest last. */
-function fakeClient(options: { queueLimit?: number; retryForMs?: number } = {}) {
-  const sockets: FakeSocket[] = [];
-  const client = new ChatClient({
-    url: 'ws://fake/ws', user: 'alice', backoffMinMs: 1, backoffMaxMs: 1, ...options,
-    webSocket: () => {
-      const socket = new FakeSocket();
-      sockets.push(socket);
-      return socket;
-    },
-  });
-  const seen: string[] = [];
-  client.on('message', (m) => seen.push(m.id));
-  const socket = () => sockets.at(-1)!;
-  /** Waits for the client to open another socket, connects it, and answers its rejoins with `joined` (no history). */
-  const reconnect = async () => {
-    const before = sockets.length;
-    await vi.waitFor(() => expect(sockets.length).toBeGreaterThan(before));
-    socket().open('alice');
-    for (const room of client.rooms) {
-      await vi.waitFor(() => expect(socket().sent.some((f) => f.type === 'join' && f.room === room)).toBe(true));
-      const join = socket().last('join');
-      socket().push({ type: 'joined', room, ref: join.ref, members: ['alice'], history: [], recovered: true });
-    }
-  };
-  return { client, sockets, socket, seen, reconnect };
-}
-
-async function joined(fake: ReturnType<typeof fakeClient>, room = 'r'): Promise<void> {
-  const connecting = fake.client.connect();
-  await vi.waitFor(() => expect(fake.sockets).toHaveLength(1));
-  fake.socket().open('alice');
-  await connecting;
-  const joining = fake.client.join(room);
-  const join = fake.socket().last('join');
-  fake.socket().push({ type: 'joined', room, ref: join.ref, members: ['alice'], history: [], ...(join.since ? { recovered: true } : {}) });
-  await joining;
-}
+import { ChatClient } from '../src/index.js';
+import { FakeSocket, fakeClient, joined, message } from './fake-socket.js';
 
 describe('ChatClient: history on a (re)join', () => {
   it('hands a joined frame\'s history to the application before the live message read with it', async () => {
@@ -100,7 +13,7 @@ describe('ChatClient: history on a (re)join', () => {
     const join = fake.socket().last('join');
     // One read: the joined frame with two stored messages, and the next live one.
     fake.socket().push(
-      { type: 'joined', room: 'r', ref: join.ref, members: ['alice'], history: [message('1-1'), message('1-2')] },
+      { type: 'joined', room: 'r', ref: join.ref, count: 1, members: ['alice'], history: [message('1-1'), message('1-2')] },
       message('1-3'),
     );
     await joining;
@@ -114,7 +27,7 @@ describe('ChatClient: history on a (re)join', () => {
     const rejoin = fake.socket().last('join');
     expect(rejoin.since).toBe('1-3');
     fake.socket().push(
-      { type: 'joined', room: 'r', ref: rejoin.ref, members: ['alice'], history: [message('1-4'), message('1-5')], recovered: true },
+      { type: 'joined', room: 'r', ref: rejoin.ref, count: 1, members: ['alice'], history: [message('1-4'), message('1-5')], recovered: true },
       message('1-6'),
     );
     await vi.waitFor(() => expect(fake.client.state).toBe('connected'));
@@ -212,7 +125,7 @@ describe('ChatClient: what the application\'s backend does (server API)', () => 
     const joins: Array<[string, boolean | undefined]> = [];
     fake.client.on('joined', (frame, info) => joins.push([frame.room, info.byServer]));
     fake.socket().push(
-      { type: 'joined', room: 'r', members: ['alice'], history: [message('1-1'), message('1-2')] },
+      { type: 'joined', room: 'r', count: 1, members: ['alice'], history: [message('1-1'), message('1-2')] },
       message('1-3'),
     );
     expect(fake.seen).toEqual(['1-1', '1-2', '1-3']);
@@ -232,7 +145,7 @@ describe('ChatClient: what the application\'s backend does (server API)', () => 
     fake.socket().open('alice');
     await connecting;
     const joining = fake.client.join('quiet');
-    fake.socket().push({ type: 'joined', room: 'quiet', ref: fake.socket().last('join').ref, members: ['alice'], history: [], newest: '7-0' });
+    fake.socket().push({ type: 'joined', room: 'quiet', ref: fake.socket().last('join').ref, count: 1, members: ['alice'], history: [], newest: '7-0' });
     await joining;
     fake.socket().drop();
     await fake.reconnect();

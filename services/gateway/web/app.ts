@@ -5,12 +5,29 @@ import type { DirectMessageFrame, MessageFrame } from '@chat/protocol';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
+/**
+ * The member list of a room above the gateway's list limit, read page by page
+ * as it is scrolled (the client keeps only a sample and the count there).
+ */
+interface Pager {
+  users: string[];
+  /** Where the next page starts; undefined with `done`. */
+  next: string | undefined;
+  done: boolean;
+  loading: boolean;
+}
+
 interface RoomView {
   messages: MessageFrame[];
-  members: Set<string>;
   typing: Map<string, ReturnType<typeof setTimeout>>;
   unread: number;
+  /** Set while the room is above the list limit and its list has been looked at. */
+  pager: Pager | undefined;
 }
+
+/** Names per `members` page, and how close (px) to the bottom of the list the next one is read. */
+const PAGE = 100;
+const NEAR_BOTTOM_PX = 300;
 
 const rooms = new Map<string, RoomView>();
 const directs = new Map<string, DirectMessageFrame[]>();
@@ -40,10 +57,14 @@ function start(firstRoom: string): void {
     else { view.unread++; renderRooms(); }
   });
   client.on('joined', (frame, info) => {
-    const view = room(frame.room);
-    view.members = new Set(frame.members);
+    room(frame.room);
     if (info.gap) notice(frame.room, 'some earlier messages could not be recovered');
-    if (frame.room === current) renderMembers();
+  });
+  // The list was replaced as a whole: a (re)join, or the room crossed the list limit either way.
+  client.on('members', (list) => {
+    const view = room(list.room);
+    view.pager = undefined;
+    if (list.room === current) { renderMembers(); renderOnline(); }
   });
   // The application's backend took this user out of a room (server API).
   client.on('left', (frame) => {
@@ -54,9 +75,11 @@ function start(firstRoom: string): void {
   });
   client.on('presence', (p) => {
     const view = room(p.room);
-    if (p.state === 'online') view.members.add(p.user);
-    else { view.members.delete(p.user); clearTyping(view, p.user); }
-    if (p.room === current) renderMembers();
+    if (p.state === 'offline') clearTyping(view, p.user);
+    if (p.room === current) { renderMembers(); renderOnline(); }
+  });
+  client.on('occupancy', (o) => {
+    if (o.room === current) { renderOnline(); renderPagerStatus(); }
   });
   client.on('typing', (t) => {
     const view = room(t.room);
@@ -88,7 +111,7 @@ async function enter(name: string): Promise<void> {
 function room(name: string): RoomView {
   let view = rooms.get(name);
   if (view === undefined) {
-    rooms.set(name, (view = { messages: [], members: new Set(), typing: new Map(), unread: 0 }));
+    rooms.set(name, (view = { messages: [], typing: new Map(), unread: 0, pager: undefined }));
     renderRooms();
   }
   return view;
@@ -102,6 +125,7 @@ function select(target: string): void {
   $('app').classList.remove('show-side');
   renderRooms();
   renderDirects();
+  renderOnline();
   renderMembers();
   renderMessages();
   renderTyping();
@@ -133,12 +157,45 @@ $('text').addEventListener('input', () => {
 
 $('menu').addEventListener('click', () => $('app').classList.toggle('show-side'));
 
+$('members').addEventListener('scroll', () => {
+  if (nearBottom($('members'))) void loadMembers(current);
+}, { passive: true });
+
+/** Reads the next page of a big room's members (the first when none was read), and shows it if the room is on screen. */
+async function loadMembers(name: string): Promise<void> {
+  const view = rooms.get(name);
+  const pager = view?.pager;
+  if (view === undefined || pager === undefined || pager.loading || pager.done) return;
+  pager.loading = true;
+  if (name === current) renderPagerStatus();
+  try {
+    const page = await client.members(name, { limit: PAGE, ...(pager.next !== undefined && { after: pager.next }) });
+    if (view.pager !== pager) return; // the list was replaced meanwhile
+    pager.users.push(...page.users);
+    pager.next = page.next;
+    pager.done = page.next === undefined;
+    if (name === current) appendMembers(page.users);
+  } catch {
+    // not connected, or refused: the next scroll (or the rejoin's list) tries again
+  } finally {
+    pager.loading = false;
+  }
+  if (name !== current || view.pager !== pager) return;
+  renderPagerStatus();
+  if (nearBottom($('members'))) void loadMembers(name); // a list still shorter than its box reads on
+}
+
+function nearBottom(list: HTMLElement): boolean {
+  return list.scrollTop + list.clientHeight >= list.scrollHeight - NEAR_BOTTOM_PX;
+}
+
 // ---- rendering ----------------------------------------------------------------
 
 function showState(state: ConnectionState, node?: string): void {
   const badge = $('state');
   badge.dataset.state = state;
-  badge.textContent = state === 'connected' ? `connected${node ? ` · ${node}` : ''}` : state;
+  badge.textContent = state;
+  if (state === 'connected' && node) badge.append(span('node', ` · ${node}`)); // hidden on a phone, where the bar is short
 }
 
 function renderRooms(): void {
@@ -150,19 +207,68 @@ function renderDirects(): void {
   $('dms').replaceChildren(...[...directs.keys()].map((user) => item(`@${user}`, () => select(`@${user}`), current === `@${user}`)));
 }
 
+function renderOnline(): void {
+  const count = current.startsWith('@') ? undefined : client.count(current);
+  $('online').textContent = count === undefined ? '' : `${count.toLocaleString()} online`;
+}
+
+/**
+ * Within the list limit: everyone, kept current by presence. Above it: the
+ * pages read so far, the next one read as the list is scrolled near its end.
+ */
 function renderMembers(): void {
+  const list = $('members');
   const view = rooms.get(current);
-  const members = view ? [...view.members].sort() : [];
-  $('members').replaceChildren(...members.map((user) => {
-    const li = item(user === me ? `${user} (you)` : user, () => {
-      if (user === me) return;
-      if (!directs.has(user)) directs.set(user, []);
-      select(`@${user}`);
-    });
-    li.classList.add('dot');
-    li.title = user === me ? '' : `Message ${user} directly`;
-    return li;
-  }));
+  const members = current.startsWith('@') ? undefined : client.memberList(current);
+  if (view === undefined || members === undefined) {
+    list.replaceChildren();
+    return;
+  }
+  if (members.complete) {
+    list.replaceChildren(...members.users.map(memberItem));
+    return;
+  }
+  if (view.pager === undefined) {
+    view.pager = { users: [], next: undefined, done: false, loading: false };
+    void loadMembers(current);
+  }
+  list.replaceChildren(...view.pager.users.map(memberItem), pagerStatus());
+  renderPagerStatus();
+}
+
+/** Adds names below those shown (keeps the scroll position), before the status line. */
+function appendMembers(users: string[]): void {
+  const list = $('members');
+  const status = list.querySelector('li.more');
+  for (const user of users) list.insertBefore(memberItem(user), status);
+}
+
+function memberItem(user: string): HTMLLIElement {
+  const li = item(user === me ? `${user} (you)` : user, () => {
+    if (user === me) return;
+    if (!directs.has(user)) directs.set(user, []);
+    select(`@${user}`);
+  });
+  li.classList.add('dot');
+  li.title = user === me ? '' : `Message ${user} directly`;
+  return li;
+}
+
+function pagerStatus(): HTMLLIElement {
+  const li = document.createElement('li');
+  li.className = 'more';
+  return li;
+}
+
+/** "Loading…", or how many of the room's users are listed. */
+function renderPagerStatus(): void {
+  const status = $('members').querySelector<HTMLLIElement>('li.more');
+  const pager = rooms.get(current)?.pager;
+  if (status === null || pager === undefined) return;
+  const count = client.count(current) ?? pager.users.length;
+  status.textContent = pager.loading ? 'Loading…'
+    : pager.done ? `${pager.users.length.toLocaleString()} listed`
+    : `${pager.users.length.toLocaleString()} of ${count.toLocaleString()} · scroll for more`;
 }
 
 function renderMessages(): void {
