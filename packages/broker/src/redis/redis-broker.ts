@@ -357,6 +357,8 @@ export class RedisBroker implements Broker {
       if (this.#wasUp) this.#roomPresence.resyncAll();
       this.#wasUp = true;
       void this.#heartbeat(); // and re-announce everything at once if Redis lost this node
+    } else if (this.#listener === null) {
+      this.#log.info({}, 'broker closed'); // close() let go of it: not an outage
     } else {
       this.#log.warn({ command: this.#command.status, subscribers: this.#pubsub.describe() }, 'broker down');
     }
