@@ -30,7 +30,8 @@ async function fillRoom(wsUrl: string): Promise<Child> {
   filler.process.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const report = new Promise<Record<string, unknown>>((resolve, reject) => {
     createInterface({ input: filler.process.stdout! }).once('line', (line) => resolve(JSON.parse(line) as Record<string, unknown>));
-    void filler.exited.then((exit) => reject(new Error(`fill-room exited early (${JSON.stringify(exit)}): ${stderr}`)));
+    // 'close', not 'exit': its last line of output is read by then.
+    filler.process.once('close', (code) => reject(new Error(`fill-room exited early (${code}): ${stderr}`)));
   });
   try {
     const said = await report;

@@ -258,12 +258,12 @@ describe('a primary killed while messages flow, its replicas lagging (3 primarie
       // The reader comes back with since = the last message it had, as a reconnecting client does.
       const back = await rejoin(sets[i]!.pair[1]!.wsUrl, 'reader', rooms[i]!, reader.messages(rooms[i]).at(-1)!.id);
       expectTruthful([back], acked, stored);
-      expectToldOfLoss(reader, rooms[i]!, stored);
+      await expectToldOfLoss(reader, rooms[i]!, stored);
       const kept = new Set(stored);
       expect(cut.filter((id) => kept.has(id)), 'acknowledged after the cut: gone with the primary').toEqual([]);
       return {
         waitReplicas: sets[i]!.wait, acked: acked.length, refused: sum(traffic.map((t) => t.refused())), lost: acked.filter((id) => !kept.has(id)).length,
-        readerClosed: reader.closeInfo?.code, recovered: back.joined.recovered,
+        readerClosed: await closeCode(reader, sets[i]!.wait === '0'), recovered: back.joined.recovered,
       };
     }));
     process.stdout.write(`${JSON.stringify({ failoverMs, promoted, report })}\n`);
@@ -340,4 +340,10 @@ function monitorMentions(port: number, needle: string) {
   });
   socket.on('error', () => {});
   return { ready, count: () => count, close: () => socket.destroy() };
+}
+
+/** How `client` was closed; when `expectClose`, waits for it (its socket is not ordered with the test's others). */
+async function closeCode(client: TestClient, expectClose: boolean): Promise<number | undefined> {
+  if (expectClose) await client.until(() => client.closeInfo !== undefined, { what: 'the close', timeoutMs: 10_000 });
+  return client.closeInfo?.code;
 }

@@ -185,7 +185,7 @@ describe('Redis crashes under traffic, per persistence setting', () => {
     process.stdout.write(`${JSON.stringify({ everysecCrash: { acked: acked.length, lost: lost.length } })}\n`);
     const rejoins = [await rejoin(url(2), 'away', ROOM, since)];
     for (const [i, m] of members.entries()) {
-      expectToldOfLoss(m, ROOM, stored);
+      await expectToldOfLoss(m, ROOM, stored);
       rejoins.push(await rejoin(url(i), `member${i}`, ROOM, m.messages(ROOM).at(-1)!.id));
     }
     expectTruthful(rejoins, acked, stored);

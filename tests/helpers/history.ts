@@ -76,9 +76,15 @@ export function expectTruthful(rejoins: readonly Rejoin[], acked: readonly strin
   }
 }
 
-/** A member that was shown messages no longer stored was told so: closed with 1013, to rejoin with since. */
-export function expectToldOfLoss(member: TestClient, room: string, stored: readonly string[]): void {
+/**
+ * A member that was shown messages no longer stored was told so: closed with 1013, to rejoin with since.
+ * The close travels on the member's own socket, which nothing orders against what the test saw on
+ * others: wait for it.
+ */
+export async function expectToldOfLoss(member: TestClient, room: string, stored: readonly string[]): Promise<void> {
   const kept = new Set(stored);
   const seenLost = member.messages(room).filter((m) => !kept.has(m.id));
-  if (seenLost.length > 0) expect(member.closeInfo?.code, `${member.label} saw ${seenLost.length} lost messages`).toBe(1013);
+  if (seenLost.length === 0) return;
+  await member.until(() => member.closeInfo !== undefined, { what: `the 1013 of a member that saw ${seenLost.length} lost messages`, timeoutMs: 10_000 });
+  expect(member.closeInfo?.code, `${member.label} saw ${seenLost.length} lost messages`).toBe(1013);
 }

@@ -56,7 +56,9 @@ export async function launchRedis(port: number, args: readonly string[], timeout
       if (!exited) await child.stop(signal, 10_000);
     },
   };
-  const startFailed = child.exited.then(() => { throw new Error(`redis-server on port ${port} exited during startup:\n${output}`); });
+  // Its output is read to the end ('close') before it says why it failed; a snapshot child could keep
+  // the pipes open, but none runs before the server answers a ping.
+  const startFailed = new Promise<never>((_, reject) => child.process.once('close', () => reject(new Error(`redis-server on port ${port} exited during startup:\n${output}`))));
   try {
     await Promise.race([waitForPing(port, timeoutMs), startFailed]);
   } catch (err) {
