@@ -110,8 +110,9 @@ export function createGateway({ config, broker, directory, revocations, events, 
     ...(webhooks !== undefined && { webhooks: webhooks.status }),
   });
 
+  const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
   app.ws('/ws', createSocketBehavior({
-    config, log, metrics, commands, rooms, users, sessions,
+    config, log, metrics, commands, rooms, users, sessions, slowConsumers,
     accepting: () => !draining,
     newConnectionId: () => `${config.nodeId}-${bootId}-${(++connectionCounter).toString(36)}`,
     authenticator: new Authenticator(config),
@@ -125,9 +126,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);
     registerNotFound(target);
   }
-  const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
   slowConsumers.start();
-  rooms.start();
   broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), slowConsumers, metrics, log));
   webhooks?.start();
 

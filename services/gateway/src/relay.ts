@@ -32,6 +32,7 @@ export class Relay implements BrokerListener {
 
   onPresence(room: string, user: string, online: boolean, count: number): void {
     this.rooms.presenceChanged(room, user, online, count);
+    this.slowConsumers.wrote();
   }
 
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {

@@ -5,8 +5,8 @@ type Socket = Pick<Session, 'log' | 'bufferedAmount' | 'end'>;
 
 /** uWS cuts a socket (1006, no close frame) past this many times SEND_BUFFER_BYTES. */
 const HARD_LIMIT_FACTOR = 16;
-/** Cheap (one native call per socket) and frequent, so a flooded buffer overshoots little. */
-const SWEEP_INTERVAL_MS = 100;
+/** A sweep follows writes within this long: cheap (one native call per socket), so a flooded buffer overshoots little. */
+const SWEEP_DELAY_MS = 100;
 
 export function hardBackpressureLimit(sendBufferBytes: number): number {
   return sendBufferBytes * HARD_LIMIT_FACTOR;
@@ -16,16 +16,20 @@ export function hardBackpressureLimit(sendBufferBytes: number): number {
  * Closes sockets whose send buffer stays over SEND_BUFFER_BYTES with 1013, so
  * their clients reconnect and resume with `since` before they cost memory.
  *
- * A timer alone is not enough: after a stall the relay can fan out a burst in one
- * tick and push a buffer past uWS's hard limit, which cuts the socket without a
- * close frame. So the relay reports the bytes it fans out, and a sweep runs inline
- * once they could have carried a socket halfway from the soft to the hard limit.
+ * Buffers only grow when something is written, so a sweep follows writes (fan-out
+ * the relay reports, replies to frames the socket layer reports) within
+ * SWEEP_DELAY_MS, and an idle gateway runs none: it costs nothing per connection
+ * while nothing happens. A delayed sweep alone is not enough: after a stall the
+ * relay can fan out a burst in one tick and push a buffer past uWS's hard limit,
+ * which cuts the socket without a close frame. So a sweep also runs inline once
+ * the bytes fanned out could have carried a socket halfway from the soft to the hard limit.
  */
 export class SlowConsumerGuard {
   readonly #headroomBytes: number;
   #fannedOutBytes = 0;
   #sweeping = false;
   #timer: NodeJS.Timeout | undefined;
+  #stopped = true;
 
   constructor(
     private readonly sessions: ReadonlySet<Socket>,
@@ -36,19 +40,30 @@ export class SlowConsumerGuard {
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
-    this.#timer.unref();
+    this.#stopped = false;
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#stopped = true;
+    clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  /** Something was written (a reply to a client's frame): a sweep follows soon. */
+  wrote(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.sweep();
+    }, SWEEP_DELAY_MS);
+    this.#timer.unref();
   }
 
   /** Bytes just sent to every member of a room or every socket of a user. */
   fannedOut(bytes: number): void {
     this.#fannedOutBytes += bytes;
     if (this.#fannedOutBytes >= this.#headroomBytes) this.sweep();
+    else this.wrote();
   }
 
   sweep(): void {

@@ -12,7 +12,7 @@ import type { Logger } from './logger.js';
 import { closeCodeLabel, type Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
 import { Session, type SocketData } from './session.js';
-import { hardBackpressureLimit } from './slow-consumers.js';
+import { hardBackpressureLimit, type SlowConsumerGuard } from './slow-consumers.js';
 import type { UserRegistry } from './users.js';
 
 /**
@@ -30,6 +30,8 @@ export interface SocketContext {
   rooms: RoomRegistry;
   users: UserRegistry;
   sessions: Set<Session>;
+  /** Told of every client frame, whose replies fill the socket's buffer. */
+  slowConsumers: Pick<SlowConsumerGuard, 'wrote'>;
   /** False once shutdown began. */
   accepting(): boolean;
   newConnectionId(): string;
@@ -119,6 +121,7 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
 
     message(ws, data, isBinary) {
       const { session } = ws.getUserData();
+      ctx.slowConsumers.wrote();
       try {
         const now = Date.now();
         const parsed = parseClientFrame(data, limits, isBinary);

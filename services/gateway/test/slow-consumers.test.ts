@@ -1,3 +1,4 @@
+import { waitFor } from '@chat/testkit';
 import { CloseCode } from '@chat/protocol';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -50,5 +51,17 @@ describe('SlowConsumerGuard', () => {
     }
     expect(slow.closedWith).toBe(CloseCode.TRY_AGAIN_LATER);
     expect(slow.buffered).toBeLessThan(hardBackpressureLimit(LIMIT));
+  });
+
+  it('sweeps soon after a write, and not at all while nothing is written', async () => {
+    const { sockets, guard } = setup();
+    guard.start();
+    const slow = new FakeSocket('slow', LIMIT + 1, sockets);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(slow.closedWith).toBeUndefined(); // nobody wrote: no sweep ran
+    guard.wrote();
+    await waitFor(() => slow.closedWith !== undefined, { what: 'the sweep after a write' });
+    expect(slow.closedWith).toBe(CloseCode.TRY_AGAIN_LATER);
+    guard.stop();
   });
 });

@@ -57,7 +57,9 @@ export class RoomRegistry {
   readonly #rooms = new Map<string, LocalRoom>();
   /** Rooms above the list limit whose count changed since their members were told. */
   readonly #due = new Set<LocalRoom>();
+  /** Runs only while some room is due, so rooms that change nothing cost no timer. */
   #ticker: NodeJS.Timeout | undefined;
+  #stopped = false;
   readonly #options: RoomRegistryOptions;
   readonly #catchUp: CatchUp;
   /** Losses found while Redis could not record them: room -> newest lost id, recorded on the next catch-up. */
@@ -82,13 +84,9 @@ export class RoomRegistry {
     return this.#rooms.size;
   }
 
-  /** Starts announcing the counts of rooms above the list limit (at most once a second each). */
-  start(): void {
-    this.#ticker ??= setInterval(() => this.#announceDue(Date.now()), ANNOUNCE_TICK_MS);
-    this.#ticker.unref();
-  }
-
+  /** Stops announcing counts (shutdown). */
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#ticker);
     this.#ticker = undefined;
   }
@@ -216,6 +214,10 @@ export class RoomRegistry {
     } else if (!occupancy.due) {
       occupancy.due = true;
       this.#due.add(room);
+      if (this.#ticker === undefined && !this.#stopped) {
+        this.#ticker = setInterval(() => this.#announceDue(Date.now()), ANNOUNCE_TICK_MS);
+        this.#ticker.unref();
+      }
     }
   }
 
@@ -278,6 +280,9 @@ export class RoomRegistry {
         this.#announce(room, now);
       }
     }
+    if (this.#due.size > 0) return;
+    clearInterval(this.#ticker);
+    this.#ticker = undefined;
   }
 
   /**
