@@ -12,7 +12,10 @@
 // writes the "## Durability" section the same way.
 // bench/storm.mjs (reconnect storms: a gateway killed, drained with and without spread, a rolling
 // restart) runs after them and writes the "## Reconnect storms" section; --skip-storm skips it.
-// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --skip-storm] [-- --redis-cluster] [-- --durability]
+// bench/rooms.mjs (one room of 20,000, 3,000 rooms of 2, rooms growing to 100,000, a storm in a big
+// room; this gateway vs a minimal uWS + Redis relay vs Socket.IO) runs after that and writes the
+// "## Rooms of any size" section; --skip-rooms skips it.
+// Usage: npm run bench [-- --quick] [-- --skip-100k] [-- --skip-storm] [-- --skip-rooms] [-- --redis-cluster] [-- --durability]
 import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -23,6 +26,7 @@ import { freePort, rssBytes as processRss, startRedisServer } from '../packages/
 import { log, start as startTracked, stop, stopEverything } from './lib/processes.mjs';
 import { COMMAND_LINE as DURABILITY_COMMAND, durabilitySection } from './durability.mjs';
 import { clusterSection, COMMAND_LINE as CLUSTER_COMMAND } from './redis-cluster.mjs';
+import { COMMAND_LINE as ROOMS_COMMAND, roomsSection } from './rooms.mjs';
 import { COMMAND_LINE as STORM_COMMAND, stormSection } from './storm.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -248,11 +252,12 @@ load-generator processes using source addresses 127.0.0.1–127.0.0.40. Held at
 once: ${fmt(big.heldByGateways)} (per gateway: ${big.perGateway.map((n) => fmt(n)).join(', ')}); gateway memory
 ${fmt(big.bytesPerConnection)} bytes per connection; connect time p99 ${fmt(big.connectP99Ms, 1)} ms.
 ` : ''}
-${stormSection() ? `${stormSection()}\n` : ''}${clusterSection() ? `${clusterSection()}\n` : ''}${durabilitySection() ? `${durabilitySection()}\n` : ''}## Commands
+${stormSection() ? `${stormSection()}\n` : ''}${roomsSection() ? `${roomsSection()}\n` : ''}${clusterSection() ? `${clusterSection()}\n` : ''}${durabilitySection() ? `${durabilitySection()}\n` : ''}## Commands
 
 \`\`\`sh
 npm run bench                 # everything above (about 10 minutes); --quick for a short pass, --skip-100k to skip the big hold
 ${STORM_COMMAND}
+${ROOMS_COMMAND}
 ${CLUSTER_COMMAND}
 ${DURABILITY_COMMAND}
 \`\`\`
@@ -292,9 +297,10 @@ try {
   await stopEverything();
 }
 // Each with its own processes, started and stopped by itself; each rewrites its own section.
-// The storm runs unless --skip-storm; the others only when asked for.
-for (const [flag, script] of [['--storm', 'bench/storm.mjs'], ['--redis-cluster', 'bench/redis-cluster.mjs'], ['--durability', 'bench/durability.mjs']]) {
-  const wanted = flag === '--storm' ? !process.argv.includes('--skip-storm') : process.argv.includes(flag);
+// The storm and the rooms run unless --skip-storm / --skip-rooms; the others only when asked for.
+const byDefault = { '--storm': '--skip-storm', '--rooms': '--skip-rooms' };
+for (const [flag, script] of [['--storm', 'bench/storm.mjs'], ['--rooms', 'bench/rooms.mjs'], ['--redis-cluster', 'bench/redis-cluster.mjs'], ['--durability', 'bench/durability.mjs']]) {
+  const wanted = byDefault[flag] ? !process.argv.includes(byDefault[flag]) : process.argv.includes(flag);
   if (!wanted) continue;
   const child = start(process.execPath, [script, ...(quick ? ['--quick'] : [])]);
   child.stdout.resume();

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LoadReport, StormReport } from '@chat/loadgen';
+import type { LoadReport, RoomsReport, StormReport } from '@chat/loadgen';
 import { waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, type Cluster } from './helpers/gateways.js';
@@ -21,11 +21,11 @@ describe('load generator smoke run', () => {
     await cluster.stop();
   });
 
-  function load(...args: string[]): { status: number | null; report: LoadReport; output: string } {
+  function load<Report = LoadReport>(...args: string[]): { status: number | null; report: Report; output: string } {
     const out = join(mkdtempSync(join(tmpdir(), 'load-')), 'report.json');
     const urls = cluster.gateways.map((g) => g.wsUrl).join(',');
     const result = spawnSync(process.execPath, [cli, ...args, '--url', urls, '--json', out, '--quiet', '--workers', '2'], { encoding: 'utf8', timeout: 60_000 });
-    return { status: result.status, report: JSON.parse(readFileSync(out, 'utf8')) as LoadReport, output: `${result.stdout}${result.stderr}` };
+    return { status: result.status, report: JSON.parse(readFileSync(out, 'utf8')) as Report, output: `${result.stdout}${result.stderr}` };
   }
 
   it('fans out to 50 clients over three gateways with nothing lost, duplicated or reordered', () => {
@@ -45,6 +45,41 @@ describe('load generator smoke run', () => {
     expect(step!.reconnects).toBeGreaterThan(3);
     expect([step!.lost, step!.duplicates, step!.reordered]).toEqual([0, 0, 0]);
   });
+
+  it('big-room: fills one room past the list limit in stages, probes joins, then delivers to every member', () => {
+    const pids = cluster.gateways.flatMap((g) => ['--server-pid', String(g.pid)]);
+    const { status, report, output } = load<RoomsReport>('big-room', '--members', '150', '--checkpoints', '50,150', '--probe-joins', '20', '--probe-rate', '50',
+      '--idle', '1', '--rate', '20', '--duration', '2', ...pids, '--redis-url', inject('redisUrl'));
+    expect(status, output).toBe(0);
+    expect(report).toMatchObject({ scenario: 'big-room', rooms: 1, members: 150, connected: 150, memberships: 150 });
+    expect(report.checkpoints.map((c) => [c.members, c.joins, c.failed])).toEqual([[50, 20, 0], [150, 20, 0]]);
+    // Within the list limit (100) joins are presence to every member; crossing it, an occupancy to each.
+    expect(report.fill.notices.presence).toBeGreaterThan(1000);
+    expect(report.fill.notices.occupancy).toBeGreaterThan(0);
+    expect(report.checkpoints[0]!.notices.presence).toBeGreaterThan(20 * 49); // each probe's join and leave, to the 49 others
+    expect(report.checkpoints[1]!.notices.presence).toBe(0);
+    expect(report.fill.cost.serverCpuUs).toBeGreaterThan(0);
+    expect(report.fill.cost.redisScriptsPer).toBeGreaterThan(0);
+    expect(report.memory.serverRssAfterBytes).toBeGreaterThan(0);
+    const [step] = report.steps;
+    expect(step!.acked).toBeGreaterThan(10);
+    expect(step!.delivered).toBe(step!.acked * 150);
+    expect([step!.lost, step!.duplicates, step!.reordered, step!.failed]).toEqual([0, 0, 0, 0]);
+    expect(step!.redis?.scriptsPerMessage).toBeGreaterThan(0);
+  });
+
+  it('many-rooms: rooms of 2 over fewer clients (each in several rooms), idle, then one sender per room', () => {
+    const { status, report, output } = load<RoomsReport>('many-rooms', '--rooms', '20', '--members', '2', '--clients', '10', '--idle', '1',
+      '--rate', '20,40', '--duration', '2', '--redis-url', inject('redisUrl'));
+    expect(status, output).toBe(0);
+    expect(report).toMatchObject({ scenario: 'many-rooms', rooms: 20, clients: 10, connected: 10, memberships: 40 });
+    expect(report.idle.cost.redisCpuPercent).toBeGreaterThanOrEqual(0);
+    expect(report.steps.map((s) => s.rate)).toEqual([20, 40]);
+    for (const step of report.steps) {
+      expect(step.delivered).toBe(step.acked * 2);
+      expect([step.lost, step.duplicates, step.reordered, step.failed]).toEqual([0, 0, 0, 0]);
+    }
+  });
 });
 
 describe('load generator storm scenario', () => {
@@ -61,6 +96,26 @@ describe('load generator storm scenario', () => {
       const report = JSON.parse(readFileSync(out, 'utf8')) as StormReport;
       expect(report).toMatchObject({ victims: 300, affected: 300, stillAway: 0, lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
       expect(report.allBackMs).toBeGreaterThan(0);
+      expect(Object.keys(report.nodes).sort()).toEqual(others.map((g) => g.nodeId).sort());
+    } finally {
+      await cluster.stop();
+    }
+  }, 120_000);
+
+  it('one big room: half on the SIGKILLed gateway; the other half (bystanders) get no presence frames, and the survivors\' CPU is reported', async () => {
+    const cluster = await startCluster(3, inject('redisUrl'), { RATE_LIMIT_PER_SEC: '10000', RATE_LIMIT_BURST: '10000' });
+    try {
+      await waitFor(async () => (await Promise.all(cluster.gateways.map(readyz))).every((s) => s === 200), { what: 'ready' });
+      const [victim, ...others] = cluster.gateways;
+      const out = join(mkdtempSync(join(tmpdir(), 'storm-')), 'report.json');
+      const result = spawnSync(process.execPath, [cli, 'storm', ...[victim!, ...others].flatMap((g) => ['--url', g.wsUrl]), '--kill', String(victim!.pid),
+        ...others.flatMap((g) => ['--survivor-pid', String(g.pid)]), '--rooms', '1', '--clients', '150', '--members', '300', '--rate', '5', '--settle', '1',
+        '--control-rooms', '1', '--control-members', '4', '--workers', '2', '--timeout', '30', '--json', out], { encoding: 'utf8', timeout: 90_000 });
+      expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+      const report = JSON.parse(readFileSync(out, 'utf8')) as StormReport;
+      expect(report).toMatchObject({ victims: 150, affected: 150, bystanders: 150, stillAway: 0, lost: 0, duplicated: 0, reordered: 0 });
+      expect(report.notices!.bystanders).toMatchObject({ clients: 150, presence: 0 }); // a room above the list limit: occupancy only
+      expect(report.survivorCpuPercent!.during).toBeGreaterThan(0);
       expect(Object.keys(report.nodes).sort()).toEqual(others.map((g) => g.nodeId).sort());
     } finally {
       await cluster.stop();

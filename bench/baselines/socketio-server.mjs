@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The comparison baseline: a small chat server on Socket.IO 4.8 with @socket.io/redis-adapter,
-// the shape people build first. join/send with acks; `message` events to the room, sender included.
+// the shape people build first. join/leave/send with acks; `message` events to the room, sender included.
 // PORT, REDIS_URL, NODE_ID from the environment; logs one JSON line {"msg":"listening","port":N}.
 import { createServer } from 'node:http';
 import { createAdapter } from '@socket.io/redis-adapter';
@@ -19,6 +19,10 @@ io.on('connection', (socket) => {
   socket.emit('welcome', nodeId);
   socket.on('join', (room, ack) => {
     socket.join(String(room));
+    if (typeof ack === 'function') ack();
+  });
+  socket.on('leave', (room, ack) => {
+    socket.leave(String(room));
     if (typeof ack === 'function') ack();
   });
   socket.on('send', ({ room, text }, ack) => {

@@ -3,23 +3,50 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadReport, type Scenario } from './coordinator.js';
+import { describeRooms, runRooms, type RoomsOptions } from './rooms.js';
 import { STORM_USAGE, stormMain } from './storm-cli.js';
 import type { TransportName } from './transport.js';
 
-const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]   (storm: npm run load -- storm --help)
+const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms> [options]   (storm: npm run load -- storm --help)
+
+  big-room              one room of --members (default 1000); the fill stops at each
+                        --checkpoints size C with C - 1 members, where --probe-joins
+                        joins (each joiner sees C members) are timed and leave again;
+                        then the room is held idle for --idle s, then messages are sent
+                        at each --rate (default 20) for --duration s. Reports the fill
+                        time, CPU per join (server: --server-pid, Redis: --redis-url),
+                        join p99 per checkpoint, idle CPU, memory per member, delivery
+                        p99 and CPU per delivery. --senders default 1.
+  many-rooms            --rooms (default 3000) rooms of --members (default 2), over
+                        --clients connections (default rooms x members; fewer: each
+                        joins several rooms); held idle for --idle s, then each --rate
+                        (default 600,3000; 0: idle only). Reports idle Redis CPU and
+                        scripts/s, memory per connection and per room, delivery p99 and
+                        CPU per delivery. One sender per room.
 
   --url URL             gateway or load-balancer WebSocket URL; repeat or comma-separate
                         (default ws://127.0.0.1:8080/ws; Socket.IO: http://host:port)
   --transport T         chat (this protocol, default) or socketio (the bench baseline)
-  --clients N           connect: connections to open (default 1000)
-  --rooms R             fanout/churn: rooms (default 10)
-  --members M           fanout/churn: members per room (default 100); clients = R x M
+  --clients N           connect: connections to open (default 1000); many-rooms: see above
+  --rooms R             fanout/churn: rooms (default 10); many-rooms: see above
+  --members M           fanout/churn: members per room (default 100); clients = R x M;
+                        big-room: the room's size
   --senders S           clients that also send (default: one per room)
-  --rate N              messages per second, all senders together (default 100)
+  --rate N              messages per second, all senders together (default 100);
+                        big-room, many-rooms: a comma-separated list, one step each
   --size B              message text size in bytes (default 100)
   --duration S          seconds of sending, or of holding for connect (default 10, at most 600)
-  --ramp N              connections opened per second (default 2000; 0: as fast as possible)
-  --workers W           load-generator processes (default: one per core, at least 2)
+  --ramp N              connections opened per second (default 2000; big-room and
+                        many-rooms 0: as fast as possible, 200 at a time per worker)
+  --workers W           load-generator processes (default: one per core, at least 2;
+                        more when the clients need them: 18,000 connections per process)
+  --checkpoints LIST    big-room: room sizes to probe joins at (default 100,1000,10000,20000
+                        up to --members; none: no probes)
+  --probe-joins N       big-room: probe joins per checkpoint (default 200)
+  --probe-rate N        big-room: probe joins started per second (default 100)
+  --idle S              big-room, many-rooms: seconds held idle and measured (default 10)
+  --redis-url URL       big-room, many-rooms: read this Redis's INFO (CPU, scripts, memory)
+                        around each phase (repeatable)
   --churn F             churn: fraction of receivers reconnecting each second (default 0.05)
   --find-max            raise the rate step by step until p99 > --max-p99 or anything is lost
   --max-p99 MS          latency bound for --find-max (default 50)
@@ -27,7 +54,8 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn> [options]   (storm:
   --step-factor X       rate multiplier between steps (default 1.5)
   --max-steps N         at most this many steps (default 12)
   --metrics URL         a server's /metrics, to report its memory per connection (repeatable)
-  --server-pid PID      a server process on this machine: each step reports its CPU (repeatable)
+  --server-pid PID      a server process on this machine: each step reports its CPU, and
+                        big-room/many-rooms its memory per connection (repeatable)
   --local-addresses A   source addresses for the connections, e.g. 127.0.0.1-127.0.0.20
   --resend              members use the client library (@chat/client): every send carries an
                         idempotency key and is resent after a reconnect; loss and duplicates
@@ -45,7 +73,9 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boolean } {
+type Parsed = (LoadOptions | RoomsOptions) & { json?: string; quiet: boolean };
+
+function parseOptions(argv: string[]): Parsed {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -57,12 +87,15 @@ function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boo
       'step-seconds': { type: 'string' }, 'step-factor': { type: 'string' }, 'max-steps': { type: 'string' },
       metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
       resend: { type: 'boolean' }, roll: { type: 'string' }, 'roll-every': { type: 'string' },
+      checkpoints: { type: 'string' }, 'probe-joins': { type: 'string' }, 'probe-rate': { type: 'string' }, idle: { type: 'string' },
+      'redis-url': { type: 'string', multiple: true },
       quiet: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
   if (values.help) { process.stdout.write(`${USAGE}\n`); process.exit(0); }
-  const scenario = positionals[0] as Scenario | undefined;
-  if (scenario !== 'connect' && scenario !== 'fanout' && scenario !== 'churn') fail('give a scenario: connect, fanout or churn');
+  const scenario = positionals[0] as Scenario | RoomsOptions['scenario'] | undefined;
+  const roomsScenario = scenario === 'big-room' || scenario === 'many-rooms';
+  if (scenario !== 'connect' && scenario !== 'fanout' && scenario !== 'churn' && !roomsScenario) fail('give a scenario: connect, fanout, churn, big-room or many-rooms');
   const num = (name: keyof typeof values, fallback: number, min: number, max: number): number => {
     const raw = values[name];
     if (raw === undefined) return fallback;
@@ -74,19 +107,49 @@ function parseOptions(argv: string[]): LoadOptions & { json?: string; quiet: boo
   if (transport !== 'chat' && transport !== 'socketio') fail('--transport must be chat or socketio');
   if (values.resend && transport !== 'chat') fail('--resend needs --transport chat');
   const urls = (values.url ?? ['ws://127.0.0.1:8080/ws']).flatMap((u) => u.split(',')).filter(Boolean);
+  const list = (name: 'rate' | 'checkpoints', fallback: number[]): number[] => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    if (raw === 'none') return [];
+    const numbers = raw.split(',').map(Number);
+    if (numbers.some((n) => !Number.isFinite(n) || n < 0)) fail(`--${name} must be a comma-separated list of numbers, got "${raw}"`);
+    return numbers;
+  };
+  const workers = num('workers', Math.max(2, availableParallelism()), 1, 64);
+  const serverPids = (values['server-pid'] ?? []).map(Number).filter((n) => n > 0);
+  if (roomsScenario) {
+    if (values['find-max'] || values.resend || values.roll !== undefined) fail(`${scenario} takes no --find-max, --resend or --roll`);
+    const big = scenario === 'big-room';
+    const roomCount = big ? 1 : num('rooms', 3000, 1, 1_000_000);
+    const members = num('members', big ? 1000 : 2, 1, 200_000);
+    const clients = big ? members : num('clients', roomCount * members, members, 200_000);
+    if (roomCount * members > 10_000_000) fail('at most 10,000,000 memberships');
+    if (clients > roomCount * members) fail('--clients: at most rooms x members');
+    return {
+      scenario, transport, urls, rooms: roomCount, members, clients,
+      senders: big ? num('senders', 1, 0, clients) : num('senders', roomCount, 0, roomCount),
+      rates: list('rate', big ? [20] : [600, 3000]), size: num('size', 100, 24, 1_000_000), duration: num('duration', 10, 1, 600),
+      ramp: num('ramp', 0, 0, 1_000_000), workers, localAddresses: expandAddresses(values['local-addresses']),
+      checkpoints: big ? list('checkpoints', [100, 1000, 10_000, 20_000].filter((c) => c <= members)) : [],
+      probeJoins: num('probe-joins', 200, 1, 100_000), probeRate: num('probe-rate', 100, 1, 100_000), idleSeconds: num('idle', 10, 0, 600),
+      serverPids, redisUrls: (values['redis-url'] ?? []).flatMap((u) => u.split(',')).filter(Boolean), maxP99Ms: num('max-p99', 50, 0.1, 60_000),
+      quiet: values.quiet ?? false, json: values.json, progress: () => {},
+    };
+  }
   const rooms = num('rooms', 10, 1, 100_000);
   const members = num('members', 100, 1, 200_000);
   const clients = scenario === 'connect' ? num('clients', 1000, 1, 200_000) : rooms * members;
   if (clients > 200_000) fail('at most 200000 clients');
-  const workers = num('workers', Math.max(2, availableParallelism()), 1, 64);
+  const rates = list('rate', [100]);
+  if (rates.length !== 1) fail(`${scenario} takes one --rate`);
   return {
     scenario, transport, urls, clients, rooms: scenario === 'connect' ? 1 : rooms,
     senders: Math.min(clients, num('senders', scenario === 'connect' ? 0 : rooms, 0, clients)),
-    rate: num('rate', 100, 0, 10_000_000), size: num('size', 100, 24, 1_000_000), duration: num('duration', 10, 1, 600),
+    rate: rates[0]!, size: num('size', 100, 24, 1_000_000), duration: num('duration', 10, 1, 600),
     ramp: num('ramp', 2000, 0, 1_000_000), workers: Math.min(workers, clients), churn: num('churn', 0.05, 0, 1),
     findMax: values['find-max'] ?? false, maxP99Ms: num('max-p99', 50, 0.1, 60_000), stepSeconds: num('step-seconds', 5, 1, 120),
     stepFactor: num('step-factor', 1.5, 1.01, 10), maxSteps: num('max-steps', 12, 1, 50),
-    metricsUrls: values.metrics ?? [], serverPids: (values['server-pid'] ?? []).map(Number).filter((n) => n > 0), localAddresses: expandAddresses(values['local-addresses']),
+    metricsUrls: values.metrics ?? [], serverPids, localAddresses: expandAddresses(values['local-addresses']),
     resend: values.resend ?? false,
     ...(values.roll !== undefined && { roll: { pid: num('roll', 0, 1, 4_194_304), everySeconds: num('roll-every', 10, 1, 600) } }),
     quiet: values.quiet ?? false, json: values.json,
@@ -133,8 +196,8 @@ async function main(): Promise<void> {
   });
   const options = parseOptions(process.argv.slice(2));
   options.progress = options.quiet ? () => {} : (line) => process.stderr.write(`${line}\n`);
-  const report = await runLoad(options);
-  process.stdout.write(`${table(report, options)}\n`);
+  const report = 'rates' in options ? await runRooms(options) : await runLoad(options);
+  process.stdout.write(`${'rates' in options ? describeRooms(report as Awaited<ReturnType<typeof runRooms>>) : table(report as LoadReport, options as LoadOptions)}\n`);
   if (options.json === '-') process.stdout.write(`${JSON.stringify(report)}\n`);
   else if (options.json) writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
   process.exit(report.ok ? 0 : 1);

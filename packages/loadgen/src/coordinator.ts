@@ -1,10 +1,9 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpuSeconds as processCpuSeconds } from '@chat/proc';
-import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
-import type { Counters, FinalReport, Tick, WorkerCommand, WorkerMessage, WorkerPlan } from './plan.js';
+import { cost, type Cost, type Meter } from './meter.js';
+import type { FinalReport, WorkerPlan } from './plan.js';
 import type { TransportName } from './transport.js';
+import { CONNECTIONS_PER_WORKER, Progress, Workers } from './workers.js';
 
 export type Scenario = 'connect' | 'fanout' | 'churn';
 
@@ -61,6 +60,13 @@ export interface StepResult {
   /** CPU of --server-pid processes while sending, in % of one core, and per delivered message. */
   serverCpuPercent?: number;
   serverCpuUsPerDelivery?: number;
+  /** The CPU window (sending plus the drain) and the servers' CPU seconds in it, unrounded. */
+  cpuWindowSeconds?: number;
+  serverCpuSeconds?: number;
+  /** With Redis to read (big-room, many-rooms --redis-url): its CPU, scripts and commands over the step, per delivery and per message. */
+  redis?: { cpuPercent: number; cpuSeconds: number; cpuUsPerDelivery: number; scriptsPerSec: number; scriptsPerMessage: number; commandsPerMessage: number };
+  /** presence and occupancy frames members received during the step. */
+  notices?: { presence: number; occupancy: number };
   ok: boolean;
 }
 
@@ -78,109 +84,10 @@ export interface LoadReport {
   ok: boolean;
 }
 
-const workerEntry = fileURLToPath(new URL('./worker.js', import.meta.url));
 const DRAIN_MS = 2000;
 
-class Workers {
-  readonly #procs: ChildProcess[] = [];
-  readonly #listeners = new Set<(message: WorkerMessage, index: number) => void>();
-
-  constructor(count: number) {
-    for (let i = 0; i < count; i++) {
-      const proc = fork(workerEntry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      proc.on('message', (message: WorkerMessage) => {
-        for (const listener of this.#listeners) listener(message, i);
-      });
-      this.#procs.push(proc);
-    }
-  }
-
-  on(listener: (message: WorkerMessage, index: number) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  send(command: WorkerCommand, index?: number): void {
-    for (const [i, proc] of this.#procs.entries()) if (index === undefined || i === index) proc.send(command);
-  }
-
-  /** Resolves with one message of `type` from every worker. */
-  collect<T extends WorkerMessage['type']>(type: T, timeoutMs: number): Promise<Array<Extract<WorkerMessage, { type: T }>>> {
-    return new Promise((resolve, reject) => {
-      const got: Array<Extract<WorkerMessage, { type: T }>> = [];
-      const timer = setTimeout(() => { off(); reject(new Error(`workers did not report ${type} within ${timeoutMs} ms`)); }, timeoutMs);
-      const off = this.on((message) => {
-        if (message.type === 'error') { clearTimeout(timer); off(); reject(new Error(message.message)); return; }
-        if (message.type !== type) return;
-        got.push(message as Extract<WorkerMessage, { type: T }>);
-        if (got.length === this.#procs.length) { clearTimeout(timer); off(); resolve(got); }
-      });
-    });
-  }
-
-  /** Asks every worker for its final report. */
-  request(type: 'final'): Promise<Array<Extract<WorkerMessage, { type: 'final' }>>> {
-    const answers = this.collect(type, 30_000);
-    this.send({ type });
-    return answers;
-  }
-
-  async exit(): Promise<void> {
-    this.send({ type: 'exit' });
-    await Promise.all(this.#procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
-  }
-}
-
-/** Sums worker ticks; prints one progress line a second. */
-class Progress {
-  connected = new Map<number, number>();
-  window = emptyCounters();
-  windowLatency = new Histogram();
-  total = emptyCounters();
-  totalLatency = new Histogram();
-  cpu = new Map<number, number>();
-  /** worker -> cpu% of each tick since the last reset */
-  cpuSamples = new Map<number, number[]>();
-  #started = Date.now();
-
-  add(tick: Tick, worker: number): void {
-    this.connected.set(worker, tick.connected);
-    this.cpu.set(worker, tick.cpuPercent);
-    if (!this.cpuSamples.has(worker)) this.cpuSamples.set(worker, []);
-    this.cpuSamples.get(worker)!.push(tick.cpuPercent);
-    addCounters(this.window, tick.counters);
-    addCounters(this.total, tick.counters);
-    this.windowLatency.merge(tick.latency);
-    this.totalLatency.merge(tick.latency);
-  }
-
-  line(): string {
-    const c = this.window;
-    const lat = this.windowLatency;
-    const out = `[${String(Math.round((Date.now() - this.#started) / 1000)).padStart(3)}s] conn ${sum(this.connected)} | sent ${c.sent}/s `
-      + `| delivered ${c.delivered}/s | p50 ${lat.quantileMs(0.5).toFixed(1)} ms p99 ${lat.quantileMs(0.99).toFixed(1)} ms `
-      + `| lost ${c.lost} dup ${c.duplicates} reord ${c.reordered} | errors ${c.errors + c.failed} | loadgen cpu ${sum(this.cpu).toFixed(0)}%`;
-    this.window = emptyCounters();
-    this.windowLatency = new Histogram();
-    return out;
-  }
-
-  reset(): void {
-    this.total = emptyCounters();
-    this.totalLatency = new Histogram();
-    this.cpuSamples.clear();
-  }
-
-  /** Mean CPU of all workers together since the last reset, in % of one core. */
-  meanCpu(): number {
-    let total = 0;
-    for (const samples of this.cpuSamples.values()) total += samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length);
-    return total;
-  }
-}
-
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
-  const workers = new Workers(options.workers);
+  const workers = new Workers(Math.max(options.workers, Math.ceil(options.clients / CONNECTIONS_PER_WORKER)));
   const progress = new Progress();
   workers.on((message, index) => {
     if (message.type === 'tick') progress.add(message, index);
@@ -188,11 +95,16 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const ticker = setInterval(() => options.progress(progress.line()), 1000);
   try {
     const memoryBefore = await serverMemory(options.metricsUrls);
-    const plans = planWorkers(options);
+    const plans = planWorkers({ ...options, workers: workers.count });
+    const started = workers.collect('started', 60_000);
     plans.forEach((plan, i) => workers.send({ type: 'start', plan }, i));
-    await workers.collect('ready', 60_000 + (options.ramp > 0 ? (options.clients / options.ramp) * 1000 : options.clients * 5));
+    await started;
+    const ready = workers.collect('ready', 60_000 + (options.ramp > 0 ? (options.clients / options.ramp) * 1000 : options.clients * 5));
+    workers.send({ type: 'open', upTo: Number.MAX_SAFE_INTEGER });
+    await ready;
+    await workers.flush();
     const memoryAfter = await serverMemory(options.metricsUrls);
-    const connected = sum(progress.connected) || options.clients;
+    const connected = progress.connectedNow() || options.clients;
     const steps: StepResult[] = [];
 
     if (options.scenario === 'connect') {
@@ -240,8 +152,14 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   }
 }
 
-async function runStep(workers: Workers, progress: Progress, options: LoadOptions, rate: number, seconds: number): Promise<StepResult> {
+/**
+ * Sends at `rate` messages/s for `seconds`, waits for the last deliveries, and
+ * reports the step. With a `meter`, Redis's share is measured over the same window.
+ */
+export async function runStep(workers: Workers, progress: Progress, options: StepOptions, rate: number, seconds: number, meter?: Meter): Promise<StepResult> {
+  await workers.flush();
   progress.reset();
+  const mark = await meter?.mark();
   const started = Date.now();
   const cpuBefore = cpuSeconds(options.serverPids);
   workers.send({ type: 'rate', perSender: rate / Math.max(1, options.senders) });
@@ -251,15 +169,50 @@ async function runStep(workers: Workers, progress: Progress, options: LoadOption
   workers.send({ type: 'stop-sending' });
   const sendingSeconds = (Date.now() - started) / 1000;
   await sleep(DRAIN_MS);
+  if (options.drainUntilQuiet) await quiet(workers, progress);
   const serverCpu = cpuSeconds(options.serverPids) - cpuBefore; // sending plus the drain: all of the step's deliveries
-  const finals = (await workers.request('final')).map((f) => f.report);
-  await sleep(50); // the final tick of each worker arrives with its report
+  const usage = mark && await meter!.since(mark);
+  const finals = (await workers.request('final')).map((f) => f.report); // each worker's last tick comes before its report
   const step = stepResult(rate, sendingSeconds, progress, options, tailLoss(finals));
   if (options.serverPids.length > 0) {
-    step.serverCpuPercent = Math.round((serverCpu / ((Date.now() - started) / 1000)) * 100);
+    const windowSeconds = (Date.now() - started) / 1000;
+    step.serverCpuPercent = Math.round((serverCpu / windowSeconds) * 100);
     step.serverCpuUsPerDelivery = round((serverCpu / Math.max(1, step.delivered)) * 1e6);
+    step.cpuWindowSeconds = Math.round(windowSeconds * 1000) / 1000;
+    step.serverCpuSeconds = Math.round(serverCpu * 1000) / 1000;
   }
+  if (usage?.redis) {
+    const perDelivery: Cost = cost(usage, step.delivered);
+    const perMessage = cost(usage, step.acked);
+    step.redis = {
+      cpuPercent: perDelivery.redisCpuPercent!, cpuSeconds: usage.redis.cpuSeconds, cpuUsPerDelivery: perDelivery.redisCpuUs!, scriptsPerSec: perDelivery.redisScriptsPerSec!,
+      scriptsPerMessage: perMessage.redisScriptsPer!, commandsPerMessage: perMessage.redisCommandsPer!,
+    };
+  }
+  const { presence, occupancy } = progress.total;
+  if (presence + occupancy > 0) step.notices = { presence, occupancy };
   return step;
+}
+
+/**
+ * What a step needs to know of the run. drainUntilQuiet: after the usual drain, wait
+ * (up to MAX_DRAIN_MS more) until deliveries stop arriving, so that a load generator
+ * that fell behind counts late deliveries as late, not as lost.
+ */
+export type StepOptions = Pick<LoadOptions, 'senders' | 'serverPids' | 'findMax' | 'maxP99Ms' | 'roll' | 'progress'> & { drainUntilQuiet?: boolean };
+
+const MAX_DRAIN_MS = 30_000;
+
+async function quiet(workers: Workers, progress: Progress): Promise<void> {
+  const until = Date.now() + MAX_DRAIN_MS;
+  for (;;) {
+    await workers.flush();
+    const delivered = progress.total.delivered;
+    if (Date.now() > until) return;
+    await sleep(500);
+    await workers.flush();
+    if (progress.total.delivered === delivered) return;
+  }
 }
 
 function rollGateways(pid: number, progress: (line: string) => void): void {
@@ -276,7 +229,7 @@ function rollGateways(pid: number, progress: (line: string) => void): void {
  * the last one it did get: losses no later message revealed as a gap. In resend
  * mode, every acknowledged message some member of the room never got.
  */
-function tailLoss(finals: FinalReport[]): number {
+export function tailLoss(finals: FinalReport[]): number {
   if (finals.some((f) => f.resend !== undefined)) return resendLoss(finals);
   const maxAcked: Record<string, number> = {};
   const senderRooms: Record<string, string> = {};
@@ -321,7 +274,7 @@ function resendLoss(finals: FinalReport[]): number {
   return lost;
 }
 
-function stepResult(rate: number, seconds: number, progress: Progress, options: LoadOptions, tail: number): StepResult {
+function stepResult(rate: number, seconds: number, progress: Progress, options: Pick<LoadOptions, 'findMax' | 'maxP99Ms'>, tail: number): StepResult {
   const c = progress.total;
   const lat = progress.totalLatency;
   const latencyMs = { p50: round(lat.quantileMs(0.5)), p90: round(lat.quantileMs(0.9)), p99: round(lat.quantileMs(0.99)), max: round(lat.max) };
@@ -350,31 +303,38 @@ function stepResult(rate: number, seconds: number, progress: Progress, options: 
 export function planWorkers(options: LoadOptions): WorkerPlan[] {
   // Rooms of their own per run: history left by an earlier run must not count as this run's traffic.
   const run = Math.random().toString(36).slice(2, 8);
-  const plans: WorkerPlan[] = Array.from({ length: options.workers }, () => ({
+  const plans = emptyPlans(options, options.scenario !== 'connect');
+  for (let i = 0; i < options.clients; i++) {
+    // Client i is member number k of room r; shifting by r spreads every room, and the
+    // senders (k = 0), over all URLs whatever the numbers of rooms and URLs.
+    const r = i % options.rooms;
+    const k = Math.floor(i / options.rooms);
+    const room = `load-${run}-${r}`;
+    plans[i % options.workers]!.clients.push({
+      index: i,
+      rooms: [room],
+      url: options.urls[(k + r) % options.urls.length]!,
+      sends: i < options.senders ? [{ room, key: i }] : [],
+    });
+  }
+  return plans;
+}
+
+/** One plan per worker, with no clients yet. */
+export function emptyPlans(options: Pick<LoadOptions, 'workers' | 'transport' | 'urls' | 'ramp' | 'size' | 'scenario' | 'churn' | 'localAddresses' | 'resend'>, join: boolean): WorkerPlan[] {
+  return Array.from({ length: options.workers }, () => ({
     transport: options.transport,
     urls: options.urls,
     clients: [],
+    probes: [],
     rampPerSec: options.ramp / options.workers,
-    join: options.scenario !== 'connect',
+    join,
     size: options.size,
     churnPerSec: options.scenario === 'churn' ? options.churn : 0,
     checkRoomOrder: options.transport === 'chat',
     localAddresses: options.localAddresses,
     resend: options.resend,
   }));
-  for (let i = 0; i < options.clients; i++) {
-    // Client i is member number k of room r; shifting by r spreads every room, and the
-    // senders (k = 0), over all URLs whatever the numbers of rooms and URLs.
-    const r = i % options.rooms;
-    const k = Math.floor(i / options.rooms);
-    plans[i % options.workers]!.clients.push({
-      index: i,
-      room: `load-${run}-${r}`,
-      url: options.urls[(k + r) % options.urls.length]!,
-      sender: i < options.senders,
-    });
-  }
-  return plans;
 }
 
 async function serverMemory(urls: string[]): Promise<number | undefined> {
@@ -392,20 +352,6 @@ async function serverMemory(urls: string[]): Promise<number | undefined> {
 /** User + system CPU seconds of processes, from /proc (0 where unreadable). */
 function cpuSeconds(pids: number[]): number {
   return pids.reduce((total, pid) => total + processCpuSeconds(pid), 0);
-}
-
-function emptyCounters(): Counters {
-  return { sent: 0, acked: 0, failed: 0, delivered: 0, lost: 0, duplicates: 0, reordered: 0, errors: 0, reconnects: 0 };
-}
-
-function addCounters(into: Counters, from: Counters): void {
-  for (const key of Object.keys(into) as Array<keyof Counters>) into[key] += from[key];
-}
-
-function sum(values: Map<number, number>): number {
-  let total = 0;
-  for (const v of values.values()) total += v;
-  return total;
 }
 
 function round(n: number): number {

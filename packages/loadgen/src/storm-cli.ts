@@ -14,6 +14,13 @@ export const STORM_USAGE = `Usage: npm run load -- storm --url URL --url URL ...
 
   --clients N           victims (default 15000; this machine allows 20,000 fds per process)
   --rooms R             victims' rooms (default 300)
+  --members M           members of those rooms in all (default: --clients): the M - clients
+                        others (bystanders) join from the other URLs, and the report counts
+                        the presence and occupancy frames they get. One big room:
+                        --rooms 1 --clients 5000 --members 10000
+  --survivor-pid PID    a gateway that stays up: their CPU before, during and after (repeatable)
+  --settle S            after every victim is back, keep counting for S seconds (default 0;
+                        a SIGKILLed gateway's users are withdrawn after PRESENCE_TTL_MS)
   --rate N              messages/s into the victims' rooms (default 100)
   --control-rooms R     control rooms (default 10), --control-members M (default 20),
   --control-rate N      messages/s per control room (default 10)
@@ -34,6 +41,7 @@ export async function stormMain(argv: string[], fail: (message: string) => never
       clients: { type: 'string' }, rooms: { type: 'string' }, rate: { type: 'string' }, 'control-rooms': { type: 'string' },
       'control-members': { type: 'string' }, 'control-rate': { type: 'string' }, 'redis-pid': { type: 'string' },
       workers: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'string' },
+      members: { type: 'string' }, 'survivor-pid': { type: 'string', multiple: true }, settle: { type: 'string' },
     },
   });
   const urls = (values.url ?? []).flatMap((u) => u.split(',')).filter(Boolean);
@@ -50,6 +58,8 @@ export async function stormMain(argv: string[], fail: (message: string) => never
     victimUrls: mode === 'SIGHUP' ? rotations : [urls],
     controlUrls: mode === 'SIGHUP' ? urls : urls.slice(1),
     clients: num('clients', 15_000), rooms: num('rooms', 300), rate: num('rate', 100),
+    ...(values.members !== undefined && { members: num('members', 0) }),
+    survivorPids: (values['survivor-pid'] ?? []).map(Number).filter((n) => n > 0), settleMs: num('settle', 0) * 1000,
     controlRooms: num('control-rooms', 10), controlMembers: num('control-members', 20), controlRate: num('control-rate', 10),
     workers: num('workers', Math.max(2, availableParallelism())), batch: 500, timeoutMs: num('timeout', 120) * 1000,
     disrupt: async () => { process.kill(Number(pid), mode as NodeJS.Signals); },

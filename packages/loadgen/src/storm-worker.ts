@@ -10,6 +10,17 @@ export interface StormVictim {
   user: string;
   room: string;
   urls: string[];
+  /** A member of the room on a gateway that is not disrupted: counted apart, and not in `nodes`. */
+  bystander?: boolean;
+}
+
+/** Member frames received since the mark by a group of clients: totals and the most one client got. */
+export interface NoticeCounts {
+  clients: number;
+  presence: number;
+  occupancy: number;
+  maxPresence: number;
+  maxOccupancy: number;
 }
 
 export type StormWorkerCommand =
@@ -29,8 +40,10 @@ export interface StormStatus {
   rejoinedAfterMs: number[];
   /** Rejoins answered recovered: false. */
   gaps: number;
-  /** Clients per gateway now. */
+  /** Victims per gateway now. */
   nodes: Record<string, number>;
+  /** presence and occupancy frames since the mark, to the victims and to the bystanders. */
+  notices: { victims: NoticeCounts; bystanders: NoticeCounts };
 }
 
 export type StormWorkerMessage =
@@ -42,9 +55,12 @@ export type StormWorkerMessage =
 interface Tracked {
   client: ChatClient;
   room: string;
+  bystander: boolean;
   seen: string[];
   cutAt?: number;
   backAt?: number;
+  presence: number;
+  occupancy: number;
 }
 
 const tracked: Tracked[] = [];
@@ -58,8 +74,10 @@ function track(victim: StormVictim): Tracked {
     url: victim.urls, user: victim.user, queueLimit: 10,
     webSocket: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike,
   });
-  const entry: Tracked = { client, room: victim.room, seen: [] };
+  const entry: Tracked = { client, room: victim.room, bystander: victim.bystander ?? false, seen: [], presence: 0, occupancy: 0 };
   client.on('message', (m) => entry.seen.push(m.id));
+  client.on('presence', () => { if (Date.now() >= markAt) entry.presence++; });
+  client.on('occupancy', () => { if (Date.now() >= markAt) entry.occupancy++; });
   client.on('state', (state) => {
     if (state === 'reconnecting' && Date.now() >= markAt) entry.cutAt = Date.now();
   });
@@ -87,6 +105,7 @@ function status(): StormStatus {
   const affected = tracked.filter((t) => t.cutAt !== undefined);
   const nodes: Record<string, number> = {};
   for (const t of tracked) {
+    if (t.bystander) continue;
     const node = t.client.state === 'connected' ? t.client.welcome!.node : '(away)';
     nodes[node] = (nodes[node] ?? 0) + 1;
   }
@@ -98,7 +117,19 @@ function status(): StormStatus {
     rejoinedAfterMs: affected.filter(back).map((t) => t.backAt! - markAt),
     gaps,
     nodes,
+    notices: { victims: notices(tracked.filter((t) => !t.bystander)), bystanders: notices(tracked.filter((t) => t.bystander)) },
   };
+}
+
+function notices(group: Tracked[]): NoticeCounts {
+  const counts: NoticeCounts = { clients: group.length, presence: 0, occupancy: 0, maxPresence: 0, maxOccupancy: 0 };
+  for (const t of group) {
+    counts.presence += t.presence;
+    counts.occupancy += t.occupancy;
+    counts.maxPresence = Math.max(counts.maxPresence, t.presence);
+    counts.maxOccupancy = Math.max(counts.maxOccupancy, t.occupancy);
+  }
+  return counts;
 }
 
 /** Each client must have every acknowledged message of its room once, in order (all were sent after it joined). */
@@ -127,7 +158,7 @@ process.on('message', (command: StormWorkerCommand) => {
     case 'mark':
       markAt = Date.now();
       gaps = 0;
-      for (const t of tracked) { t.cutAt = undefined; t.backAt = undefined; }
+      for (const t of tracked) { t.cutAt = undefined; t.backAt = undefined; t.presence = 0; t.occupancy = 0; }
       break;
     case 'status':
       send(status());

@@ -12,8 +12,8 @@ export interface Received {
 
 export interface ClientEvents {
   message(message: Received): void;
-  /** The outcome of the send of `seq`. */
-  ack(ok: boolean, seq: number): void;
+  /** A frame about the room's members: per-user `presence`, or `occupancy` (a room above the list limit). */
+  notice(kind: 'presence' | 'occupancy'): void;
   /** The connection is gone for good (the client does not come back by itself). */
   closed(code: number): void;
   /** The client came back by itself after a drop (resend mode). */
@@ -25,8 +25,9 @@ export interface LoadClient {
   /** Resolves with the node that welcomed it. */
   connect(): Promise<string>;
   join(room: string, since?: string): Promise<void>;
-  /** Fire and forget; the outcome arrives as `ack(ok, seq)`. */
-  send(room: string, text: string, seq: number): void;
+  leave(room: string): Promise<void>;
+  /** Fire and forget; the outcome arrives as `answered(ok)`. */
+  send(room: string, text: string, answered: (ok: boolean) => void): void;
   close(): void;
 }
 
@@ -59,8 +60,8 @@ class ChatClient implements LoadClient {
   #ws: WebSocket | null = null;
   #pending = new Map<string, (frame: { type: string }) => void>();
   #refs = 0;
-  /** Seqs of the sends without an answer yet: answers come in send order. */
-  readonly #unanswered: number[] = [];
+  /** The sends without an answer yet: answers come in send order. */
+  readonly #unanswered: Array<(ok: boolean) => void> = [];
 
   constructor(private readonly options: ClientOptions) {}
 
@@ -78,6 +79,7 @@ class ChatClient implements LoadClient {
         if (frame === null) return;
         if (frame.type === 'welcome') resolve(frame.node);
         else if (frame.type === 'ack') this.#answered(true);
+        else if (frame.type === 'presence' || frame.type === 'occupancy') events.notice(frame.type);
         else if (frame.type === 'joined') {
           for (const m of frame.history) events.message({ room: m.room, id: m.id, text: m.text });
         } else if (frame.type === 'error' && frame.ref === undefined) this.#answered(false);
@@ -90,17 +92,26 @@ class ChatClient implements LoadClient {
   }
 
   join(room: string, since?: string): Promise<void> {
-    const ref = `j${++this.#refs}`;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(ref, (frame) => (frame.type === 'joined' ? resolve() : reject(new Error(JSON.stringify(frame)))));
-      this.#ws!.send(encodeClientFrame(since ? { type: 'join', room, since, ref } : { type: 'join', room, ref }));
-    });
+    return this.#request(since ? { type: 'join', room, since } : { type: 'join', room }, 'joined');
   }
 
-  send(room: string, text: string, seq: number): void {
-    if (this.#ws?.readyState !== WebSocket.OPEN) return this.options.events.ack(false, seq);
-    this.#unanswered.push(seq);
+  leave(room: string): Promise<void> {
+    return this.#request({ type: 'leave', room }, 'left');
+  }
+
+  send(room: string, text: string, answered: (ok: boolean) => void): void {
+    if (this.#ws?.readyState !== WebSocket.OPEN) return answered(false);
+    this.#unanswered.push(answered);
     this.#ws.send(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
+  }
+
+  #request(frame: { type: 'join'; room: string; since?: string } | { type: 'leave'; room: string }, answer: string): Promise<void> {
+    const ref = `${frame.type[0]}${++this.#refs}`;
+    return new Promise((resolve, reject) => {
+      if (this.#ws?.readyState !== WebSocket.OPEN) return reject(new Error(`${frame.type}: not connected`));
+      this.#pending.set(ref, (reply) => (reply.type === answer ? resolve() : reject(new Error(JSON.stringify(reply)))));
+      this.#ws.send(encodeClientFrame({ ...frame, ref }));
+    });
   }
 
   close(): void {
@@ -108,8 +119,7 @@ class ChatClient implements LoadClient {
   }
 
   #answered(ok: boolean): void {
-    const seq = this.#unanswered.shift();
-    if (seq !== undefined) this.options.events.ack(ok, seq);
+    this.#unanswered.shift()?.(ok);
   }
 
   #onMessage(raw: string): void {
@@ -152,8 +162,12 @@ class SocketIoClient implements LoadClient {
     return new Promise((resolve) => this.#socket!.emit('join', room, () => resolve()));
   }
 
-  send(room: string, text: string, seq: number): void {
-    this.#socket!.emit('send', { room, text }, (ok: boolean) => this.options.events.ack(ok, seq));
+  leave(room: string): Promise<void> {
+    return new Promise((resolve) => this.#socket!.emit('leave', room, () => resolve()));
+  }
+
+  send(room: string, text: string, answered: (ok: boolean) => void): void {
+    this.#socket!.emit('send', { room, text }, (ok: boolean) => answered(ok));
   }
 
   close(): void {
@@ -165,7 +179,7 @@ class SocketIoClient implements LoadClient {
 class ResendingClient implements LoadClient {
   readonly #client: LibraryChatClient;
 
-  constructor(private readonly options: ClientOptions) {
+  constructor(options: ClientOptions) {
     const { url, urls, user, localAddress, events } = options;
     const start = Math.max(0, urls.indexOf(url));
     this.#client = new LibraryChatClient({
@@ -173,6 +187,8 @@ class ResendingClient implements LoadClient {
       webSocket: (u) => new WebSocket(u, { localAddress, perMessageDeflate: false }) as unknown as WebSocketLike,
     });
     this.#client.on('message', (m) => events.message({ room: m.room, id: m.id, text: m.text }));
+    this.#client.on('presence', () => events.notice('presence'));
+    this.#client.on('occupancy', () => events.notice('occupancy'));
     let wasConnected = false;
     this.#client.on('state', (state, detail) => {
       if (state === 'connected' && wasConnected) events.reconnected();
@@ -189,8 +205,12 @@ class ResendingClient implements LoadClient {
     await this.#client.join(room, since === undefined ? {} : { since }); // its own rejoins are the library's
   }
 
-  send(room: string, text: string, seq: number): void {
-    this.#client.send(room, text).then(() => this.options.events.ack(true, seq), () => this.options.events.ack(false, seq));
+  leave(room: string): Promise<void> {
+    return this.#client.leave(room);
+  }
+
+  send(room: string, text: string, answered: (ok: boolean) => void): void {
+    this.#client.send(room, text).then(() => answered(true), () => answered(false));
   }
 
   close(): void {

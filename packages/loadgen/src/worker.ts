@@ -1,29 +1,32 @@
 import { compareIds } from '@chat/protocol';
 import { Histogram } from './histogram.js';
 import { makeText, now, readHeader } from './payload.js';
-import type { FinalReport, Tick, WorkerCommand, WorkerPlan } from './plan.js';
+import { emptyCounters, type ClientAssignment, type FinalReport, type ProbeReport, type Tick, type WorkerCommand, type WorkerPlan } from './plan.js';
 import { createClient, type LoadClient, type Received } from './transport.js';
 
 /** A worker process: runs its share of the clients and reports to the coordinator over IPC. */
 
 interface Member {
   index: number;
-  room: string;
+  rooms: string[];
   url: string;
   client: LoadClient;
-  /** sender -> next sequence number expected from it */
+  /** sender key -> next sequence number expected from it */
   expected: Map<number, number>;
-  /** Resend mode: sender -> every sequence number received (resends may arrive out of order). */
+  /** Resend mode: sender key -> every sequence number received (resends may arrive out of order). */
   received: Map<number, Set<number>>;
-  lastId: string | undefined;
+  /** room -> the newest message id seen in it (ids are ordered within a room only) */
+  lastId: Map<string, string>;
   connected: boolean;
   reconnecting?: boolean;
-  /** Set when this member also sends. */
-  sender?: Sender;
+  /** The rooms this member also sends into. */
+  sends: Sender[];
 }
 
 interface Sender {
   member: Member;
+  room: string;
+  key: number;
   seq: number;
   maxAcked: number;
   /** Resend mode: every acknowledged seq. */
@@ -33,8 +36,11 @@ interface Sender {
 let plan: WorkerPlan;
 const members: Member[] = [];
 const senders: Sender[] = [];
+const probes: LoadClient[] = [];
+let opened = 0; // clients of the plan opened so far (in plan order)
 let latency = new Histogram();
-let counters = { sent: 0, acked: 0, failed: 0, delivered: 0, lost: 0, duplicates: 0, reordered: 0, errors: 0, reconnects: 0 };
+let joinLatency = new Histogram();
+let counters = emptyCounters();
 let connectLatency = new Histogram();
 let sendTimer: NodeJS.Timeout | undefined;
 let churnTimer: NodeJS.Timeout | undefined;
@@ -46,7 +52,13 @@ process.on('message', (command: WorkerCommand) => {
   switch (command.type) {
     case 'start':
       plan = command.plan;
-      void start().catch((err: unknown) => send({ type: 'error', message: String(err) }));
+      void start().catch(fail);
+      break;
+    case 'open':
+      void openUpTo(command.upTo).catch(fail);
+      break;
+    case 'probe':
+      void probe(command.room, command.joins, command.perSec).then((report) => send({ type: 'probed', report }), fail);
       break;
     case 'rate':
       setRate(command.perSender);
@@ -55,12 +67,17 @@ process.on('message', (command: WorkerCommand) => {
       setRate(0);
       clearInterval(churnTimer);
       break;
+    case 'flush':
+      tick();
+      send({ type: 'flushed' });
+      break;
     case 'final':
       send({ type: 'final', report: finalReport() });
       break;
     case 'exit':
       stopping = true;
       for (const m of members) m.client.close();
+      for (const p of probes) p.close();
       setTimeout(() => process.exit(0), 200).unref();
       break;
   }
@@ -70,52 +87,81 @@ function send(message: unknown): void {
   process.send?.(message);
 }
 
+function fail(err: unknown): void {
+  send({ type: 'error', message: String(err) });
+}
+
 async function start(): Promise<void> {
-  const { clients, rampPerSec } = plan;
-  const gapMs = rampPerSec > 0 ? 1000 / rampPerSec : 0;
+  setInterval(tick, 1000).unref();
+  for (const p of plan.probes) {
+    const client = createClient(plan.transport, {
+      url: p.url, urls: plan.urls, user: `p${p.index}`, events: { message: () => {}, notice: () => {}, closed: () => { if (!stopping) counters.errors++; }, reconnected: () => {} },
+    }, plan.resend);
+    await client.connect();
+    probes.push(client);
+  }
+  send({ type: 'started' });
+}
+
+/** Opens the plan's clients below `upTo`, in order, at the plan's ramp (or 200 at a time). */
+async function openUpTo(upTo: number): Promise<void> {
+  const gapMs = plan.rampPerSec > 0 ? 1000 / plan.rampPerSec : 0;
   const opening: Promise<void>[] = [];
-  for (const assignment of clients) {
-    opening.push(open(assignment.index, assignment.room, assignment.url, assignment.sender));
+  for (; opened < plan.clients.length && plan.clients[opened]!.index < upTo; opened++) {
+    opening.push(open(plan.clients[opened]!));
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     else if (opening.length % 200 === 0) await Promise.all(opening.slice(-200));
   }
   await Promise.all(opening);
-  setInterval(tick, 1000).unref();
   send({ type: 'ready' });
-  if (plan.churnPerSec > 0) churnTimer = setInterval(churn, 1000);
+  if (plan.churnPerSec > 0 && churnTimer === undefined) churnTimer = setInterval(churn, 1000);
 }
 
-async function open(index: number, room: string, url: string, isSender: boolean): Promise<void> {
+async function open(assignment: ClientAssignment): Promise<void> {
   const member: Member = {
-    index, room, url, client: null as unknown as LoadClient, expected: new Map(), received: new Map(), lastId: undefined, connected: false,
+    index: assignment.index, rooms: assignment.rooms, url: assignment.url, client: null as unknown as LoadClient,
+    expected: new Map(), received: new Map(), lastId: new Map(), connected: false, sends: [],
   };
   member.client = connectMember(member);
   const started = now();
   await member.client.connect();
   connectLatency.recordMs(now() - started);
-  if (plan.join) await member.client.join(room);
+  if (plan.join) for (const room of member.rooms) await timedJoin(member.client, room);
   member.connected = true;
   members.push(member);
-  if (isSender) senders.push((member.sender = { member, seq: 0, maxAcked: 0, acked: [] }));
+  for (const { room, key } of assignment.sends) {
+    const sender: Sender = { member, room, key, seq: 0, maxAcked: 0, acked: [] };
+    member.sends.push(sender);
+    senders.push(sender);
+  }
+}
+
+async function timedJoin(client: LoadClient, room: string, since?: string): Promise<void> {
+  const started = now();
+  await client.join(room, since);
+  joinLatency.recordMs(now() - started);
+  counters.joins++;
 }
 
 function connectMember(member: Member): LoadClient {
   const localAddress = plan.localAddresses.length > 0 ? plan.localAddresses[member.index % plan.localAddresses.length] : undefined;
-  return createClient(plan.transport, {
+  const client: LoadClient = createClient(plan.transport, {
     url: member.url,
     urls: plan.urls,
     user: `u${member.index}`,
     localAddress,
     events: {
       message: (m) => onMessage(member, m),
-      ack: (ok, seq) => onAck(member, ok, seq),
+      notice: (kind) => { counters[kind]++; },
       closed: () => {
+        if (member.client !== client) return; // a connection churn replaced, closing late
         member.connected = false;
         if (!stopping && !member.reconnecting) counters.errors++;
       },
       reconnected: () => counters.reconnects++,
     },
   }, plan.resend);
+  return client;
 }
 
 function onMessage(member: Member, m: Received): void {
@@ -123,8 +169,9 @@ function onMessage(member: Member, m: Received): void {
   if (header === null) return;
   counters.delivered++;
   latency.recordMs(now() - header.sentAt);
-  if (plan.checkRoomOrder && member.lastId !== undefined && compareIds(m.id, member.lastId) <= 0) counters.reordered++;
-  if (member.lastId === undefined || compareIds(m.id, member.lastId) > 0) member.lastId = m.id;
+  const lastId = member.lastId.get(m.room);
+  if (plan.checkRoomOrder && lastId !== undefined && compareIds(m.id, lastId) <= 0) counters.reordered++;
+  if (lastId === undefined || compareIds(m.id, lastId) > 0) member.lastId.set(m.room, m.id);
   if (plan.resend) return countOnce(member, header.sender, header.seq);
   const next = member.expected.get(header.sender) ?? 1;
   if (header.seq === next) member.expected.set(header.sender, next + 1);
@@ -142,9 +189,7 @@ function countOnce(member: Member, sender: number, seq: number): void {
   else seen.add(seq);
 }
 
-function onAck(member: Member, ok: boolean, seq: number): void {
-  const sender = member.sender;
-  if (sender === undefined) return;
+function onAck(sender: Sender, ok: boolean, seq: number): void {
   if (ok) {
     counters.acked++;
     if (seq > sender.maxAcked) sender.maxAcked = seq;
@@ -165,21 +210,53 @@ function setRate(perSender: number): void {
       carry[i]! += perSlot;
       for (; carry[i]! >= 1; carry[i]! -= 1) {
         if (!s.member.connected) continue;
-        s.seq++;
+        const seq = ++s.seq;
         counters.sent++;
-        s.member.client.send(s.member.room, makeText(senderKey(s), s.seq, plan.size), s.seq);
+        s.member.client.send(s.room, makeText(s.key, seq, plan.size), (ok) => onAck(s, ok, seq));
       }
     }
   }, 10);
 }
 
-function senderKey(s: Sender): number {
-  return s.member.index;
+/**
+ * `joins` joins into `room`, started at `perSec` on the probe connections in turn,
+ * each timed from `join` to `joined` and followed by a leave (so the room stays at
+ * its size). When every probe connection is still busy, the next join waits for one.
+ */
+async function probe(room: string, joins: number, perSec: number): Promise<ProbeReport> {
+  const histogram = new Histogram();
+  let failed = 0;
+  const free = [...probes];
+  const running = new Set<Promise<void>>();
+  const gapMs = 1000 / perSec;
+  const began = performance.now();
+  for (let n = 0; n < joins; n++) {
+    await new Promise((r) => setTimeout(r, Math.max(0, began + n * gapMs - performance.now())));
+    while (free.length === 0) await Promise.race(running);
+    const client = free.shift()!;
+    const op = (async () => {
+      const started = now();
+      try {
+        await client.join(room);
+        histogram.recordMs(now() - started);
+        counters.joins++;
+        await client.leave(room);
+      } catch {
+        failed++;
+      } finally {
+        free.push(client);
+      }
+    })();
+    running.add(op);
+    void op.finally(() => running.delete(op));
+  }
+  await Promise.all(running);
+  return { latency: histogram.toJSON(), joins: histogram.count, failed };
 }
 
 /** Churn: some receivers drop and come back (on another URL), rejoining with since. */
 function churn(): void {
-  const candidates = members.filter((m) => m.connected && m.sender === undefined);
+  const candidates = members.filter((m) => m.connected && m.sends.length === 0);
   const count = Math.min(candidates.length, Math.max(1, Math.round(candidates.length * plan.churnPerSec)));
   for (let i = 0; i < count; i++) {
     const member = candidates[Math.floor(Math.random() * candidates.length)]!;
@@ -197,7 +274,7 @@ async function reconnect(member: Member): Promise<void> {
   try {
     member.client = connectMember(member);
     await member.client.connect();
-    await member.client.join(member.room, member.lastId);
+    for (const room of member.rooms) await timedJoin(member.client, room, member.lastId.get(room));
     member.connected = true;
     counters.reconnects++;
   } catch {
@@ -210,18 +287,21 @@ async function reconnect(member: Member): Promise<void> {
 function tick(): void {
   const cpu = process.cpuUsage(lastCpu);
   lastCpu = process.cpuUsage();
-  const elapsed = Date.now() - lastTickAt;
+  const elapsed = Math.max(1, Date.now() - lastTickAt);
   lastTickAt = Date.now();
   const report: Tick = {
     type: 'tick',
     connected: members.filter((m) => m.connected).length,
     counters,
     latency: latency.toJSON(),
+    joinLatency: joinLatency.toJSON(),
     cpuPercent: ((cpu.user + cpu.system) / 1000 / elapsed) * 100,
+    elapsedMs: elapsed,
   };
   send(report);
-  counters = { sent: 0, acked: 0, failed: 0, delivered: 0, lost: 0, duplicates: 0, reordered: 0, errors: 0, reconnects: 0 };
+  counters = emptyCounters();
   latency = new Histogram();
+  joinLatency = new Histogram();
 }
 
 function finalReport(): FinalReport {
@@ -230,20 +310,19 @@ function finalReport(): FinalReport {
   for (const m of members) {
     for (const [sender, next] of m.expected) (lastSeen[sender] ??= []).push(next - 1);
   }
-  // Receivers that never heard from a sender of their room count from 0.
-  const roomOf = new Map(members.map((m) => [m.index, m.room]));
   const maxAcked: Record<string, number> = {};
-  for (const s of senders) maxAcked[senderKey(s)] = s.maxAcked;
+  for (const s of senders) maxAcked[s.key] = s.maxAcked;
+  // Receivers that never heard from a sender of their room count from 0.
   const receiversByRoom: Record<string, number> = {};
-  for (const m of members) receiversByRoom[m.room] = (receiversByRoom[m.room] ?? 0) + 1;
+  for (const m of members) for (const room of m.rooms) receiversByRoom[room] = (receiversByRoom[room] ?? 0) + 1;
   const connect = connectLatency.toJSON();
   const report: FinalReport = {
-    lastSeen, maxAcked, senderRooms: Object.fromEntries(senders.map((s) => [senderKey(s), roomOf.get(s.member.index)!])), receiversByRoom, connect,
+    lastSeen, maxAcked, senderRooms: Object.fromEntries(senders.map((s) => [s.key, s.room])), receiversByRoom, connect,
   };
   if (plan.resend) {
     const received: Record<string, Array<Array<[number, number]>>> = {};
     for (const m of members) for (const [sender, seqs] of m.received) (received[sender] ??= []).push(toRanges([...seqs]));
-    report.resend = { acked: Object.fromEntries(senders.map((s) => [senderKey(s), toRanges(s.acked)])), received };
+    report.resend = { acked: Object.fromEntries(senders.map((s) => [s.key, toRanges(s.acked)])), received };
   }
   return report;
 }
