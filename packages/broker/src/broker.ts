@@ -1,4 +1,4 @@
-import type { Presence } from './presence.js';
+import type { Presence, PresenceChange } from './presence.js';
 
 /**
  * The boundary between a gateway and the rest of the cluster. A broker knows
@@ -194,12 +194,10 @@ export interface BrokerListener {
   onRoomLoss(room: string, upTo: string): void;
 
   /**
-   * `user` became present in `room` on some node (online), or is present nowhere
-   * any more; `count` is the room's count right after that change (-1 when a node
-   * of an older version announced it without one). A room's changes arrive in the
-   * order they happened, so the last one heard holds the room's count.
+   * A user became present in `room` on some node, or is present nowhere any more
+   * (see PresenceChange). A room's changes arrive in the order they happened.
    */
-  onPresence(room: string, user: string, online: boolean, count: number): void;
+  onPresence(room: string, change: PresenceChange): void;
 
   /** An ephemeral frame about `user` (typing...) for the room's local members. */
   onRoomEvent(room: string, user: string, frame: Uint8Array): void;

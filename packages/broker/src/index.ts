@@ -1,7 +1,7 @@
 export type {
   Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
-export { compareUserIds, type MemberPage, type Presence, type RoomHeadcount } from './presence.js';
+export { compareUserIds, type MemberPage, type Presence, type PresenceChange, type RoomHeadcount } from './presence.js';
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';

@@ -39,6 +39,22 @@ export interface RoomHeadcount {
   count: number;
   /** The first users by id, as many as asked for. */
   first: string[];
+  /** The room's latest presence change (see PresenceChange.seq): this answer includes every change up to it. */
+  seq: number;
+}
+
+/** A user arrived in a room (first connection on any node) or left it (last one gone). */
+export interface PresenceChange {
+  user: string;
+  online: boolean;
+  /** The room's count right after this change (-1 from a node of an older version, which sends none). */
+  count: number;
+  /**
+   * The change's place among the room's changes: they are numbered in the order they
+   * happened, so a reader can tell which of them a join's answer already included.
+   * Numbering starts again when a room left empty for a while fills again; -1 when unknown.
+   */
+  seq: number;
 }
 
 export interface MemberPage {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compareIds } from '@chat/protocol';
-import type { Broker, BrokerListener } from '../src/index.js';
+import type { Broker, BrokerListener, PresenceChange } from '../src/index.js';
 
 /** Brokers made by one harness share a backing store, as the nodes of one cluster do. */
 export interface BrokerHarness {
@@ -29,9 +29,12 @@ export class RecordingListener implements BrokerListener {
   }
   /** `room:user:online|offline:count`, as announced. */
   readonly counts: string[] = [];
-  onPresence(room: string, user: string, online: boolean, count: number): void {
+  /** The seq of each change, per room. */
+  readonly seqs = new Map<string, number[]>();
+  onPresence(room: string, { user, online, count, seq }: PresenceChange): void {
     this.presence.push(`${room}:${user}:${online ? 'online' : 'offline'}`);
     this.counts.push(`${room}:${user}:${online ? 'online' : 'offline'}:${count}`);
+    this.seqs.set(room, [...(this.seqs.get(room) ?? []), seq]);
   }
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {
     this.events.push(`${room}:${user}:${Buffer.from(frame).toString()}`);
@@ -203,12 +206,13 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
     it('announces a user online when the first node has them, offline when the last lets go, with the count each change left', async () => {
       await a.subscribeRoom('p');
       await b.subscribeRoom('p');
-      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'] });
-      expect(await b.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'] });
-      expect(await b.presence.join('p', 'bob', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'] });
-      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'] }); // idempotent
+      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'], seq: 1 });
+      expect(await b.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 1, first: ['ann'], seq: 1 });
+      expect(await b.presence.join('p', 'bob', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'], seq: 2 });
+      expect(await a.presence.join('p', 'ann', { list: 10 })).toEqual({ count: 2, first: ['ann', 'bob'], seq: 2 }); // idempotent
       await eventually(() => la.presence.length === 2 && lb.presence.length === 2, 'two online events each');
       expect(la.counts).toEqual(['p:ann:online:1', 'p:bob:online:2']);
+      expect(la.seqs.get('p')).toEqual([1, 2]);
       await a.presence.leave('p', 'ann');
       await b.presence.leave('p', 'bob');
       await eventually(() => la.presence.length === 3, 'bob offline');
@@ -216,14 +220,14 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       await b.presence.leave('p', 'ann');
       await eventually(() => lb.presence.length === 4, 'ann offline');
       expect(lb.counts).toEqual(['p:ann:online:1', 'p:bob:online:2', 'p:bob:offline:1', 'p:ann:offline:0']);
-      expect(await a.presence.join('p', 'cid')).toEqual({ count: 1, first: [] });
+      expect(await a.presence.join('p', 'cid')).toMatchObject({ count: 1, first: [] });
     });
 
     it('answers a join with the count and the first users by id, never more than asked for', async () => {
       const users = Array.from({ length: 30 }, (_, i) => `u${String(29 - i).padStart(2, '0')}`);
       for (const [i, user] of users.entries()) await (i % 2 === 0 ? a : b).presence.join('big', user);
-      expect(await a.presence.join('big', 'zed', { list: 5 })).toEqual({ count: 31, first: ['u00', 'u01', 'u02', 'u03', 'u04'] });
-      expect(await b.presence.join('big', 'Aaron', { list: 3 })).toEqual({ count: 32, first: ['Aaron', 'u00', 'u01'] }); // byte order: capitals first
+      expect(await a.presence.join('big', 'zed', { list: 5 })).toEqual({ count: 31, first: ['u00', 'u01', 'u02', 'u03', 'u04'], seq: 31 });
+      expect(await b.presence.join('big', 'Aaron', { list: 3 })).toEqual({ count: 32, first: ['Aaron', 'u00', 'u01'], seq: 32 }); // byte order: capitals first
     });
 
     it('pages a room\'s users in id order across nodes, with the count, and says when a page is the last', async () => {
@@ -263,6 +267,8 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       const steps = la.counts.map((c) => (c.includes(':online:') ? 1 : -1));
       let expected = 0;
       expect(counts).toEqual(steps.map((step) => (expected += step))); // every change announced once, in order
+      const seqs = la.seqs.get('c')!;
+      expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i)); // numbered in that order
     });
 
     it('withdraws a closing node\'s presence at once', async () => {

@@ -162,7 +162,7 @@ describe('RedisBroker presence when a node dies without a word', () => {
     await eventually(() => seen.presence.includes('r:goes:offline'), 'offline for the dead node', 5000);
     const took = Date.now() - died;
     expect(took).toBeLessThan(ttl * 1.25 + 500);
-    expect(await survivor.presence.join('r', 'stays', { list: 10 })).toEqual({ count: 1, first: ['stays'] });
+    expect(await survivor.presence.join('r', 'stays', { list: 10 })).toMatchObject({ count: 1, first: ['stays'] });
 
     // Redis loses everything (as on a restart without persistence): the survivor's next heartbeat finds
     // itself unregistered and announces its users and rooms again.

@@ -1,4 +1,4 @@
-import type { BrokerListener } from '@chat/broker';
+import type { BrokerListener, PresenceChange } from '@chat/broker';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
@@ -30,8 +30,8 @@ export class Relay implements BrokerListener {
     this.rooms.lossReported(room, upTo);
   }
 
-  onPresence(room: string, user: string, online: boolean, count: number): void {
-    this.rooms.presenceChanged(room, user, online, count);
+  onPresence(room: string, change: PresenceChange): void {
+    this.rooms.presenceChanged(room, change);
     this.slowConsumers.wrote();
   }
 

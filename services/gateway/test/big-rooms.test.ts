@@ -159,6 +159,20 @@ describe('a room above the list limit', () => {
     expect(watcher.ofType('presence').at(-1)).toMatchObject({ user: name(0), state: 'offline' });
   });
 
+  it('tells no member of a change its joined already counted, while pub/sub lags behind the joins', async () => {
+    const hub = new MemoryHub();
+    const nodes = [await gateway(env('lag1'), hub, 40), await gateway(env('lag2'), hub, 40)];
+    const clients = await Promise.all(Array.from({ length: 45 }, (_, i) => connect(nodes[i % 2]!, name(i))));
+    await Promise.all(clients.map((c) => c.request({ type: 'join', room: 'lagged' })));
+    for (const c of clients) {
+      const joined = c.ofType('joined')[0]!;
+      await c.until(() => (c.ofType('occupancy').at(-1)?.count ?? joined.count) === 45, { what: `${c.label} told 45`, timeoutMs: 3000 });
+      if (joined.count > L) expect(presences(c), `${c.label} joined above L`).toBe(0);
+      const told = [joined.count, ...occupancies(c)];
+      for (let i = 1; i < told.length; i++) expect(told[i], `${c.label}: ${told}`).not.toBe(told[i - 1]);
+    }
+  });
+
   it('relays at most one typing a second per room, naming one who typed', async () => {
     const nodes = await twoNodes();
     const watcher = await connect(nodes[0], 'watcher');

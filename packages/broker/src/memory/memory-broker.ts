@@ -37,6 +37,8 @@ class MemoryRoom {
   readonly presence = new Map<string, Map<MemoryBroker, number>>();
   /** The same users in id order, for pages. */
   readonly present = new SortedNames();
+  /** The number of the last arrival or departure (see PresenceChange.seq). */
+  presenceSeq = 0;
   readonly ids = new IdSequence();
   trimmed = MIN_STREAM_ID;
   lost = MIN_STREAM_ID;
@@ -315,10 +317,11 @@ export class MemoryBroker implements Broker {
       const count = state.present.size;
       if (count === 1) this.#events.record('room.occupied', { room });
       this.#events.record('member.joined', { room, user });
-      this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, true, count));
+      const change = { user, online: true, count, seq: ++state.presenceSeq };
+      this.#toRoom(room, (b) => b.#listener?.onPresence(room, change));
     }
     nodes.set(this, connections);
-    return { count: state.present.size, first: state.present.page(undefined, list) };
+    return { count: state.present.size, first: state.present.page(undefined, list), seq: state.presenceSeq };
   }
 
   async #members(room: string, after: string | undefined, limit: number): Promise<MemberPage> {
@@ -393,7 +396,8 @@ export class MemoryBroker implements Broker {
     const count = state.present.size;
     this.#events.record('member.left', { room, user });
     if (count === 0) this.#events.record('room.vacated', { room });
-    this.#toRoom(room, (b) => b.#listener?.onPresence(room, user, false, count));
+    const change = { user, online: false, count, seq: ++state.presenceSeq };
+    this.#toRoom(room, (b) => b.#listener?.onPresence(room, change));
   }
 
   #setConnections(user: string, connections: number): void {

@@ -1,8 +1,10 @@
+import type { PresenceChange } from '../presence.js';
+
 /*
  * What travels on channels, private to brokers. Room channel:
  *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
- *   p|+|<count>|<user>, p|-|<count>|<user>  a user arrived / left, and the room's count after it (presence scripts;
- *                        `p|+|<user>` from a node of an older version carries no count)
+ *   p|+|<seq>|<count>|<user>, p|-|<seq>|<count>|<user>  a user arrived / left, the change's number and the
+ *                        room's count after it (presence scripts; `p|+|<user>` from an older node carries neither)
  *   l|<id>                the stream lost delivered messages up to <id> (written by the mark script)
  *   e|<user>|<frame>      an ephemeral event about <user> (typing)
  * User channel:
@@ -21,7 +23,7 @@ const PLUS = 0x2b;
 
 export type RoomPayload =
   | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array }
-  | { kind: 'presence'; user: string; online: boolean; count: number }
+  | { kind: 'presence'; change: PresenceChange }
   | { kind: 'event'; user: string; frame: Uint8Array }
   | { kind: 'loss'; upTo: string };
 
@@ -43,11 +45,10 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
     case P: {
       if (payload[3] !== PIPE) return null;
       const online = payload[2] === PLUS;
-      const countEnd = payload.indexOf(PIPE, 4);
-      if (countEnd < 0) return { kind: 'presence', online, count: -1, user: payload.toString('latin1', 4) };
-      let count = 0;
-      for (let i = 4; i < countEnd; i++) count = count * 10 + (payload[i]! - 48);
-      return { kind: 'presence', online, count, user: payload.toString('latin1', countEnd + 1) };
+      const seqEnd = payload.indexOf(PIPE, 4);
+      const countEnd = seqEnd < 0 ? -1 : payload.indexOf(PIPE, seqEnd + 1);
+      if (countEnd < 0) return { kind: 'presence', change: { online, count: -1, seq: -1, user: payload.toString('latin1', 4) } };
+      return { kind: 'presence', change: { online, seq: decimal(payload, 4, seqEnd), count: decimal(payload, seqEnd + 1, countEnd), user: payload.toString('latin1', countEnd + 1) } };
     }
     case L:
       return { kind: 'loss', upTo: payload.toString('latin1', 2) };
@@ -59,6 +60,12 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
     default:
       return null;
   }
+}
+
+function decimal(bytes: Buffer, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) n = n * 10 + (bytes[i]! - 48);
+  return n;
 }
 
 export function encodeRoomEvent(user: string, frame: string): string {

@@ -9,17 +9,19 @@ import { luaScript } from './lua.js';
  *   hold:<i>  hash user -> connections joined through incarnation i (what is
  *             withdrawn when i dies);
  *   presence  hash: `epoch`, when the room last became occupied (microseconds,
- *             Redis clock; orders the room index's adds and prunes), and `conns`,
- *             the room's connections in all.
+ *             Redis clock; orders the room index's adds and prunes), `conns`,
+ *             the room's connections in all, and `seq`, the number of the last
+ *             arrival or departure (it expires with the rest once the room is
+ *             left empty, and starts again).
  * Nothing here expires or is refreshed while a room is occupied: an idle room
  * costs Redis nothing. Liveness is per incarnation (NODES_HEARTBEAT); whoever
  * finds one dead withdraws its holds room by room (PRESENCE_WITHDRAW).
  * Every change costs O(log N) in a room of N, whatever N is.
  *
- * Each arrival and departure is announced on the room's channel with the count
- * it left, `p|+|<count>|<user>` / `p|-|<count>|<user>`, in the order the
- * changes happened, and recorded as member.joined / member.left (room.occupied /
- * room.vacated for the first and the last) in the step that decides it.
+ * Each arrival and departure is numbered and announced on the room's channel
+ * with the count it left, `p|+|<seq>|<count>|<user>` / `p|-|<seq>|<count>|<user>`,
+ * in the order the changes happened, and recorded as member.joined / member.left
+ * (room.occupied / room.vacated for the first and the last) in the step that decides it.
  */
 const NOW = `
 local t = redis.call('TIME')
@@ -50,13 +52,13 @@ local function move(user, delta)
       redis.call('PERSIST', K.state)
       emit(ev, now, 'room.occupied', roomData(A.room))
     end
-    redis.call(A.publish, A.channel, 'p|+|' .. count .. '|' .. user)
+    redis.call(A.publish, A.channel, 'p|+|' .. redis.call('HINCRBY', K.state, 'seq', 1) .. '|' .. count .. '|' .. user)
     emit(ev, now, 'member.joined', memberData(A.room, user))
     return count
   end
   redis.call('ZREM', K.present, user)
   local count = redis.call('ZCARD', K.present)
-  redis.call(A.publish, A.channel, 'p|-|' .. count .. '|' .. user)
+  redis.call(A.publish, A.channel, 'p|-|' .. redis.call('HINCRBY', K.state, 'seq', 1) .. '|' .. count .. '|' .. user)
   emit(ev, now, 'member.left', memberData(A.room, user))
   if count == 0 then
     emit(ev, now, 'room.vacated', roomData(A.room))
@@ -70,6 +72,7 @@ local function hold(user, connections)
   return move(user, connections - held), held
 end
 local function epoch() return redis.call('HGET', K.state, 'epoch') or '0' end
+local function seq() return tonumber(redis.call('HGET', K.state, 'seq') or '0') end
 `;
 
 const ROOM_KEYS = ['present', 'conns', 'hold', 'state', 'events'] as const;
@@ -78,8 +81,9 @@ const ROOM_ARGS = ['channel', 'publish', 'room', 'stateTtl'] as const;
 /*
  * Sets how many of a user's connections are joined to the room through this
  * incarnation (0 withdraws them). With connections > 0 returns {fresh, epoch,
- * count, first}: fresh is 1 when this incarnation did not hold the user before,
- * first the room's first `list` users by id. With 0 returns {count, epoch}.
+ * count, first, seq}: fresh is 1 when this incarnation did not hold the user before,
+ * first the room's first `list` users by id, seq the room's last change. With 0
+ * returns {count, epoch}.
  */
 export const PRESENCE_SET = luaScript(ROOM_KEYS, [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, `
 local connections = tonumber(A.connections)
@@ -87,7 +91,7 @@ local _, held = hold(A.user, connections)
 if connections == 0 then return { redis.call('ZCARD', K.present), epoch() } end
 local list = tonumber(A.list)
 local first = list > 0 and redis.call('ZRANGE', K.present, 0, list - 1) or {}
-return { held == 0 and 1 or 0, epoch(), redis.call('ZCARD', K.present), first }
+return { held == 0 and 1 or 0, epoch(), redis.call('ZCARD', K.present), first, seq() }
 `);
 
 /*

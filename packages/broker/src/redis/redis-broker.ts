@@ -315,7 +315,7 @@ export class RedisBroker implements Broker {
       case 'message':
         return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame, decoded.prev);
       case 'presence':
-        return listener.onPresence(room, decoded.user, decoded.online, decoded.count);
+        return listener.onPresence(room, decoded.change);
       case 'event':
         return listener.onRoomEvent(room, decoded.user, decoded.frame);
       case 'loss':

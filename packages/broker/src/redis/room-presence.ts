@@ -119,14 +119,14 @@ export class RedisRoomPresence {
     if (connections > 0) await this.#list(room);
     const reply = await command.chatPresenceSet(...this.#keysOf(room, incarnation), ...this.#argsOf(room), user, connections, list, ...events.args());
     if (connections > 0) {
-      const [fresh, epoch, count, first] = reply as [number, string, number, string[]];
+      const [fresh, epoch, count, first, seq] = reply as [number, string, number, string[], number];
       if (fresh === 1) {
         await Promise.all([
           count === 1 ? command.chatRoomIndexAdd(keys.roomIndex(), keys.roomIndexEpochs(), room, epoch) : undefined,
           command.sadd(keys.userRooms(user, incarnation), room),
         ]);
       }
-      return { count, first };
+      return { count, first, seq };
     }
     const [count, epoch] = reply as [number, string];
     await Promise.all([
@@ -134,7 +134,7 @@ export class RedisRoomPresence {
       command.srem(keys.userRooms(user, incarnation), room),
       this.#unlistIfLetGo(room),
     ]);
-    return { count, first: [] };
+    return { count, first: [], seq: -1 };
   }
 
   /** Makes Redis hold, for this incarnation in `room`, exactly what `#held` says. */

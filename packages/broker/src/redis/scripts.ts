@@ -220,7 +220,7 @@ export interface ChatScripts {
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
     ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
-  ): Promise<[fresh: number, epoch: string, count: number, first: string[]] | [count: number, epoch: string]>;
+  ): Promise<[fresh: number, epoch: string, count: number, first: string[], seq: number] | [count: number, epoch: string]>;
   chatPresenceSync(...args: [...keys: PresenceKeys, ...argv: PresenceArgv, holds: string, ...eventArgs: EventArgs]): Promise<[count: number, epoch: string]>;
   chatPresenceWithdraw(
     ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, batch: number, ...eventArgs: EventArgs]

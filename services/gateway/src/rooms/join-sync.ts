@@ -12,6 +12,8 @@ export interface HeldMessage {
 /** An event about a user (presence, typing): never stored, so never in a range. */
 export interface HeldEvent {
   kind: 'event';
+  /** A presence change's number (see PresenceChange.seq); none for typing. */
+  seq?: number;
   about: string;
   frame: Frame;
 }
@@ -20,6 +22,8 @@ export interface HeldEvent {
 export interface HeldOccupancy {
   kind: 'occupancy';
   count: number;
+  /** The last change the count includes. */
+  seq: number;
   frame: Frame;
 }
 

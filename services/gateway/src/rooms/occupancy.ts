@@ -3,22 +3,33 @@ import type { Session } from '../session.js';
 /** At most one `occupancy` per room this often, and one coalesced `typing` (contract: "Rooms of any size"). */
 export const CROWD_WINDOW_MS = 1000;
 
+/** What a member was told when it joined: the count, and the last change that count includes. */
+export interface Snapshot {
+  count: number;
+  seq: number;
+}
+
 /**
  * What a room's members on this node know of its count, so that a room above
  * the list limit L tells them with `occupancy` (at most once a second, only a
  * count that changed since the one each got) instead of a `presence` per user.
- * The count is the one the room's presence changes carry: they arrive in the
- * order they happened, so the last one heard is the room's count.
+ *
+ * The room's presence changes arrive numbered and in order (PresenceChange);
+ * the members here are "in step" with the last one heard. A join's answer may
+ * include changes not heard here yet (commands and pub/sub travel apart): its
+ * member is *ahead* until they are heard, and must get none of them again.
  */
 export class RoomOccupancy {
-  /** The newest count heard: from the room's presence changes, or a join's answer before any was. */
+  /** The count after the last change heard (undefined before any). */
   count: number | undefined;
-  /** Whether the members here were last told the room is above L (occupancy) rather than at or below it (presence). */
-  crowded = false;
-  /** The count every member here but `joiners` was last told. */
+  /** The number of the last change heard. */
+  seq = -1;
+  /** The count every member in step but `joiners` was last told. */
   told: number | undefined;
-  /** Members that joined since `told`, with the count their `joined` said; made when first needed. */
+  /** Members in step that joined since `told`, with the count they were told; made when first needed. */
   joiners: Map<Session, number> | undefined;
+  /** Members whose `joined` included changes not heard here yet. */
+  ahead: Map<Session, Snapshot> | undefined;
   /** The count changed since the last announcement and members have yet to be told. */
   due = false;
   announcedAt = Number.NEGATIVE_INFINITY;
@@ -26,36 +37,60 @@ export class RoomOccupancy {
   typingRelayedAt = Number.NEGATIVE_INFINITY;
   typingSentAt = Number.NEGATIVE_INFINITY;
 
-  /** A count from a presence change (-1: from a node that sends none). */
-  heard(count: number): void {
-    if (count >= 0) this.count = count;
+  /** Above the list limit: members learn the count from occupancy. */
+  crowded(limit: number): boolean {
+    return this.count !== undefined && this.count > limit;
   }
 
-  /** A join's answer: the count, when no change was heard yet (a change heard later is newer). */
-  answered(count: number, limit: number): void {
-    if (this.count !== undefined) return;
+  /** A change heard: the room's count now. */
+  heard(count: number, seq: number): void {
     this.count = count;
-    this.crowded = count > limit;
+    this.seq = seq;
   }
 
   /**
-   * A member joined, told `count`. Remembered only while it matters: in a room
-   * within the limit presence keeps every member up to date until a crossing,
-   * whose count (above the limit) nobody was told yet.
+   * A member joined, told `snapshot`. A member in step is remembered only while
+   * it matters: in a room within the limit presence keeps it up to date until a
+   * crossing, whose count nobody was told yet.
    */
-  joined(session: Session, count: number, limit: number): void {
-    if (!this.crowded && count <= limit) return;
-    (this.joiners ??= new Map()).set(session, count);
+  joined(session: Session, snapshot: Snapshot, limit: number): void {
+    if (snapshot.seq > this.seq) (this.ahead ??= new Map()).set(session, snapshot);
+    else this.#inStep(session, snapshot.count, limit);
   }
 
   left(session: Session): void {
     this.joiners?.delete(session);
+    this.ahead?.delete(session);
   }
 
-  /** Members here are now told `count` (per-user presence kept them up to date, or an announcement did). */
+  /** Members whose `joined` already included change `seq`: it is not theirs to hear. */
+  includes(seq: number): Session[] {
+    const out: Session[] = [];
+    for (const [session, snapshot] of this.ahead ?? []) if (snapshot.seq >= seq) out.push(session);
+    return out;
+  }
+
+  /** Change `seq` was heard: members ahead up to it are in step now. */
+  caughtUp(seq: number, limit: number): void {
+    const ahead = this.ahead;
+    if (ahead === undefined) return;
+    for (const [session, snapshot] of ahead) {
+      if (snapshot.seq > seq) continue;
+      ahead.delete(session);
+      this.#inStep(session, snapshot.count, limit);
+    }
+    if (ahead.size === 0) this.ahead = undefined;
+  }
+
+  /** Members in step are now told the count (per-user presence kept them up to date, or an announcement did). */
   settle(): void {
     this.told = this.count;
     this.joiners = undefined;
     this.due = false;
+  }
+
+  #inStep(session: Session, told: number, limit: number): void {
+    if (!this.crowded(limit) && told <= limit) return;
+    (this.joiners ??= new Map()).set(session, told);
   }
 }

@@ -1,4 +1,4 @@
-import { compareUserIds, type Broker, type RoomHeadcount, type StoredMessage } from '@chat/broker';
+import { compareUserIds, type Broker, type PresenceChange, type RoomHeadcount, type StoredMessage } from '@chat/broker';
 import { CloseCode, compareIds, encodeJoined, encodeOccupancy, encodePresence, messageFrameHead } from '@chat/protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics.js';
 import type { Session } from '../session.js';
 import type { RoomHistory } from '../history.js';
 import { CatchUp, type ResyncReason } from './catch-up.js';
-import { PendingJoin, type Frame } from './join-sync.js';
+import { PendingJoin, type Frame, type Held } from './join-sync.js';
 import { LocalRoom } from './local-room.js';
 import { CROWD_WINDOW_MS } from './occupancy.js';
 
@@ -139,23 +139,18 @@ export class RoomRegistry {
       if (!room.deletePending(pending) || !session.open) return; // left or closed meanwhile
       // Where the member is once it has the history: live messages go on from here.
       const position = messages.at(-1)?.id ?? since ?? newest;
-      room.occupancy.answered(headcount.count, listLimit);
       let told = headcount.count;
       session.cork(() => {
         session.send(encodeJoined(name, ref, { count: headcount.count, members: membersToList(headcount, session.user, listLimit), limit: listLimit },
           messages.map((m) => room.frame(m)), recovered, position));
         for (const h of pending.held) {
-          if (h.kind === 'occupancy') {
-            if (h.count === told) continue;
-            told = h.count;
-          } else if (h.kind === 'event' ? h.about === session.user : compareIds(h.id, position) <= 0) {
-            continue;
-          }
+          if (!isNews(h, session.user, position, headcount.seq, told)) continue;
+          if (h.kind === 'occupancy') told = h.count;
           session.send(h.frame);
         }
         session.subscribe(room.topic);
       });
-      room.occupancy.joined(session, told, listLimit);
+      room.occupancy.joined(session, { count: told, seq: headcount.seq }, listLimit);
       if (since !== undefined) this.#options.metrics.rejoins.incLabel(recovered ? 'recovered' : 'gap');
     } catch (err) {
       room.deletePending(pending);
@@ -194,22 +189,27 @@ export class RoomRegistry {
   }
 
   /**
-   * `user` arrived in the room on some node or left it everywhere; `count` is
-   * the room's count right after. At or below the list limit the members here
-   * get `presence`, as in v1. Above it they get `occupancy` instead: at once
-   * when this crossed the limit (either way), else at most once a second.
+   * A user arrived in the room on some node or left it everywhere. At or below
+   * the list limit the members here get `presence`, as in v1. Above it they get
+   * `occupancy` instead: at once when this change crossed the limit (either
+   * way), else at most once a second. Members whose `joined` already included
+   * the change get nothing for it.
    */
-  presenceChanged(name: string, user: string, online: boolean, count: number): void {
+  presenceChanged(name: string, change: PresenceChange): void {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
+    const { user, online, count, seq } = change;
+    const presence = encodePresence(name, user, online ? 'online' : 'offline');
+    if (seq < 0) return this.#deliverEvent(room, user, presence); // from a node that sends no count: as v1
+    const { listLimit } = this.#options;
     const occupancy = room.occupancy;
-    occupancy.heard(count);
-    const crowded = occupancy.count !== undefined && occupancy.count > this.#options.listLimit;
-    if (crowded !== occupancy.crowded) {
-      occupancy.crowded = crowded;
-      this.#announce(room, Date.now());
-    } else if (!crowded) {
-      this.#deliverEvent(room, user, encodePresence(name, user, online ? 'online' : 'offline'));
+    const before = online ? count - 1 : count + 1;
+    const knowing = occupancy.includes(seq);
+    occupancy.heard(count, seq);
+    if (before > listLimit !== count > listLimit) {
+      this.#announce(room, Date.now(), knowing);
+    } else if (count <= listLimit) {
+      this.#deliverEvent(room, user, presence, seq, knowing);
       occupancy.settle();
     } else if (!occupancy.due) {
       occupancy.due = true;
@@ -219,6 +219,7 @@ export class RoomRegistry {
         this.#ticker.unref();
       }
     }
+    occupancy.caughtUp(seq, listLimit);
   }
 
   /** An ephemeral event about `about` (typing): in a room above the list limit, one a second at most. */
@@ -226,7 +227,7 @@ export class RoomRegistry {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
     const occupancy = room.occupancy;
-    if (occupancy.crowded) {
+    if (occupancy.crowded(this.#options.listLimit)) {
       const now = Date.now();
       if (now - occupancy.typingRelayedAt < CROWD_WINDOW_MS) return;
       occupancy.typingRelayedAt = now;
@@ -234,12 +235,12 @@ export class RoomRegistry {
     this.#deliverEvent(room, about, frame);
   }
 
-  /** To every local member but `about`'s sessions, and to the joins waiting for their range. */
-  #deliverEvent(room: LocalRoom, about: string, frame: Frame): void {
-    for (const p of room.pending) p.held.push({ kind: 'event', about, frame });
+  /** To every local member but `about`'s sessions (and `skip`), and to the joins waiting for their range. */
+  #deliverEvent(room: LocalRoom, about: string, frame: Frame, seq?: number, skip: readonly Session[] = []): void {
+    for (const p of room.pending) p.held.push({ kind: 'event', about, frame, seq });
     const own = room.joinedSessionsOf(about);
-    if (own.length === 1) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
-    else this.#publishExcept(room, frame, own);
+    if (own.length === 1 && skip.length === 0) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
+    else this.#publishExcept(room, frame, skip.length === 0 ? own : [...own, ...skip]);
   }
 
   /**
@@ -253,17 +254,21 @@ export class RoomRegistry {
     for (const s of except) s.subscribe(room.topic);
   }
 
-  /** Tells the members here the room's count, each only if it differs from the one they were last told. */
-  #announce(room: LocalRoom, now: number): void {
+  /**
+   * Tells the members here the room's count, each only if it differs from the one
+   * they were last told; not those in `knowing`, whose `joined` is newer than what
+   * was heard here (by default every member ahead).
+   */
+  #announce(room: LocalRoom, now: number, knowing: readonly Session[] = room.occupancy.includes(room.occupancy.seq + 1)): void {
     const occupancy = room.occupancy;
-    const count = occupancy.count;
+    const { count, seq } = occupancy;
     if (count === undefined) return;
     const frame = encodeOccupancy(room.name, count);
-    for (const p of room.pending) p.held.push({ kind: 'occupancy', count, frame });
-    const knowing: Session[] = [];
+    for (const p of room.pending) p.held.push({ kind: 'occupancy', count, seq, frame });
+    const skip = [...knowing];
     const unaware: Session[] = [];
-    for (const [session, told] of occupancy.joiners ?? []) (told === count ? knowing : unaware).push(session);
-    if (occupancy.told !== count) this.#publishExcept(room, frame, knowing);
+    for (const [session, told] of occupancy.joiners ?? []) (told === count ? skip : unaware).push(session);
+    if (occupancy.told !== count) this.#publishExcept(room, frame, skip);
     else for (const session of unaware) session.send(frame);
     occupancy.settle();
     occupancy.announcedAt = now;
@@ -308,7 +313,7 @@ export class RoomRegistry {
     const room = this.#rooms.get(name);
     if (room === undefined) return false;
     const occupancy = room.occupancy;
-    if (occupancy.crowded && now - occupancy.typingSentAt < CROWD_WINDOW_MS) return false;
+    if (occupancy.crowded(this.#options.listLimit) && now - occupancy.typingSentAt < CROWD_WINDOW_MS) return false;
     const typingAt = (room.typingAt ??= new Map());
     const last = typingAt.get(user);
     if (last !== undefined && now - last < this.#options.typingIntervalMs) return false;
@@ -408,4 +413,20 @@ export class RoomRegistry {
 function membersToList({ count, first }: RoomHeadcount, joiner: string, limit: number): string[] {
   if (count <= limit || first.includes(joiner)) return first;
   return [...first.slice(0, limit - 1), joiner].sort(compareUserIds);
+}
+
+/**
+ * Whether a frame held while a join waited is news to the joiner: not about its
+ * own user, not a message or presence change its `joined` already holds, not a
+ * count it was already given.
+ */
+function isNews(held: Held, user: string, position: string, seq: number, told: number): boolean {
+  switch (held.kind) {
+    case 'message':
+      return compareIds(held.id, position) > 0;
+    case 'event':
+      return held.about !== user && (held.seq === undefined || held.seq > seq);
+    case 'occupancy':
+      return held.seq > seq && held.count !== told;
+  }
 }
