@@ -251,6 +251,14 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       expect(await a.presence.members('nobody-here', undefined, 10)).toEqual({ users: [], count: 0 });
     });
 
+    it('applies a room\'s writes in the order they were made: a leave made before the join finished leaves nobody', async () => {
+      for (let i = 0; i < 5; i++) {
+        const room = `order-${i}`; // new to the node each time
+        await Promise.all([a.presence.join(room, 'quick'), a.presence.leave(room, 'quick')]);
+        expect(await b.presence.members(room, undefined, 10), room).toEqual({ users: [], count: 0 });
+      }
+    });
+
     it('keeps the count exact through joins and leaves of one user on several nodes', async () => {
       await a.subscribeRoom('c');
       for (let round = 0; round < 3; round++) {

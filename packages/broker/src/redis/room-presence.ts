@@ -113,11 +113,14 @@ export class RedisRoomPresence {
    * nothing held (withdrawing it changes nothing); then the script; then what
    * lives on other slots: the room index and the user's rooms (a crash between
    * leaves the index short until the next arrival, never a member nobody withdraws).
+   * Nothing is awaited before the script goes out: a room's writes reach Redis in
+   * the order they were made (a leave right after a join must not overtake it).
    */
   async #write(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
     const { command, keys, incarnation, events } = this.#o;
-    if (connections > 0) await this.#list(room);
+    const listing = connections > 0 ? this.#list(room) : undefined;
     const reply = await command.chatPresenceSet(...this.#keysOf(room, incarnation), ...this.#argsOf(room), user, connections, list, ...events.args());
+    await listing;
     if (connections > 0) {
       const [fresh, epoch, count, first, seq] = reply as [number, string, number, string[], number];
       if (fresh === 1) {
@@ -141,9 +144,10 @@ export class RedisRoomPresence {
   async #sync(room: string): Promise<void> {
     const { command, keys, incarnation, events } = this.#o;
     const users = this.#held.get(room);
-    if (users !== undefined) await this.#list(room);
+    const listing = users === undefined ? undefined : this.#list(room);
     const holds = users === undefined ? '' : [...users].map(([user, n]) => `${user}=${n}`).join(',');
     const [count, epoch] = await command.chatPresenceSync(...this.#keysOf(room, incarnation), ...this.#argsOf(room), holds, ...events.args());
+    await listing;
     if (users === undefined) {
       await Promise.all([count === 0 ? this.#prune(room, epoch) : undefined, this.#unlistIfLetGo(room)]);
       return;
@@ -154,10 +158,19 @@ export class RedisRoomPresence {
     ]);
   }
 
-  async #list(room: string): Promise<void> {
-    if (this.#listed.has(room)) return;
-    await this.#o.command.sadd(this.#o.keys.nodeRooms(this.#o.incarnation), room);
+  /**
+   * Lists the room in this incarnation's set, sent before the script that holds
+   * anyone there: on one Redis the same connection runs it first; on a Redis
+   * Cluster (another shard) a failure leaves the room unsynced, so the next
+   * heartbeat lists it again.
+   */
+  #list(room: string): Promise<void> | undefined {
+    if (this.#listed.has(room)) return undefined;
     this.#listed.add(room);
+    return this.#o.command.sadd(this.#o.keys.nodeRooms(this.#o.incarnation), room).then(() => {}, (err: unknown) => {
+      this.#listed.delete(room);
+      throw err;
+    });
   }
 
   /** Unlists a room this node no longer holds anyone in (checked after the write: a join may have come meanwhile). */
