@@ -6,6 +6,9 @@ import type { SlowConsumerGuard } from './slow-consumers.js';
 import type { UserCommands } from './user-commands.js';
 import type { UserRegistry } from './users.js';
 
+/** About what a presence or occupancy frame takes, for the slow-consumer guard's count. */
+const PRESENCE_FRAME_BYTES = 100;
+
 /** Turns broker events into local room deliveries. */
 export class Relay implements BrokerListener {
   #wasUp = false;
@@ -23,7 +26,7 @@ export class Relay implements BrokerListener {
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
     if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
     this.rooms.deliver(room, id, frame, prev);
-    this.slowConsumers.fannedOut(frame.byteLength);
+    this.slowConsumers.wrote(frame.byteLength);
   }
 
   onRoomLoss(room: string, upTo: string): void {
@@ -32,17 +35,17 @@ export class Relay implements BrokerListener {
 
   onPresence(room: string, change: PresenceChange): void {
     this.rooms.presenceChanged(room, change);
-    this.slowConsumers.wrote();
+    this.slowConsumers.wrote(PRESENCE_FRAME_BYTES);
   }
 
   onRoomEvent(room: string, user: string, frame: Uint8Array): void {
     this.rooms.deliverTyping(room, user, frame);
-    this.slowConsumers.fannedOut(frame.byteLength);
+    this.slowConsumers.wrote(frame.byteLength);
   }
 
   onUserFrame(user: string, frame: Uint8Array): void {
     this.users.deliver(user, frame);
-    this.slowConsumers.fannedOut(frame.byteLength);
+    this.slowConsumers.wrote(frame.byteLength);
   }
 
   onUserCommand(user: string, command: string): void {

@@ -51,6 +51,8 @@ export class Session {
     private readonly limits: SessionLimits,
     now: number,
     private readonly parentLog: Logger,
+    /** Told of every write, so buffers that fill are looked at (see SlowConsumerGuard). */
+    private readonly writes: { wrote(bytes: number): void },
   ) {
     this.#bucket = new TokenBucket(limits.rateLimitBurst, limits.rateLimitPerSec, now);
   }
@@ -78,7 +80,9 @@ export class Session {
   }
 
   send(data: string | Uint8Array): void {
-    this.#ws?.send(data, false);
+    if (this.#ws === null) return;
+    this.#ws.send(data, false);
+    this.writes.wrote(data.length);
   }
 
   /** Packs several writes into one syscall. */

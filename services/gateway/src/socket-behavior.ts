@@ -30,7 +30,7 @@ export interface SocketContext {
   rooms: RoomRegistry;
   users: UserRegistry;
   sessions: Set<Session>;
-  /** Told of every client frame, whose replies fill the socket's buffer. */
+  /** Told of every write to a socket. */
   slowConsumers: Pick<SlowConsumerGuard, 'wrote'>;
   /** False once shutdown began. */
   accepting(): boolean;
@@ -96,7 +96,7 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
         const address = clientAddress(peer, forwardedFor, config.trustedProxies);
         const refusal = ctx.limits.refusal(result.identity.user, address);
         if (refusal !== undefined) return res.cork(() => refuse(res, '429 Too Many Requests', refusal));
-        const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now(), log);
+        const session = new Session(ctx.newConnectionId(), result.identity, address, config, Date.now(), log, ctx.slowConsumers);
         // Not inside res.cork(): in this uWS build, cork() after an upgrade made outside the
         // upgrade handler can shut the new socket down a millisecond after `open`
         // (uNetworking/uWebSockets#1929). Seen here as clients cut 1006 before `welcome`.
@@ -121,7 +121,6 @@ export function createSocketBehavior(ctx: SocketContext): WebSocketBehavior<Sock
 
     message(ws, data, isBinary) {
       const { session } = ws.getUserData();
-      ctx.slowConsumers.wrote();
       try {
         const now = Date.now();
         const parsed = parseClientFrame(data, limits, isBinary);
