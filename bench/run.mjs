@@ -278,11 +278,32 @@ for people, not for a load generator. Raw JSON: \`bench/results/latest.json\`.
 `;
 }
 
+/**
+ * Sections that other scripts write (Idempotency, Archive...) and this one does not
+ * regenerate are kept from the BENCHMARKS.md it replaces, with their Commands lines.
+ */
+function keepOtherSections(text) {
+  const old = readFileSync(join(root, 'BENCHMARKS.md'), 'utf8');
+  for (const match of old.matchAll(/\n(## [^\n]+)\n/g)) {
+    const heading = match[1];
+    if (text.includes(`\n${heading}\n`)) continue;
+    const next = old.indexOf('\n## ', match.index + 1);
+    const section = old.slice(match.index + 1, next >= 0 ? next + 1 : undefined).trimEnd();
+    const commands = text.indexOf('\n## Commands\n');
+    text = commands >= 0 ? `${text.slice(0, commands + 1)}${section}\n\n${text.slice(commands + 1)}` : `${text.trimEnd()}\n\n${section}\n`;
+  }
+  for (const line of old.match(/\nnode bench\/[^\n]+/g) ?? []) {
+    const script = line.trim().split(' ')[1];
+    if (!text.includes(`\nnode ${script} `)) text = text.replace(/(\nnpm run bench {2,}[^\n]*\n)/, `$1${line.trim()}\n`);
+  }
+  return text;
+}
+
 process.on('SIGINT', async () => { await stopEverything(); process.exit(130); });
 if (process.argv.includes('--report-only')) {
   // Rewrites BENCHMARKS.md from the last run's figures.
   const last = JSON.parse(readFileSync(join(root, 'bench/results/latest.json'), 'utf8'));
-  writeFileSync(join(root, 'BENCHMARKS.md'), markdown(last.results, last.big, last.date, last.machine));
+  writeFileSync(join(root, 'BENCHMARKS.md'), keepOtherSections(markdown(last.results, last.big, last.date, last.machine)));
   process.exit(0);
 }
 try {
@@ -291,7 +312,7 @@ try {
   const big = skipBig ? null : await benchHundredThousand();
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   writeFileSync(join(root, 'bench/results/latest.json'), `${JSON.stringify({ date: new Date().toISOString().slice(0, 10), machine: machine(), results, big }, null, 2)}\n`);
-  writeFileSync(join(root, 'BENCHMARKS.md'), markdown(results, big));
+  writeFileSync(join(root, 'BENCHMARKS.md'), keepOtherSections(markdown(results, big)));
   log('\nwrote BENCHMARKS.md and bench/results/latest.json');
 } finally {
   await stopEverything();
