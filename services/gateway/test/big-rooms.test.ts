@@ -173,6 +173,14 @@ describe('a room above the list limit', () => {
     }
   });
 
+  it('tells every member of a room too big for one publish the count, a slice at a time', async () => {
+    const nodes = await twoNodes();
+    const crowd = await fill([nodes[0]], 'stadium', 0, 560); // above the 500 members one publish reaches here
+    const late = await connect(nodes[1], 'late');
+    await late.request({ type: 'join', room: 'stadium' });
+    for (const c of crowd) await c.until(() => (c.ofType('occupancy').at(-1)?.count ?? c.ofType('joined')[0]!.count) === 561, { what: `${c.label} told 561` });
+  }, 30_000);
+
   it('relays at most one typing a second per room, naming one who typed', async () => {
     const nodes = await twoNodes();
     const watcher = await connect(nodes[0], 'watcher');

@@ -33,6 +33,8 @@ export class RoomOccupancy {
   /** The count changed since the last announcement and members have yet to be told. */
   due = false;
   announcedAt = Number.NEGATIVE_INFINITY;
+  /** Counts announcements, so a newer one can stop an older one still going out in slices. */
+  announcements = 0;
   /** When a typing event last went out to the members here, and when this node last published one. */
   typingRelayedAt = Number.NEGATIVE_INFINITY;
   typingSentAt = Number.NEGATIVE_INFINITY;

@@ -43,6 +43,8 @@ export interface RoomRegistryOptions {
 
 /** How often rooms whose count changed are looked at for an `occupancy` that is due. */
 const ANNOUNCE_TICK_MS = 100;
+/** Above this many local members an `occupancy` goes out this many sockets per event-loop turn. */
+const ANNOUNCE_SLICE = 500;
 
 /**
  * Local rooms: who is in them on this node, and the broker subscription that
@@ -268,11 +270,31 @@ export class RoomRegistry {
     const skip = [...knowing];
     const unaware: Session[] = [];
     for (const [session, told] of occupancy.joiners ?? []) (told === count ? skip : unaware).push(session);
-    if (occupancy.told !== count) this.#publishExcept(room, frame, skip);
-    else for (const session of unaware) session.send(frame);
+    const announcement = ++occupancy.announcements;
+    if (occupancy.told === count) for (const session of unaware) session.send(frame);
+    else if (room.holders.size <= ANNOUNCE_SLICE) this.#publishExcept(room, frame, skip);
+    else this.#announceInSlices(room, frame, announcement, new Set(skip));
     occupancy.settle();
     occupancy.announcedAt = now;
     this.#options.metrics.occupancyAnnouncements.inc();
+  }
+
+  /**
+   * A publish to thousands of sockets is thousands of writes in one go, which
+   * would hold up every join and message behind it; in a big room the count goes
+   * out a slice at a time instead, each slice its own turn of the event loop. A
+   * newer announcement stops an older one (it tells everyone the newer count).
+   */
+  #announceInSlices(room: LocalRoom, frame: Frame, announcement: number, skip: ReadonlySet<Session>): void {
+    const recipients = room.sessions().filter((s) => !skip.has(s) && s.isSubscribed(room.topic));
+    const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame; // encoded once, not once per socket
+    const sendFrom = (start: number): void => {
+      if (room.occupancy.announcements !== announcement) return;
+      const end = Math.min(start + ANNOUNCE_SLICE, recipients.length);
+      for (let i = start; i < end; i++) recipients[i]!.send(bytes);
+      if (end < recipients.length) setImmediate(sendFrom, end);
+    };
+    sendFrom(0);
   }
 
   #announceDue(now: number): void {
