@@ -10,14 +10,15 @@ export const GATEWAY_ENV = {
   REDIS_URL: '', REDIS_CLUSTER_NODES: '', REDIS_SENTINELS: '', REDIS_WAIT_REPLICAS: '0',
 };
 
-export async function startGateways(count, redisEnv, extraEnv) {
+/** `perGateway(i)`: environment of the i-th gateway alone (an inspector port, say). */
+export async function startGateways(count, redisEnv, extraEnv, perGateway = () => ({})) {
   const prefix = `bench-cluster-${Date.now()}:`;
   const procs = [];
   const ports = [];
   const state = { stopping: false }; // their shutdown warnings ("broker down") are not worth showing
   for (let i = 0; i < count; i++) {
     const child = start(process.execPath, ['services/gateway/dist/main.js'], {
-      env: { ...GATEWAY_ENV, ...redisEnv, ...extraEnv, NODE_ID: `gw-${i + 1}`, REDIS_PREFIX: prefix, LOG_LEVEL: 'info' },
+      env: { ...GATEWAY_ENV, ...redisEnv, ...extraEnv, ...perGateway(i), NODE_ID: `gw-${i + 1}`, REDIS_PREFIX: prefix, LOG_LEVEL: 'info' },
       stdout: 'pipe',
     });
     procs.push(child);

@@ -47,6 +47,8 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms>
   --idle S              big-room, many-rooms: seconds held idle and measured (default 10)
   --redis-url URL       big-room, many-rooms: read this Redis's INFO (CPU, scripts, memory)
                         around each phase (repeatable)
+  --gc-inspector PORT   big-room, many-rooms: a server's inspector port (node --inspect=127.0.0.1:PORT);
+                        memory is also read after a full GC in each (repeatable)
   --churn F             churn: fraction of receivers reconnecting each second (default 0.05)
   --find-max            raise the rate step by step until p99 > --max-p99 or anything is lost
   --max-p99 MS          latency bound for --find-max (default 50)
@@ -85,7 +87,7 @@ function parseOptions(argv: string[]): Parsed {
       size: { type: 'string' }, duration: { type: 'string' }, ramp: { type: 'string' }, workers: { type: 'string' },
       churn: { type: 'string' }, 'find-max': { type: 'boolean' }, 'max-p99': { type: 'string' },
       'step-seconds': { type: 'string' }, 'step-factor': { type: 'string' }, 'max-steps': { type: 'string' },
-      metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
+      metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'gc-inspector': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
       resend: { type: 'boolean' }, roll: { type: 'string' }, 'roll-every': { type: 'string' },
       checkpoints: { type: 'string' }, 'probe-joins': { type: 'string' }, 'probe-rate': { type: 'string' }, idle: { type: 'string' },
       'redis-url': { type: 'string', multiple: true },
@@ -132,7 +134,8 @@ function parseOptions(argv: string[]): Parsed {
       ramp: num('ramp', 0, 0, 1_000_000), workers, localAddresses: expandAddresses(values['local-addresses']),
       checkpoints: big ? list('checkpoints', [100, 1000, 10_000, 20_000].filter((c) => c <= members)) : [],
       probeJoins: num('probe-joins', 200, 1, 100_000), probeRate: num('probe-rate', 100, 1, 100_000), idleSeconds: num('idle', 10, 0, 600),
-      serverPids, redisUrls: (values['redis-url'] ?? []).flatMap((u) => u.split(',')).filter(Boolean), maxP99Ms: num('max-p99', 50, 0.1, 60_000),
+      serverPids, redisUrls: (values['redis-url'] ?? []).flatMap((u) => u.split(',')).filter(Boolean),
+      gcInspectorPorts: (values['gc-inspector'] ?? []).map(Number).filter((n) => n > 0), maxP99Ms: num('max-p99', 50, 0.1, 60_000),
       quiet: values.quiet ?? false, json: values.json, progress: () => {},
     };
   }

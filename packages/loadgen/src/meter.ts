@@ -1,4 +1,5 @@
 import { cpuSeconds, rssBytes } from '@chat/proc';
+import { collectGarbage } from './inspector-gc.js';
 import { sampleRedis, type RedisSample } from './redis-info.js';
 
 /**
@@ -21,7 +22,7 @@ interface Mark {
 }
 
 export class Meter {
-  constructor(readonly serverPids: readonly number[], readonly redisUrls: readonly string[]) {}
+  constructor(readonly serverPids: readonly number[], readonly redisUrls: readonly string[], readonly inspectorPorts: readonly number[] = []) {}
 
   async mark(): Promise<Mark> {
     return { at: performance.now(), serverCpu: this.#serverCpu(), redis: await this.#redis() };
@@ -46,6 +47,14 @@ export class Meter {
   /** Resident memory of the server processes together, bytes (0 without server PIDs). */
   serverRss(): number {
     return this.serverPids.reduce((total, pid) => total + rssBytes(pid), 0);
+  }
+
+  /** The same after a full garbage collection in each server (undefined without their inspector ports). */
+  async serverRssAfterGc(): Promise<number | undefined> {
+    if (this.inspectorPorts.length === 0) return undefined;
+    await collectGarbage(this.inspectorPorts);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // freed pages go back to the system
+    return this.serverRss();
   }
 
   #serverCpu(): number {

@@ -49,6 +49,8 @@ export interface RoomsOptions {
   serverPids: number[];
   /** Redis servers to read INFO from (CPU, scripts, memory). */
   redisUrls: string[];
+  /** Inspector ports of the server processes (`--inspect`): memory is also read after a full GC in each. */
+  gcInspectorPorts: number[];
   maxP99Ms: number;
   progress: (line: string) => void;
 }
@@ -88,6 +90,8 @@ export interface RoomsReport {
     serverRssBeforeBytes: number;
     serverRssAfterBytes: number;
     serverBytesPerConnection: number;
+    /** The same after a full GC in each server (with --gc-inspector): what the connections hold. */
+    serverLiveBytesPerConnection?: number;
     redisBytes?: number;
     redisBytesPerRoom?: number;
     redisBytesPerMembership?: number;
@@ -110,13 +114,14 @@ export async function runRooms(o: RoomsOptions): Promise<RoomsReport> {
     if (message.type === 'tick') progress.add(message, index);
   });
   const ticker = setInterval(() => o.progress(progress.line()), 1000);
-  const meter = new Meter(o.serverPids, o.redisUrls);
+  const meter = new Meter(o.serverPids, o.redisUrls, o.gcInspectorPorts);
   try {
     const { plans, room } = planRooms({ ...o, workers: workers.count });
     const started = workers.collect('started', 60_000);
     plans.forEach((plan, i) => workers.send({ type: 'start', plan }, i));
     await started;
     await workers.flush();
+    const liveBefore = await meter.serverRssAfterGc();
     const memoryMark = await meter.mark();
     const rssBefore = meter.serverRss();
 
@@ -186,6 +191,8 @@ export async function runRooms(o: RoomsOptions): Promise<RoomsReport> {
     const memory: RoomsReport['memory'] = {
       serverRssBeforeBytes: rssBefore, serverRssAfterBytes: rssAfter, serverBytesPerConnection: Math.round((rssAfter - rssBefore) / Math.max(1, connected)),
     };
+    const liveAfter = await meter.serverRssAfterGc();
+    if (liveBefore !== undefined && liveAfter !== undefined) memory.serverLiveBytesPerConnection = Math.round((liveAfter - liveBefore) / Math.max(1, connected));
     if (memoryUsage.redis) {
       memory.redisBytes = memoryUsage.redis.memoryBytes;
       memory.redisBytesPerRoom = Math.round(memoryUsage.redis.memoryBytes / o.rooms);
@@ -276,7 +283,7 @@ export function describeRooms(r: RoomsReport): string {
   rows.push([`idle ${i.seconds} s`, [i.serverCpuPercent !== undefined ? `server CPU ${i.serverCpuPercent}%` : '', i.redisCpuPercent !== undefined ? `Redis CPU ${i.redisCpuPercent}%, ${i.redisScriptsPerSec} scripts/s, ${i.redisCommandsPerSec} commands/s` : ''].filter(Boolean).join(', ') || 'n/a']);
   rows.push(['  frames', `presence ${r.idle.notices.presence}, occupancy ${r.idle.notices.occupancy}`]);
   const m = r.memory;
-  rows.push(['memory', `${m.serverRssBeforeBytes > 0 ? `server RSS ${(m.serverRssAfterBytes / 1e6).toFixed(0)} MB, ${m.serverBytesPerConnection} bytes per connection` : 'n/a'}`
+  rows.push(['memory', `${m.serverRssBeforeBytes > 0 ? `server RSS ${(m.serverRssAfterBytes / 1e6).toFixed(0)} MB, ${m.serverBytesPerConnection} bytes per connection${m.serverLiveBytesPerConnection === undefined ? '' : ` (${m.serverLiveBytesPerConnection} after a full GC)`}` : 'n/a'}`
     + `${m.redisBytes !== undefined ? `; Redis +${(m.redisBytes / 1e6).toFixed(1)} MB: ${m.redisBytesPerRoom} bytes per room, ${m.redisBytesPerMembership} per member` : ''}`]);
   for (const s of r.steps) {
     rows.push([`${s.rate} msg/s`, `sent ${s.sent}, acked ${s.acked}, failed ${s.failed}, delivered ${s.delivered} (${s.deliveriesPerSec}/s)`]);
