@@ -57,7 +57,7 @@ describe('planWorkers', () => {
 describe('planRooms', () => {
   const base = {
     transport: 'chat', urls: ['ws://a/ws', 'ws://b/ws', 'ws://c/ws'], rates: [], size: 100, duration: 1, ramp: 0, workers: 2, localAddresses: [],
-    checkpoints: [], probeJoins: 10, probeRate: 10, idleSeconds: 0, serverPids: [], redisUrls: [], maxP99Ms: 50, progress: () => {},
+    checkpoints: [], probeJoins: 10, probeRate: 10, idleSeconds: 0, serverPids: [], redisUrls: [], gcInspectorPorts: [], maxP99Ms: 50, progress: () => {},
   } satisfies Partial<RoomsOptions>;
 
   it('big-room: every client in the one room, spread over URLs and workers, probes on the first worker', () => {
