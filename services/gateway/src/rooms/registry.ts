@@ -121,6 +121,7 @@ export class RoomRegistry {
     const room = this.#acquire(name);
     room.hold(session);
     session.unsubscribe(room.topic);
+    room.occupancy.left(session); // a rejoin: what it was told before no longer holds
     const pending = new PendingJoin(session);
     room.addPending(pending);
     try {
@@ -251,9 +252,11 @@ export class RoomRegistry {
    * native publish however big the room.
    */
   #publishExcept(room: LocalRoom, frame: Frame, except: readonly Session[]): void {
-    for (const s of except) s.unsubscribe(room.topic);
+    // Only those on the topic: putting back one that was not (a join still waiting) would feed it too early.
+    const off = except.filter((s) => s.isSubscribed(room.topic));
+    for (const s of off) s.unsubscribe(room.topic);
     this.#options.app.publish(room.topic, frame, false);
-    for (const s of except) s.subscribe(room.topic);
+    for (const s of off) s.subscribe(room.topic);
   }
 
   /**
