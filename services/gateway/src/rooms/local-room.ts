@@ -1,7 +1,8 @@
 import type { StoredMessage } from '@chat/broker';
+import type { TemplatedApp } from 'uWebSockets.js';
 import { compareIds, messageFrameHead } from '@chat/protocol';
 import type { Session } from '../session.js';
-import type { HeldMessage, PendingJoin } from './join-sync.js';
+import type { Frame, HeldMessage, PendingJoin } from './join-sync.js';
 import { RoomOccupancy } from './occupancy.js';
 
 const NO_JOINS: ReadonlySet<PendingJoin> = new Set();
@@ -105,5 +106,18 @@ export class LocalRoom {
   /** The sessions of `user` subscribed to the topic. */
   joinedSessionsOf(user: string): Session[] {
     return this.holders.get(user)?.filter((s) => s.isSubscribed(this.topic)) ?? [];
+  }
+
+  /**
+   * Publishes to the topic, but not to `except`: they leave the topic for the
+   * publish (uWS skips only the publisher itself), so the cost stays one native
+   * publish however big the room. Only those on the topic: putting back one that
+   * was not (a join still waiting) would feed it too early.
+   */
+  publishExcept(app: TemplatedApp, frame: Frame, except: readonly Session[]): void {
+    const off = except.filter((s) => s.isSubscribed(this.topic));
+    for (const s of off) s.unsubscribe(this.topic);
+    app.publish(this.topic, frame, false);
+    for (const s of off) s.subscribe(this.topic);
   }
 }

@@ -1,5 +1,5 @@
 import { compareUserIds, type Broker, type PresenceChange, type RoomHeadcount, type StoredMessage } from '@chat/broker';
-import { CloseCode, compareIds, encodeJoined, encodeOccupancy, encodePresence, messageFrameHead } from '@chat/protocol';
+import { CloseCode, compareIds, encodeJoined, encodePresence, messageFrameHead } from '@chat/protocol';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -8,6 +8,7 @@ import type { RoomHistory } from '../history.js';
 import { CatchUp, type ResyncReason } from './catch-up.js';
 import { PendingJoin, type Frame, type Held } from './join-sync.js';
 import { LocalRoom } from './local-room.js';
+import { OccupancyAnnouncer } from './occupancy-announcer.js';
 import { CROWD_WINDOW_MS } from './occupancy.js';
 
 interface JoinRead {
@@ -41,11 +42,6 @@ export interface RoomRegistryOptions {
   track<T>(operation: Promise<T>): Promise<T>;
 }
 
-/** How often rooms whose count changed are looked at for an `occupancy` that is due. */
-const ANNOUNCE_TICK_MS = 100;
-/** Above this many local members an `occupancy` goes out this many sockets per event-loop turn. */
-const ANNOUNCE_SLICE = 500;
-
 /**
  * Local rooms: who is in them on this node, and the broker subscription that
  * feeds them. A room is subscribed while it has a local member or a join in
@@ -57,11 +53,7 @@ const ANNOUNCE_SLICE = 500;
  */
 export class RoomRegistry {
   readonly #rooms = new Map<string, LocalRoom>();
-  /** Rooms above the list limit whose count changed since their members were told. */
-  readonly #due = new Set<LocalRoom>();
-  /** Runs only while some room is due, so rooms that change nothing cost no timer. */
-  #ticker: NodeJS.Timeout | undefined;
-  #stopped = false;
+  readonly #announcer: OccupancyAnnouncer;
   readonly #options: RoomRegistryOptions;
   readonly #catchUp: CatchUp;
   /** Losses found while Redis could not record them: room -> newest lost id, recorded on the next catch-up. */
@@ -69,6 +61,7 @@ export class RoomRegistry {
 
   constructor(options: RoomRegistryOptions) {
     this.#options = options;
+    this.#announcer = new OccupancyAnnouncer(options.app, options.metrics.occupancyAnnouncements, (room) => this.#rooms.get(room.name) === room);
     this.#catchUp = new CatchUp({
       broker: options.broker,
       log: options.log,
@@ -88,9 +81,7 @@ export class RoomRegistry {
 
   /** Stops announcing counts (shutdown). */
   stop(): void {
-    this.#stopped = true;
-    clearInterval(this.#ticker);
-    this.#ticker = undefined;
+    this.#announcer.stop();
   }
 
   /** Rooms reading back what their live stream missed; the node is not ready meanwhile. */
@@ -210,17 +201,12 @@ export class RoomRegistry {
     const knowing = occupancy.includes(seq);
     occupancy.heard(count, seq);
     if (before > listLimit !== count > listLimit) {
-      this.#announce(room, Date.now(), knowing);
+      this.#announcer.announce(room, Date.now(), knowing);
     } else if (count <= listLimit) {
       this.#deliverEvent(room, user, presence, seq, knowing);
       occupancy.settle();
-    } else if (!occupancy.due) {
-      occupancy.due = true;
-      this.#due.add(room);
-      if (this.#ticker === undefined && !this.#stopped) {
-        this.#ticker = setInterval(() => this.#announceDue(Date.now()), ANNOUNCE_TICK_MS);
-        this.#ticker.unref();
-      }
+    } else {
+      this.#announcer.changed(room);
     }
     occupancy.caughtUp(seq, listLimit);
   }
@@ -243,76 +229,7 @@ export class RoomRegistry {
     for (const p of room.pending) p.held.push({ kind: 'event', about, frame, seq });
     const own = room.joinedSessionsOf(about);
     if (own.length === 1 && skip.length === 0) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
-    else this.#publishExcept(room, frame, skip.length === 0 ? own : [...own, ...skip]);
-  }
-
-  /**
-   * Publishes to the room's topic, but not to `except`: they leave the topic for
-   * the publish (uWS skips only the publisher itself), so the cost stays one
-   * native publish however big the room.
-   */
-  #publishExcept(room: LocalRoom, frame: Frame, except: readonly Session[]): void {
-    // Only those on the topic: putting back one that was not (a join still waiting) would feed it too early.
-    const off = except.filter((s) => s.isSubscribed(room.topic));
-    for (const s of off) s.unsubscribe(room.topic);
-    this.#options.app.publish(room.topic, frame, false);
-    for (const s of off) s.subscribe(room.topic);
-  }
-
-  /**
-   * Tells the members here the room's count, each only if it differs from the one
-   * they were last told; not those in `knowing`, whose `joined` is newer than what
-   * was heard here (by default every member ahead).
-   */
-  #announce(room: LocalRoom, now: number, knowing: readonly Session[] = room.occupancy.includes(room.occupancy.seq + 1)): void {
-    const occupancy = room.occupancy;
-    const { count, seq } = occupancy;
-    if (count === undefined) return;
-    const frame = encodeOccupancy(room.name, count);
-    for (const p of room.pending) p.held.push({ kind: 'occupancy', count, seq, frame });
-    const skip = [...knowing];
-    const unaware: Session[] = [];
-    for (const [session, told] of occupancy.joiners ?? []) (told === count ? skip : unaware).push(session);
-    const announcement = ++occupancy.announcements;
-    if (occupancy.told === count) for (const session of unaware) session.send(frame);
-    else if (room.holders.size <= ANNOUNCE_SLICE) this.#publishExcept(room, frame, skip);
-    else this.#announceInSlices(room, frame, announcement, new Set(skip));
-    occupancy.settle();
-    occupancy.announcedAt = now;
-    this.#options.metrics.occupancyAnnouncements.inc();
-  }
-
-  /**
-   * A publish to thousands of sockets is thousands of writes in one go, which
-   * would hold up every join and message behind it; in a big room the count goes
-   * out a slice at a time instead, each slice its own turn of the event loop. A
-   * newer announcement stops an older one (it tells everyone the newer count).
-   */
-  #announceInSlices(room: LocalRoom, frame: Frame, announcement: number, skip: ReadonlySet<Session>): void {
-    const recipients = room.sessions().filter((s) => !skip.has(s) && s.isSubscribed(room.topic));
-    const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame; // encoded once, not once per socket
-    const sendFrom = (start: number): void => {
-      if (room.occupancy.announcements !== announcement) return;
-      const end = Math.min(start + ANNOUNCE_SLICE, recipients.length);
-      for (let i = start; i < end; i++) recipients[i]!.send(bytes);
-      if (end < recipients.length) setImmediate(sendFrom, end);
-    };
-    sendFrom(0);
-  }
-
-  #announceDue(now: number): void {
-    for (const room of this.#due) {
-      const occupancy = room.occupancy;
-      if (!occupancy.due || this.#rooms.get(room.name) !== room) {
-        this.#due.delete(room);
-      } else if (now - occupancy.announcedAt >= CROWD_WINDOW_MS) {
-        this.#due.delete(room);
-        this.#announce(room, now);
-      }
-    }
-    if (this.#due.size > 0) return;
-    clearInterval(this.#ticker);
-    this.#ticker = undefined;
+    else room.publishExcept(this.#options.app, frame, skip.length === 0 ? own : [...own, ...skip]);
   }
 
   /**
