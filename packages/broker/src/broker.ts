@@ -83,6 +83,16 @@ export interface Broker {
 
   /** Hands `command` (opaque) to every node subscribed to `user`; resolves with how many nodes got it. */
   sendUserCommand(user: string, command: string): Promise<number>;
+
+  /**
+   * Resolves once payloads sent to `node` from now on reach `onNodeMessage`: a
+   * node's own inbox, for requests only that node can serve (a POST for an event
+   * stream it holds). Kept across reconnects like every subscription.
+   */
+  subscribeNode(node: string): Promise<void>;
+
+  /** Hands `payload` (opaque) to the node subscribed to `node`; resolves with how many got it: 0 when no such node is up. */
+  sendToNode(node: string, payload: string): Promise<number>;
 }
 
 export interface BrokerStats {
@@ -207,4 +217,7 @@ export interface BrokerListener {
 
   /** A command for this node's connections of `user` (see sendUserCommand). */
   onUserCommand(user: string, command: string): void;
+
+  /** A payload sent to this node's inbox (see sendToNode); may be a view into a larger buffer. */
+  onNodeMessage(payload: Uint8Array): void;
 }

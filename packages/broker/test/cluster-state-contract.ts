@@ -149,5 +149,15 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       expect(la.userFrames).toEqual([]);
       expect(await a.sendUserCommand('nobody', '{}')).toBe(0);
     });
+
+    it('hands a payload to the node whose inbox it names, in order, and says 0 when no node has it', async () => {
+      await b.subscribeNode('inbox-b');
+      expect(await a.sendToNode('inbox-b', 'first ✓')).toBe(1);
+      expect(await a.sendToNode('inbox-b', 'second')).toBe(1);
+      await eventually(() => lb.nodeMessages.length === 2, 'both payloads');
+      expect(lb.nodeMessages).toEqual(['first ✓', 'second']);
+      expect(la.nodeMessages).toEqual([]);
+      expect(await a.sendToNode('inbox-gone', 'third')).toBe(0);
+    });
   });
 }

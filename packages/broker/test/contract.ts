@@ -17,6 +17,7 @@ export class RecordingListener implements BrokerListener {
   readonly events: string[] = [];
   readonly userFrames: string[] = [];
   readonly userCommands: string[] = [];
+  readonly nodeMessages: string[] = [];
   readonly losses: string[] = [];
   /** Messages and losses as they arrived, per room: `m:<id>` and `l:<id>`. */
   readonly arrivals = new Map<string, string[]>();
@@ -44,6 +45,9 @@ export class RecordingListener implements BrokerListener {
   }
   onUserCommand(user: string, command: string): void {
     this.userCommands.push(`${user}:${command}`);
+  }
+  onNodeMessage(payload: Uint8Array): void {
+    this.nodeMessages.push(Buffer.from(payload).toString());
   }
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
     this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev });

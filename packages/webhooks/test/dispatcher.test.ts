@@ -37,7 +37,7 @@ describe('WebhookDispatcher', () => {
     receiver = await startWebhookReceiver();
     const hub = new MemoryHub();
     const node = new MemoryBroker({ historySize: 10, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
-    node.start({ onRoomMessage() {}, onStatus() {}, onRoomLoss() {}, onPresence() {}, onRoomEvent() {}, onUserFrame() {}, onUserCommand() {} });
+    node.start({ onRoomMessage() {}, onStatus() {}, onRoomLoss() {}, onPresence() {}, onRoomEvent() {}, onUserFrame() {}, onUserCommand() {}, onNodeMessage() {} });
     await Promise.resolve();
     const observer = counting();
     for (let i = 0; i < dispatchers; i++) {

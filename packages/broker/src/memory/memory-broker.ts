@@ -100,6 +100,8 @@ class OnceRecords {
 export class MemoryHub {
   readonly #rooms = new Map<string, MemoryRoom>();
   readonly #users = new Map<string, MemoryUser>();
+  /** node inbox -> the broker subscribed to it */
+  readonly nodes = new Map<string, MemoryBroker>();
   readonly once = new OnceRecords();
   readonly events = new MemoryEventLog();
   readonly revocations = new RevocationTable();
@@ -169,6 +171,8 @@ export class MemoryBroker implements Broker {
   readonly #idempotencyTtlMs: number;
   readonly #rooms = new Set<string>();
   readonly #users = new Set<string>();
+  /** Node inboxes this broker receives (see subscribeNode). */
+  readonly #nodes = new Set<string>();
   /** room -> users this broker holds present there */
   readonly #presence = new Map<string, Set<string>>();
   /** users with a connection through this broker */
@@ -207,6 +211,8 @@ export class MemoryBroker implements Broker {
     for (const user of [...this.#connected]) this.#setConnections(user, 0);
     for (const room of this.#rooms) this.#hub.room(room).subscribers.delete(this);
     for (const user of this.#users) this.#hub.user(user).subscribers.delete(this);
+    for (const node of this.#nodes) if (this.#hub.nodes.get(node) === this) this.#hub.nodes.delete(node);
+    this.#nodes.clear();
     this.#rooms.clear();
     this.#users.clear();
     this.#listener = null;
@@ -356,6 +362,22 @@ export class MemoryBroker implements Broker {
     this.#check();
     const bytes = encoder.encode(frame);
     this.#toRoom(room, (b) => b.#listener?.onRoomEvent(room, user, bytes));
+  }
+
+  async subscribeNode(node: string): Promise<void> {
+    this.#nodes.add(node);
+    this.#hub.nodes.set(node, this);
+  }
+
+  async sendToNode(node: string, payload: string): Promise<number> {
+    this.#check();
+    const target = this.#hub.nodes.get(node);
+    if (target === undefined || !target.#available) return 0;
+    const bytes = encoder.encode(payload);
+    queueMicrotask(() => {
+      if (target.#available && target.#nodes.has(node)) target.#listener?.onNodeMessage(bytes);
+    });
+    return 1;
   }
 
   async subscribeUser(user: string): Promise<void> {

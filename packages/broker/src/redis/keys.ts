@@ -138,6 +138,11 @@ export class KeySpace {
     return `${this.prefix}events:wake`;
   }
 
+  /** A node's inbox (see Broker.subscribeNode). */
+  nodeChannel(node: string): string {
+    return `${this.prefix}node:{${node}}`;
+  }
+
   userChannel(user: string): string {
     return `${this.prefix}user:{${user}}`;
   }

@@ -56,7 +56,7 @@ export interface RedisBrokerOptions {
 
 const DIRECT_SEQUENCE_TTL_MS = 24 * 3600 * 1000;
 
-type Subscription = { kind: 'room' | 'user'; name: string };
+type Subscription = { kind: 'room' | 'user' | 'node'; name: string };
 type Command = (Redis | Cluster) & ChatScripts;
 
 export class RedisBroker implements Broker {
@@ -184,6 +184,14 @@ export class RedisBroker implements Broker {
     return this.#unsubscribe(this.#keys.userChannel(user));
   }
 
+  subscribeNode(node: string): Promise<void> {
+    return this.#subscribe(this.#keys.nodeChannel(node), { kind: 'node', name: node }, false);
+  }
+
+  sendToNode(node: string, payload: string): Promise<number> {
+    return this.#call(() => this.#publishTo(this.#keys.nodeChannel(node), payload));
+  }
+
   append(message: AppendRequest): Promise<AppendResult> {
     const { room, idempotencyKey } = message;
     const stream = this.#keys.roomStream(room);
@@ -303,6 +311,7 @@ export class RedisBroker implements Broker {
     const subscription = this.#channels.get(channel.toString('latin1'));
     const listener = this.#listener;
     if (subscription === undefined || listener === null) return;
+    if (subscription.kind === 'node') return listener.onNodeMessage(payload);
     if (subscription.kind === 'user') {
       const decoded = decodeUserPayload(payload);
       if (decoded?.kind === 'frame') listener.onUserFrame(subscription.name, decoded.frame);
