@@ -28,8 +28,15 @@ export function dmFrameBody(from: string, to: string, text: string, ts: number):
   return `","from":${q(from)},"to":${q(to)},"text":${q(text)},"ts":${ts}}`;
 }
 
-export function encodeWelcome(user: string, connection: string, node: string): string {
-  return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}}`;
+/** `session`: an event stream's id, which its client's POSTs carry (fallback transport); none on a WebSocket. */
+export function encodeWelcome(user: string, connection: string, node: string, session?: string): string {
+  const stream = session === undefined ? '' : `,"session":${q(session)}`;
+  return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}${stream}}`;
+}
+
+/** The last event of an event stream, where a WebSocket would get a close frame (fallback transport). */
+export function encodeStreamClose(code: number, reason: string): string {
+  return `{"type":"close","code":${code},"reason":${q(reason)}}`;
 }
 
 /** What a `joined` frame says about the room's users (see JoinedFrame). */

@@ -36,7 +36,9 @@ export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
 
 // ---- server -> client -------------------------------------------------------
 
-export interface WelcomeFrame { type: 'welcome'; user: string; connection: string; node: string }
+export interface WelcomeFrame { type: 'welcome'; user: string; connection: string; node: string; /** Event streams only: what POSTs carry. */ session?: string }
+/** An event stream's last event, where a WebSocket would be closed with `code` (fallback transport). */
+export interface StreamCloseFrame { type: 'close'; code: number; reason: string }
 export interface MessageFrame { type: 'message'; room: string; id: string; user: string; text: string; ts: number }
 export interface JoinedFrame {
   type: 'joined';
@@ -75,6 +77,7 @@ export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; mess
 
 export type ServerFrame =
   | WelcomeFrame
+  | StreamCloseFrame
   | JoinedFrame
   | LeftFrame
   | MessageFrame

@@ -32,6 +32,8 @@ export interface Config {
   readonly drainTimeoutMs: number;
   /** A drain closes its sockets spread over this long (at most 1 ms per socket). */
   readonly drainSpreadMs: number;
+  /** An event stream gets a comment after this long without an event (the contract: at most 15 s). */
+  readonly sseHeartbeatMs: number;
   readonly brokerTimeoutMs: number;
   readonly presenceTtlMs: number;
   /** How long a send's idempotency key is remembered after its last use. */
@@ -102,6 +104,7 @@ export function loadConfig(env: Env = process.env): Config {
     idleTimeoutSec: read.int('IDLE_TIMEOUT_S', 60, 8, 3600),
     drainTimeoutMs: read.int('DRAIN_TIMEOUT_MS', 20_000, 100, 600_000),
     drainSpreadMs: read.int('DRAIN_SPREAD_MS', 5000, 0, 600_000),
+    sseHeartbeatMs: read.int('SSE_HEARTBEAT_MS', 15_000, 100, 15_000),
     brokerTimeoutMs: read.int('BROKER_TIMEOUT_MS', 2000, 50, 60_000),
     presenceTtlMs: read.int('PRESENCE_TTL_MS', 10_000, 200, 3_600_000),
     idempotencyTtlMs: read.int('IDEMPOTENCY_TTL_S', 600, 1, 7 * 24 * 3600) * 1000,

@@ -19,7 +19,13 @@ import { registerServerApi } from './api/server-api.js';
 import { RoomRegistry } from './rooms/registry.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
-import { createSocketBehavior } from './socket-behavior.js';
+import type { AdmissionContext } from './transports/admission.js';
+import { Connections } from './transports/connections.js';
+import { Cors } from './transports/cors.js';
+import { LocalStreams } from './transports/sse/local-streams.js';
+import { PostRelay } from './transports/sse/post-relay.js';
+import { registerEventStreams } from './transports/sse/routes.js';
+import { createSocketBehavior } from './transports/websocket/behavior.js';
 import { UserCommands } from './user-commands.js';
 import { UserRegistry } from './users.js';
 import { createWebhookMetrics } from './webhook-metrics.js';
@@ -78,8 +84,9 @@ export function createGateway({ config, broker, directory, revocations, events, 
   let refusingWork = false;
   let closing: Promise<void> | undefined;
 
+  const streams = new LocalStreams(config.sseHeartbeatMs);
   const metrics = createMetrics(registry, {
-    connections: () => sessions.size,
+    connections: (transport) => (transport === 'sse' ? streams.size : sessions.size - streams.size),
     rooms: () => rooms.size,
     brokerUp: () => broker.up,
     brokerStats: () => broker.stats(),
@@ -111,14 +118,22 @@ export function createGateway({ config, broker, directory, revocations, events, 
   });
 
   const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
-  app.ws('/ws', createSocketBehavior({
-    config, log, metrics, commands, rooms, users, sessions, slowConsumers,
+  const limits = new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp);
+  const admission: AdmissionContext = {
+    config, log, limits, revocations, slowConsumers,
+    authenticator: new Authenticator(config),
     accepting: () => !draining,
     newConnectionId: () => `${config.nodeId}-${bootId}-${(++connectionCounter).toString(36)}`,
-    authenticator: new Authenticator(config),
-    limits: new ConnectionLimits(config.maxConnectionsPerUser, config.maxConnectionsPerIp),
-    revocations,
-  }));
+  };
+  const connections = new Connections({ config, metrics, commands, rooms, users, sessions, limits });
+  const postRelay = new PostRelay(broker, streams, (id, frames) => {
+    const stream = streams.get(id);
+    if (stream === undefined || !stream.session.open) return false;
+    for (const frame of frames) connections.received(stream.session, frame, false);
+    return true;
+  }, config.brokerTimeoutMs, metrics.postRelaySeconds, log);
+  app.ws('/ws', createSocketBehavior(config, admission, connections));
+  registerEventStreams(app, { admission, connections, streams, relay: postRelay, cors: new Cors(config.allowedOrigins), metrics, log, maxFrameBytes: config.maxFrameBytes });
   registerWebPage(app, new URL('./public/', import.meta.url));
   registerServerApi(app, { config, broker, directory, revocations, rooms, history, inFlight, metrics, log });
   for (const target of new Set([app, metricsApp])) {
@@ -127,7 +142,8 @@ export function createGateway({ config, broker, directory, revocations, events, 
     registerNotFound(target);
   }
   slowConsumers.start();
-  broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), slowConsumers, metrics, log));
+  broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), postRelay, slowConsumers, metrics, log));
+  postRelay.start();
   webhooks?.start();
 
   return {
@@ -149,6 +165,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
         await drainSessions([...sessions], config.drainSpreadMs, CloseCode.GOING_AWAY, 'server shutting down');
         refusingWork = true;
         slowConsumers.stop();
+        streams.stop();
         rooms.stop();
         await inFlight.idle(); // presence withdrawals of the sockets just closed
         await webhooks?.stop();

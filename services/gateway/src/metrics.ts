@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from 'prom-client';
 import type { BrokerStats } from '@chat/broker';
 import { CLIENT_FRAME_TYPES, ERROR_CODES } from '@chat/protocol';
+import { TRANSPORTS, type TransportName } from './transports/frame-sink.js';
 
 /**
  * A counter for hot paths: increments are plain additions, flushed into
@@ -10,25 +11,29 @@ export class HotCounter<L extends string = never> {
   #pending = 0;
   readonly #byLabel = new Map<string, number>();
 
-  constructor(registry: Registry | null, name: string, help: string, label?: { name: string; values: readonly L[] }) {
+  /** `labels`: their names and known values (every combination is reported from the start). */
+  constructor(registry: Registry | null, name: string, help: string, ...labels: Array<{ name: string; values: readonly string[] }>) {
     if (registry === null) return; // metrics off: increments go nowhere
     const self = this;
+    const names = labels.map((l) => l.name);
+    const labelsOf = (key: string) => Object.fromEntries(key.split(SEPARATOR).map((value, i) => [names[i]!, value]));
     const counter: Counter<string> = new Counter({
       name,
       help,
-      labelNames: label ? [label.name] : [],
+      labelNames: names,
       registers: [registry],
       collect() {
         if (self.#pending > 0) counter.inc(self.#pending);
         self.#pending = 0;
-        for (const [value, n] of self.#byLabel) {
-          if (n > 0) counter.inc({ [label!.name]: value }, n);
-          self.#byLabel.set(value, 0);
+        for (const [key, n] of self.#byLabel) {
+          if (n > 0) counter.inc(labelsOf(key), n);
+          self.#byLabel.set(key, 0);
         }
       },
     });
     // Known label values exist from the start, so rate() sees their first increment.
-    if (label) for (const value of label.values) counter.inc({ [label.name]: value }, 0);
+    const combinations = labels.reduce<string[]>((keys, l) => keys.flatMap((k) => l.values.map((v) => (k === '' ? v : k + SEPARATOR + v))), ['']);
+    if (labels.length > 0) for (const key of combinations) counter.inc(labelsOf(key), 0);
   }
 
   inc(n = 1): void {
@@ -38,10 +43,17 @@ export class HotCounter<L extends string = never> {
   incLabel(value: L | string, n = 1): void {
     this.#byLabel.set(value, (this.#byLabel.get(value) ?? 0) + n);
   }
+
+  /** For a counter of two labels. */
+  incLabels(first: string, second: string): void {
+    this.incLabel(first + SEPARATOR + second);
+  }
 }
 
+const SEPARATOR = '\u0000';
+
 export interface GaugeSources {
-  connections(): number;
+  connections(transport: TransportName): number;
   rooms(): number;
   brokerUp(): boolean;
   brokerStats(): BrokerStats;
@@ -54,6 +66,8 @@ const API_STATUSES = ['200', '201', '400', '401', '404', '405', '409', '413', '4
 const FRAME_LABELS = [...CLIENT_FRAME_TYPES, 'invalid'] as const;
 const RESYNC_REASONS = ['trimmed', 'unproven', 'limit', 'lost', 'failed'] as const;
 const REJOIN_RESULTS = ['recovered', 'gap'] as const;
+export const SSE_POST_RESULTS = ['accepted', 'relayed', 'unknown_session', 'bad_request', 'too_large', 'unavailable'] as const;
+export type SsePostResult = (typeof SSE_POST_RESULTS)[number];
 
 /** What hot paths call to observe a duration; a no-op when metrics are off. */
 export interface Observer {
@@ -70,7 +84,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
  * calls cost nothing, so their overhead can be measured.
  */
 export function createMetrics(registry: Registry | null, sources: GaugeSources) {
-  if (registry === null) return instruments(null, ignore, ignore);
+  if (registry === null) return instruments(null, ignore, ignore, ignore);
   // The event-loop lag monitor samples with a timer; at its default 10 ms that timer alone was
   // about half of an idle gateway's CPU. 50 ms still shows every lag the alert cares about (100 ms).
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 50 });
@@ -79,8 +93,8 @@ export function createMetrics(registry: Registry | null, sources: GaugeSources) 
     registry.removeSingleMetric(name);
   }
   new Gauge({
-    name: 'chat_connections', help: 'WebSocket connections open now.', registers: [registry],
-    collect() { this.set(sources.connections()); },
+    name: 'chat_connections', help: 'Client connections open now, by transport (ws: WebSocket, sse: event stream).', labelNames: ['transport'], registers: [registry],
+    collect() { for (const transport of TRANSPORTS) this.set({ transport }, sources.connections(transport)); },
   });
   new Gauge({
     name: 'chat_rooms', help: 'Rooms with at least one local member.', registers: [registry],
@@ -117,26 +131,35 @@ export function createMetrics(registry: Registry | null, sources: GaugeSources) 
     name: 'chat_broker_publish_duration_seconds', help: 'Time to store and publish one room message.',
     buckets: LATENCY_BUCKETS, registers: [registry],
   });
+  const postRelaySeconds = new Histogram({
+    name: 'chat_sse_post_relay_seconds', help: 'From a POST /sse/send relayed to the gateway holding its stream to that gateway\'s answer.',
+    buckets: LATENCY_BUCKETS, registers: [registry],
+  });
   const relayLatencySeconds = new Histogram({
     name: 'chat_relay_latency_seconds',
     help: 'From acceptance of a message (on any node) to its local fan-out on this node.',
     buckets: LATENCY_BUCKETS, registers: [registry],
   });
-  return instruments(registry, brokerPublishSeconds, relayLatencySeconds, brokerReconnects);
+  return instruments(registry, brokerPublishSeconds, relayLatencySeconds, postRelaySeconds, brokerReconnects);
 }
 
-function instruments(registry: Registry | null, brokerPublishSeconds: Observer, relayLatencySeconds: Observer, brokerReconnects?: Counter) {
+function instruments(registry: Registry | null, brokerPublishSeconds: Observer, relayLatencySeconds: Observer, postRelaySeconds: Observer, brokerReconnects?: Counter) {
   return {
     registry,
     enabled: registry !== null,
     brokerPublishSeconds,
     relayLatencySeconds,
+    postRelaySeconds,
+    ssePosts: new HotCounter(registry, 'chat_sse_posts_total',
+      'POST /sse/send answered here, by result: accepted (the stream is here), relayed (to the gateway holding it), unknown_session (404), bad_request, too_large, unavailable (503).',
+      { name: 'result', values: SSE_POST_RESULTS }),
     brokerReconnects: { inc: () => brokerReconnects?.inc() },
-    connectionsOpened: new HotCounter(registry, 'chat_connections_opened_total', 'WebSocket connections accepted.'),
-    connectionsClosed: new HotCounter(registry, 'chat_connections_closed_total', 'WebSocket connections closed, by close code.',
+    connectionsOpened: new HotCounter(registry, 'chat_connections_opened_total', 'Client connections accepted, by transport.',
+      { name: 'transport', values: TRANSPORTS }),
+    connectionsClosed: new HotCounter(registry, 'chat_connections_closed_total', 'Client connections closed, by close code.',
       { name: 'code', values: CLOSE_CODES }),
-    framesReceived: new HotCounter(registry, 'chat_frames_received_total', 'Client frames received, by type ("invalid" when undecodable).',
-      { name: 'type', values: FRAME_LABELS }),
+    framesReceived: new HotCounter(registry, 'chat_frames_received_total', 'Client frames received, by type ("invalid" when undecodable) and transport.',
+      { name: 'type', values: FRAME_LABELS }, { name: 'transport', values: TRANSPORTS }),
     framesRejected: new HotCounter(registry, 'chat_frames_rejected_total', 'Client frames answered with an error, by error code.',
       { name: 'code', values: ERROR_CODES }),
     messagesAccepted: new HotCounter(registry, 'chat_messages_accepted_total', 'Room messages stored and acknowledged.'),

@@ -5,6 +5,7 @@ import type { RoomRegistry } from './rooms/registry.js';
 import type { SlowConsumerGuard } from './slow-consumers.js';
 import type { UserCommands } from './user-commands.js';
 import type { UserRegistry } from './users.js';
+import type { PostRelay } from './transports/sse/post-relay.js';
 
 /** About what a presence or occupancy frame takes, for the slow-consumer guard's count. */
 const PRESENCE_FRAME_BYTES = 100;
@@ -18,6 +19,7 @@ export class Relay implements BrokerListener {
     private readonly rooms: RoomRegistry,
     private readonly users: UserRegistry,
     private readonly userCommands: UserCommands,
+    private readonly posts: PostRelay,
     private readonly slowConsumers: SlowConsumerGuard,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -50,6 +52,10 @@ export class Relay implements BrokerListener {
 
   onUserCommand(user: string, command: string): void {
     this.userCommands.handle(user, command);
+  }
+
+  onNodeMessage(payload: Uint8Array): void {
+    this.posts.received(payload);
   }
 
   onStatus(up: boolean): void {

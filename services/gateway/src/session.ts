@@ -1,7 +1,7 @@
-import type { WebSocket } from 'uWebSockets.js';
 import type { Identity } from './auth.js';
 import type { Logger } from './logger.js';
 import { TokenBucket } from './token-bucket.js';
+import type { Frame, FrameSink, TransportName } from './transports/frame-sink.js';
 
 export interface SessionLimits {
   rateLimitPerSec: number;
@@ -10,22 +10,17 @@ export interface SessionLimits {
   rateLimitCloseAfter: number;
 }
 
-/** uWS copies user data onto the socket (own properties only), so a Session rides in a holder. */
-export interface SocketData {
-  session: Session;
-}
-
 const noop = (): void => {};
 
 /**
- * One WebSocket connection: who it is, which rooms it joined, its rate limit.
- * Every write goes through here, so nothing is ever written to a socket uWS
- * already closed (which would throw).
+ * One connection, over a WebSocket or an event stream: who it is, which rooms
+ * it joined, its rate limit. Every write goes through here, so nothing is ever
+ * written to a connection its transport already closed (uWS would throw).
  */
 export class Session {
   /** Rooms joined or being joined. */
   readonly rooms = new Set<string>();
-  #ws: WebSocket<SocketData> | null = null;
+  #sink: FrameSink | null = null;
   #bucket: TokenBucket;
   #strikes: TokenBucket | undefined;
   #ops: Map<string, Promise<void>> | undefined;
@@ -53,6 +48,7 @@ export class Session {
     private readonly parentLog: Logger,
     /** Told of every write, so buffers that fill are looked at (see SlowConsumerGuard). */
     private readonly writes: { wrote(bytes: number): void },
+    readonly transport: TransportName,
   ) {
     this.#bucket = new TokenBucket(limits.rateLimitBurst, limits.rateLimitPerSec, now);
   }
@@ -67,53 +63,41 @@ export class Session {
   }
 
   get open(): boolean {
-    return this.#ws !== null;
+    return this.#sink !== null;
   }
 
-  attach(ws: WebSocket<SocketData>): void {
-    this.#ws = ws;
+  /** What carries this connection; null once it closed. Rooms fan out through it. */
+  get sink(): FrameSink | null {
+    return this.#sink;
   }
 
-  /** Called from the close handler: the socket is gone from here on. */
+  attach(sink: FrameSink): void {
+    this.#sink = sink;
+  }
+
+  /** Called from the transport's close handling: the connection is gone from here on. */
   detach(): void {
-    this.#ws = null;
+    this.#sink = null;
   }
 
-  send(data: string | Uint8Array): void {
-    if (this.#ws === null) return;
-    this.#ws.send(data, false);
+  send(data: Frame): void {
+    if (this.#sink === null) return;
+    this.#sink.send(data);
     this.writes.wrote(data.length);
   }
 
   /** Packs several writes into one syscall. */
   cork(writes: () => void): void {
-    this.#ws?.cork(writes);
-  }
-
-  /** Publishes to every subscriber of `topic` but this socket. */
-  publishExceptSelf(topic: string, data: string | Uint8Array): void {
-    this.#ws?.publish(topic, data, false);
-  }
-
-  subscribe(topic: string): void {
-    this.#ws?.subscribe(topic);
-  }
-
-  unsubscribe(topic: string): void {
-    this.#ws?.unsubscribe(topic);
-  }
-
-  isSubscribed(topic: string): boolean {
-    return this.#ws?.isSubscribed(topic) ?? false;
+    this.#sink?.cork(writes);
   }
 
   bufferedAmount(): number {
-    return this.#ws?.getBufferedAmount() ?? 0;
+    return this.#sink?.bufferedBytes() ?? 0;
   }
 
-  /** Closes with a close frame; uWS runs the close handler before this returns. */
+  /** Closes with a protocol close code (a close frame, or a last `close` event on a stream). */
   end(code: number, reason: string): void {
-    this.#ws?.end(code, reason);
+    this.#sink?.close(code, reason);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Session } from '../session.js';
+import type { Frame } from '../transports/frame-sink.js';
 
-export type Frame = string | Uint8Array;
+export type { Frame };
 
 /** A room message held back until the stored range before it is out. */
 export interface HeldMessage {

@@ -2,16 +2,20 @@ import type { StoredMessage } from '@chat/broker';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { compareIds, messageFrameHead } from '@chat/protocol';
 import type { Session } from '../session.js';
-import type { Frame, HeldMessage, PendingJoin } from './join-sync.js';
+import { frameEvent } from '../transports/sse/events.js';
+import type { HeldMessage, PendingJoin } from './join-sync.js';
+import type { Frame } from '../transports/frame-sink.js';
 import { RoomOccupancy } from './occupancy.js';
 
 const NO_JOINS: ReadonlySet<PendingJoin> = new Set();
 
 /**
- * One room as this node sees it. Its uWS topic does the local fan-out, and is
- * the one record of which sessions have joined: a session receives the room's
- * traffic exactly when it is subscribed to the topic. A node may hold many
- * rooms of two, so what only some rooms need is made when first needed.
+ * One room as this node sees it, and the one record of which sessions have
+ * joined it: a session receives the room's traffic exactly when it is a member
+ * here. WebSocket members are the subscribers of the room's uWS topic, which
+ * fans out natively; event-stream members, which uWS cannot publish to, are
+ * written to one by one with the event framed once per publish. A node may
+ * hold many rooms of two, so what only some rooms need is made when first needed.
  */
 export class LocalRoom {
   readonly topic: string;
@@ -20,6 +24,8 @@ export class LocalRoom {
   /** user -> their sessions joined or joining here (a user has few): the user's presence through this node. */
   readonly holders = new Map<string, Session[]>();
   #pending: Set<PendingJoin> | undefined;
+  /** Joined members on event streams; made for the first. */
+  #streams: Set<Session> | undefined;
   /** user -> when their last typing event was relayed; made on the first. */
   typingAt: Map<string, number> | undefined;
   readonly occupancy = new RoomOccupancy();
@@ -103,21 +109,68 @@ export class LocalRoom {
     return [...this.holders.values()].flat();
   }
 
-  /** The sessions of `user` subscribed to the topic. */
+  /** From now on the session gets the room's traffic. */
+  admit(session: Session): void {
+    const sink = session.sink;
+    if (sink?.transport === 'ws') sink.subscribe(this.topic);
+    else if (sink?.transport === 'sse') (this.#streams ??= new Set()).add(session);
+  }
+
+  /** The session gets none of the room's traffic from now on (a rejoin is dismissed until its range is out). */
+  dismiss(session: Session): void {
+    const sink = session.sink;
+    if (sink?.transport === 'ws') sink.unsubscribe(this.topic);
+    else if (this.#streams?.delete(session) === true && this.#streams.size === 0) this.#streams = undefined;
+  }
+
+  isJoined(session: Session): boolean {
+    const sink = session.sink;
+    if (sink?.transport === 'ws') return sink.isSubscribed(this.topic);
+    return this.#streams?.has(session) === true;
+  }
+
+  /** Members joined here, for metrics (a native call: not on every publish when metrics are off). */
+  joinedCount(app: TemplatedApp): number {
+    return app.numSubscribers(this.topic) + (this.#streams?.size ?? 0);
+  }
+
+  /** The sessions of `user` joined here. */
   joinedSessionsOf(user: string): Session[] {
-    return this.holders.get(user)?.filter((s) => s.isSubscribed(this.topic)) ?? [];
+    return this.holders.get(user)?.filter((s) => this.isJoined(s)) ?? [];
+  }
+
+  /** To every member: one native publish, and one write per stream member of a once-framed event. */
+  publish(app: TemplatedApp, frame: Frame): void {
+    app.publish(this.topic, frame, false);
+    if (this.#streams !== undefined) this.#writeStreams(frame, undefined);
   }
 
   /**
-   * Publishes to the topic, but not to `except`: they leave the topic for the
-   * publish (uWS skips only the publisher itself), so the cost stays one native
-   * publish however big the room. Only those on the topic: putting back one that
+   * Publishes to every member but `except`: WebSockets among them leave the topic
+   * for the publish (uWS skips only the publisher itself), so the cost stays one
+   * native publish however big the room. Only those joined: putting back one that
    * was not (a join still waiting) would feed it too early.
    */
   publishExcept(app: TemplatedApp, frame: Frame, except: readonly Session[]): void {
-    const off = except.filter((s) => s.isSubscribed(this.topic));
-    for (const s of off) s.unsubscribe(this.topic);
-    app.publish(this.topic, frame, false);
-    for (const s of off) s.subscribe(this.topic);
+    const [only] = except;
+    const onlySink = only?.sink;
+    if (except.length === 1 && onlySink?.transport === 'ws' && onlySink.isSubscribed(this.topic)) {
+      onlySink.publishExceptSelf(this.topic, frame);
+    } else {
+      const off = except.filter((s) => s.sink?.transport === 'ws' && s.sink.isSubscribed(this.topic));
+      for (const s of off) this.dismiss(s);
+      app.publish(this.topic, frame, false);
+      for (const s of off) this.admit(s);
+    }
+    if (this.#streams !== undefined) this.#writeStreams(frame, except);
+  }
+
+  #writeStreams(frame: Frame, except: readonly Session[] | undefined): void {
+    const event = frameEvent(frame);
+    for (const session of this.#streams!) {
+      if (except?.includes(session) === true) continue;
+      const sink = session.sink;
+      if (sink?.transport === 'sse') sink.sendEvent(event);
+    }
   }
 }

@@ -72,7 +72,7 @@ export class OccupancyAnnouncer {
    * newer announcement stops an older one (it tells everyone the newer count).
    */
   #announceInSlices(room: LocalRoom, frame: Frame, announcement: number, skip: ReadonlySet<Session>): void {
-    const recipients = room.sessions().filter((s) => !skip.has(s) && s.isSubscribed(room.topic));
+    const recipients = room.sessions().filter((s) => !skip.has(s) && room.isJoined(s));
     const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame; // encoded once, not once per socket
     const sendFrom = (start: number): void => {
       if (room.occupancy.announcements !== announcement) return;

@@ -111,7 +111,7 @@ export class RoomRegistry {
     if (!session.open) return;
     const room = this.#acquire(name);
     room.hold(session);
-    session.unsubscribe(room.topic);
+    room.dismiss(session);
     room.occupancy.left(session); // a rejoin: what it was told before no longer holds
     const pending = new PendingJoin(session);
     room.addPending(pending);
@@ -142,7 +142,7 @@ export class RoomRegistry {
           if (h.kind === 'occupancy') told = h.count;
           session.send(h.frame);
         }
-        session.subscribe(room.topic);
+        room.admit(session);
       });
       room.occupancy.joined(session, { count: told, seq: headcount.seq }, listLimit);
       if (since !== undefined) this.#options.metrics.rejoins.incLabel(recovered ? 'recovered' : 'gap');
@@ -156,7 +156,7 @@ export class RoomRegistry {
   leave(session: Session, name: string): void {
     const room = this.#rooms.get(name);
     if (room === undefined) return;
-    session.unsubscribe(room.topic);
+    room.dismiss(session);
     for (const p of room.pending) if (p.session === session) room.deletePending(p);
     this.#release(room, session);
   }
@@ -228,8 +228,7 @@ export class RoomRegistry {
   #deliverEvent(room: LocalRoom, about: string, frame: Frame, seq?: number, skip: readonly Session[] = []): void {
     for (const p of room.pending) p.held.push({ kind: 'event', about, frame, seq });
     const own = room.joinedSessionsOf(about);
-    if (own.length === 1 && skip.length === 0) own[0]!.publishExceptSelf(room.topic, frame); // uWS skips the publisher
-    else room.publishExcept(this.#options.app, frame, skip.length === 0 ? own : [...own, ...skip]);
+    room.publishExcept(this.#options.app, frame, skip.length === 0 ? own : [...own, ...skip]);
   }
 
   /**
@@ -298,8 +297,8 @@ export class RoomRegistry {
     const { app, metrics } = this.#options;
     room.lastId = id;
     for (const p of room.pending) p.held.push({ kind: 'message', id, frame });
-    app.publish(room.topic, frame, false);
-    if (metrics.enabled) metrics.deliveries.inc(app.numSubscribers(room.topic));
+    room.publish(app, frame);
+    if (metrics.enabled) metrics.deliveries.inc(room.joinedCount(app));
     // After the publish: a join resumed now subscribes too late to get this message twice.
     for (const p of room.pending) if (p.waitingFor !== undefined && compareIds(id, p.waitingFor) >= 0) p.resume();
   }
