@@ -31,6 +31,7 @@ export class SseTestClient extends ProtocolClient {
   /** Every POST's answer, in order. */
   readonly answers: PostAnswer[] = [];
   #request: http.ClientRequest | undefined;
+  #response: http.IncomingMessage | undefined;
   #posting: Promise<unknown> = Promise.resolve();
   #turn = 0;
 
@@ -75,6 +76,15 @@ export class SseTestClient extends ProtocolClient {
     });
   }
 
+  /** Stops reading the stream (as a client that never reads), and reads on again. */
+  pause(): void {
+    this.#response?.socket.pause();
+  }
+
+  resume(): void {
+    this.#response?.socket.resume();
+  }
+
   close(): Promise<CloseInfo> {
     this.#request?.destroy();
     this.closedWith(CLIENT_CLOSE);
@@ -93,6 +103,7 @@ export class SseTestClient extends ProtocolClient {
           reject(new HttpRefusal(res.statusCode ?? 0));
           return;
         }
+        this.#response = res;
         resolve();
         res.setEncoding('utf8');
         let pending = '';
