@@ -210,7 +210,10 @@ describe('a room above the list limit', () => {
     // A rejoin's history repeats what came live since `since` (a client drops ids it has); what
     // must never happen is a live message before the history that precedes it: first sightings in order.
     const firstSeen = () => [...new Set(rejoiner.messages('busy').map((m) => m.id))];
-    await rejoiner.until(() => firstSeen().length >= acked.length, { what: 'every message', timeoutMs: 5000 });
+    await rejoiner.until(() => firstSeen().length >= acked.length, {
+      what: `every message (missing ${acked.filter((id) => !firstSeen().includes(id)).slice(0, 5)}; frames ${JSON.stringify(rejoiner.frames.filter((f) => f.type === 'joined').map((f) => f.type === 'joined' && [f.recovered, f.newest, f.history.length]))})`,
+      timeoutMs: 5000,
+    });
     expect(firstSeen()).toEqual(acked);
   }, 20_000);
 
