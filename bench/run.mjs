@@ -156,7 +156,7 @@ async function benchHundredThousand() {
         after = Math.max(after, rssBytes(running.pids));
         const counts = await Promise.all(running.urls.map(async (u) => {
           const text = await (await fetch(u.replace('ws://', 'http://').replace('/ws', '/metrics'))).text();
-          return Number(text.split('\n').find((l) => l.startsWith('chat_connections '))?.split(' ')[1] ?? 0);
+          return text.split('\n').filter((l) => l.startsWith('chat_connections{')).reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
         }));
         if (counts.reduce((a, b) => a + b, 0) > held.reduce((a, b) => a + b, 0)) held = counts;
       } catch { /* exiting */ }

@@ -228,7 +228,7 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
   // ---- (d) connection churn ---------------------------------------------------------------
 
   it('survives 2000 connections opened and dropped quickly, in batches of 200', async () => {
-    const openedBefore = await metric('chat_connections_opened_total');
+    const openedBefore = await metric('chat_connections_opened_total{transport="ws"}');
     const TOTAL = 2000;
     const BATCH = 200;
     let opened = 0;
@@ -240,8 +240,8 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
       welcomed += outcomes.filter((o) => o.welcomed).length;
     }
     const ms = Date.now() - started;
-    await waitFor(async () => (await metric('chat_connections_opened_total')) - openedBefore >= opened, { what: 'opened counter' });
-    figures.churn = { attempted: TOTAL, opened, welcomed, ms, openedOnGateway: (await metric('chat_connections_opened_total')) - openedBefore };
+    await waitFor(async () => (await metric('chat_connections_opened_total{transport="ws"}')) - openedBefore >= opened, { what: 'opened counter' });
+    figures.churn = { attempted: TOTAL, opened, welcomed, ms, openedOnGateway: (await metric('chat_connections_opened_total{transport="ws"}')) - openedBefore };
     // Most attempts must have reached the gateway (a fifth are aborted during the handshake on purpose).
     expect(opened).toBeGreaterThanOrEqual(TOTAL * 0.6);
     expect(good.closeInfo).toBeUndefined();
@@ -351,7 +351,7 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
 
     expect((await fetch(`${gateway.httpUrl}/healthz`)).status).toBe(200);
     // Nothing left behind: only the good client is connected and only its room is open.
-    await waitFor(async () => (await metric('chat_connections')) === 1 && (await metric('chat_rooms')) === 1, { what: 'connections and rooms back to the good client' });
+    await waitFor(async () => (await metric('chat_connections{transport="ws"}')) === 1 && (await metric('chat_rooms')) === 1, { what: 'connections and rooms back to the good client' });
 
     const fresh = await TestClient.connect(gateway.wsUrl, 'fresh');
     const joined = await fresh.request({ type: 'join', room: ROOM });
@@ -382,7 +382,7 @@ describe('one gateway under hostile traffic keeps serving a well-behaved client'
       goodMessages: sent.length,
       goodAckLatencyMs: summarize(latencies),
       goodDeliveryLatencyMs: summarize(deliveries),
-      connectionsOpenedTotal: after.get('chat_connections_opened_total'),
+      connectionsOpenedTotal: after.get('chat_connections_opened_total{transport="ws"}'),
       closedByCode: byLabel(after, 'chat_connections_closed_total'),
       rejectedByCode: byLabel(after, 'chat_frames_rejected_total'),
       backpressureClosesTotal: after.get('chat_backpressure_closes_total'),

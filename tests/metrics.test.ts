@@ -40,35 +40,37 @@ describe('metrics of two gateways after a scripted session', () => {
 
   it('count exactly what happened on each gateway', async () => {
     const expected1: Record<string, number> = {
-      'chat_connections_opened_total': 1,
+      'chat_connections_opened_total{transport="ws"}': 1,
+      'chat_connections_opened_total{transport="sse"}': 0,
       'chat_connections_closed_total{code="1000"}': 1,
-      'chat_frames_received_total{type="join"}': 1,
-      'chat_frames_received_total{type="send"}': N,
-      'chat_frames_received_total{type="invalid"}': 1,
+      'chat_frames_received_total{type=\"join\",transport=\"ws\"}': 1,
+      'chat_frames_received_total{type=\"send\",transport=\"ws\"}': N,
+      'chat_frames_received_total{type=\"invalid\",transport=\"ws\"}': 1,
       'chat_frames_rejected_total{code="bad_request"}': 1,
       'chat_frames_rejected_total{code="rate_limited"}': 0,
       'chat_messages_accepted_total': N,
       'chat_deliveries_total': N,
       'chat_broker_publish_duration_seconds_count': N,
       'chat_relay_latency_seconds_count': N,
-      'chat_connections': 0,
+      'chat_connections{transport="ws"}': 0,
       'chat_rooms': 0,
       'chat_broker_up': 1,
     };
     const expected2: Record<string, number> = {
-      'chat_connections_opened_total': 1,
+      'chat_connections_opened_total{transport="ws"}': 1,
+      'chat_connections_opened_total{transport="sse"}': 0,
       'chat_connections_closed_total{code="1000"}': 1,
-      'chat_frames_received_total{type="join"}': 1,
-      'chat_frames_received_total{type="send"}': 0,
-      'chat_frames_received_total{type="invalid"}': 0,
+      'chat_frames_received_total{type=\"join\",transport=\"ws\"}': 1,
+      'chat_frames_received_total{type=\"send\",transport=\"ws\"}': 0,
+      'chat_frames_received_total{type=\"invalid\",transport=\"ws\"}': 0,
       'chat_messages_accepted_total': 0,
       'chat_deliveries_total': N,
       'chat_broker_publish_duration_seconds_count': 0,
       'chat_relay_latency_seconds_count': N,
-      'chat_connections': 0,
+      'chat_connections{transport="ws"}': 0,
     };
     for (const [gateway, expected] of [[gw1, expected1], [gw2, expected2]] as const) {
-      await waitFor(async () => (await scrape(metricsUrl(gateway))).get('chat_connections') === 0, { what: 'connections closed' });
+      await waitFor(async () => (await scrape(metricsUrl(gateway))).get('chat_connections{transport="ws"}') === 0, { what: 'connections closed' });
       const series = await scrape(metricsUrl(gateway));
       for (const [name, value] of Object.entries(expected)) expect(series.get(name), `${gateway.nodeId} ${name}`).toBe(value);
       // Local relay: every message crossed from acceptance to fan-out well within 2.5 s.
