@@ -7,11 +7,24 @@ export interface SocketData {
   session: Session;
 }
 
+/**
+ * A topic every socket holds for its whole life and nothing is published to.
+ * The uWS build that loads here (20.30) frees a socket's subscriber record when
+ * it leaves its last topic, and with it the frames published to the socket but
+ * not yet written: a socket in one room that leaves the topic for a moment (a
+ * publish that skips it, a rejoin) lost the message published just before.
+ * Fixed upstream in uWebSockets v20.49 (7da88ce, "Do not free subscriber on last
+ * unsubscription"); holding this topic keeps the record on older builds.
+ */
+const ANCHOR_TOPIC = 'anchor';
+
 /** A uWS WebSocket as a session's sink. Only used while the socket is open (Session detaches it in the close handler). */
 export class WebSocketSink implements SocketSink {
   readonly transport = 'ws';
 
-  constructor(private readonly ws: WebSocket<SocketData>) {}
+  constructor(private readonly ws: WebSocket<SocketData>) {
+    ws.subscribe(ANCHOR_TOPIC);
+  }
 
   send(frame: Frame): void {
     this.ws.send(frame, false);
