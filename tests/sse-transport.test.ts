@@ -83,6 +83,17 @@ describe('event streams with POSTs to any of three gateways', () => {
     expect(sse.ofType('error').filter((e) => e.ref === undefined)).toHaveLength(1); // the 7
   });
 
+  it('handles a join and a send behind it in one POST as a WebSocket would: the send finds the room joined', async () => {
+    const sse = await stream(0, 'jo');
+    const batch = [{ type: 'join', room: 'together', ref: 'j' }, { type: 'send', room: 'together', text: 'right behind', ref: 's' }];
+    expect(await sse.post(batch, urls[1])).toMatchObject({ status: 202 });
+    expect(await sse.post([{ type: 'send', room: 'together', text: 'next POST', ref: 't' }], urls[2])).toMatchObject({ status: 202 });
+    const [first, second] = [await sse.waitFor((f) => 'ref' in f && f.ref === 's'), await sse.waitFor((f) => 'ref' in f && f.ref === 't')];
+    expect(first).toMatchObject({ type: 'ack' });
+    expect(second).toMatchObject({ type: 'ack' });
+    expect(compareIds((first as AckFrame).id, (second as AckFrame).id)).toBeLessThan(0); // one POST after the other: in order
+  });
+
   it('answers every refusal the contract lists, and handles nothing of a refused POST', async () => {
     const sse = await stream(1, 'rex');
     await sse.request({ type: 'join', room: 'refusals' });

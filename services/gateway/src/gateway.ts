@@ -129,7 +129,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
   const postRelay = new PostRelay(broker, streams, (id, frames) => {
     const stream = streams.get(id);
     if (stream === undefined || !stream.session.open) return false;
-    for (const frame of frames) connections.received(stream.session, frame, false);
+    connections.receivedBatch(stream.session, frames);
     return true;
   }, config.brokerTimeoutMs, metrics.postRelaySeconds, log);
   app.ws('/ws', createSocketBehavior(config, admission, connections));

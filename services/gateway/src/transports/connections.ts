@@ -9,6 +9,10 @@ import type { Session } from '../session.js';
 import type { UserRegistry } from '../users.js';
 import type { FrameSink } from './frame-sink.js';
 
+/** Session.serialize key of frame batches; room names never start with a NUL. */
+const BATCHES = '\u0000batches';
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export interface ConnectionContext {
   config: Config;
   metrics: Metrics;
@@ -74,6 +78,21 @@ export class Connections {
       // Never let an exception escape into uWS.
       commands.reject(session, err, undefined);
     }
+  }
+
+  /**
+   * Frames that came together (one POST), handled one after another as frames
+   * of a WebSocket are: uWS runs the microtasks a frame starts before it reads
+   * the next (a join counts before the send behind it), so each waits for the
+   * event loop's next turn. A later batch of the session waits for this one.
+   */
+  receivedBatch(session: Session, frames: readonly string[]): void {
+    void session.serialize(BATCHES, async () => {
+      for (let i = 0; i < frames.length && session.open; i++) {
+        if (i > 0) await nextTurn();
+        this.received(session, frames[i]!, false);
+      }
+    });
   }
 
   /** The transport is gone (its close handler ran, or the stream was aborted or ended). */
