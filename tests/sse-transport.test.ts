@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { compareIds, type AckFrame } from '@chat/protocol';
-import { SseTestClient, TestClient, postJson, sleep, startRedisServer, waitFor, type RedisServer } from '@chat/testkit';
+import { SseTestClient, TestClient, postJson, sleep, startRedisCluster, startRedisServer, waitFor, type RedisClusterHandle, type RedisServer } from '@chat/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, startGateway, type Cluster, type GatewayProcess } from './helpers/gateways.js';
 import { scrape } from './helpers/metrics.js';
@@ -279,5 +279,35 @@ describe('event streams when a gateway or Redis fails', () => {
     }
     await waitFor(async () => (await postJson(`${gateways[1]!.httpUrl}/sse/send`, body)).status === 202, { what: '202 again', timeoutMs: 10_000 });
     await sse.close();
+  });
+});
+
+describe('event streams on a Redis Cluster (sharded inbox channels)', () => {
+  let cluster: RedisClusterHandle;
+  let gateways: GatewayProcess[];
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ primaries: 3, replicasPerPrimary: 0 });
+    gateways = await Promise.all(['c1', 'c2', 'c3'].map((id) => startGateway({ REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: 'ssecl:', NODE_ID: id })));
+    await waitFor(async () => (await Promise.all(gateways.map(readyz))).every((s) => s === 200), { what: 'all ready', timeoutMs: 15_000 });
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all((gateways ?? []).map((g) => g.stop()));
+    await cluster?.stop();
+  });
+
+  it('relays POSTs from every gateway to the stream, and 404s one that ended', async () => {
+    const urls = gateways.map((g) => g.httpUrl);
+    const streams = await Promise.all(urls.map((url, i) => SseTestClient.open(url, `cl${i}`, { postTo: urls })));
+    for (const s of streams) await s.request({ type: 'join', room: 'sharded' });
+    for (const s of streams) await s.request({ type: 'send', room: 'sharded', text: `from ${s.label}` });
+    for (const s of streams) await s.until(() => s.messages('sharded').length === 3, { what: 'three messages' });
+    expect(streams.flatMap((s) => s.answers.map((a) => a.status))).toEqual(Array(6).fill(202));
+    const ended = streams[0]!.session;
+    await streams[0]!.close();
+    for (const url of urls) {
+      await waitFor(async () => (await postJson(`${url}/sse/send`, JSON.stringify({ session: ended, frames: [{ type: 'ping' }] }))).status === 404, { what: `404 from ${url}` });
+    }
+    await Promise.all(streams.map((s) => s.close()));
   });
 });
