@@ -23,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { CLUSTER_BUS_OFFSET, freeClusterPorts, freePort, freeStablePort, isPortFree, waitFor } from '../../packages/proc/dist/index.js';
+import { localHaproxyConfig } from './haproxy-config.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -283,22 +284,13 @@ async function roll() {
 }
 
 /**
- * deploy/haproxy/haproxy.cfg with local addresses instead of Docker DNS, and a
+ * deploy/haproxy/haproxy.cfg with local addresses instead of Docker DNS (haproxy-config.mjs), and a
  * maxconn that fits this shell's file-descriptor limit (HAProxy needs two per connection).
  */
 function haproxyConfig(lbPort, statsPort, gateways, tls) {
-  const servers = gateways.map((g) => `  server ${g.nodeId} 127.0.0.1:${g.port} check`).join('\n');
-  const tlsFrontend = (block) => (tls === undefined ? '' : block
-    .replace(/^  bind :8443 ssl crt \S+/m, `  bind 127.0.0.1:${tls.port} ssl crt ${tls.pem}`));
   const fdLimit = Number(spawnSync('sh', ['-c', 'ulimit -n']).stdout.toString()) || 1024;
   const maxconn = Math.max(100, Math.floor((fdLimit - 100) / 2));
-  return readFileSync(join(root, 'deploy/haproxy/haproxy.cfg'), 'utf8')
-    .replace(/^  maxconn \d+$/m, `  maxconn ${maxconn}`)
-    .replace(/^resolvers docker\n(?: .*\n)*/m, '')
-    .replace(/  # BEGIN servers\n[\s\S]*?  # END servers\n/, `${servers}\n`)
-    .replace(/^# BEGIN tls\n([\s\S]*?)# END tls\n/m, (_, block) => tlsFrontend(block))
-    .replace(/^  bind :8080$/m, `  bind 127.0.0.1:${lbPort}`)
-    .replace(/^  bind :8404$/m, `  bind 127.0.0.1:${statsPort}`);
+  return localHaproxyConfig({ lbPort, statsPort, servers: gateways.map((g) => ({ name: g.nodeId, port: g.port })), tls, maxconn });
 }
 
 /** The certificate HAProxy serves: --tls-cert, or a development one made (once) by deploy/tls/make-dev-cert.sh. */
