@@ -1,10 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, startChild, waitFor } from '@chat/proc';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { localHaproxyConfig } from '../deploy/native/haproxy-config.mjs';
 import { loadConfig } from '../services/gateway/dist/config.js';
 import { requireTool, run } from './helpers/tools.js';
 
@@ -210,6 +214,206 @@ describe('deploy/haproxy/haproxy.cfg', () => {
     expect(lb.volumes).toEqual(expect.arrayContaining(['${TLS_DIR:-./.tls}:/usr/local/etc/haproxy/certs:ro']));
   });
 });
+
+/** The contract's fallback transport: a client gives an event stream up after 45 s without a byte. */
+const CLIENT_GIVES_UP_MS = 45_000;
+
+/** The directives of one HAProxy section (`defaults`, `backend gateways`...), without comments or blank lines. */
+function directives(config: string, header: string): string[] {
+  const lines = config.split('\n');
+  const start = lines.findIndex((l) => l.trim() === header);
+  expect(start, `a section "${header}"`).toBeGreaterThanOrEqual(0);
+  const out: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (/^[^\s#]/.test(line)) break; // the next section
+    const directive = line.replace(/#.*$/, '').trim().replace(/\s+/g, ' ');
+    if (directive !== '') out.push(directive);
+  }
+  return out;
+}
+
+/** Every directive of a configuration, in every section. */
+const allDirectives = (config: string) => config.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter((l) => l !== '');
+
+/** An HAProxy time ("75s", "1h", "500ms", "5000") in milliseconds. */
+function haproxyMs(value: string): number {
+  const [, n, unit] = /^(\d+)(us|ms|s|m|h|d)?$/.exec(value)!;
+  return Number(n) * ({ us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit ?? 'ms'] ?? NaN);
+}
+
+const timeoutOf = (lines: string[], name: string) => haproxyMs(lines.find((l) => l.startsWith(`timeout ${name} `))!.split(' ')[2]!);
+
+describe('deploy/haproxy/haproxy.cfg and the fallback transport (GET /sse, POST /sse/send)', () => {
+  const config = read('deploy/haproxy/haproxy.cfg');
+  const defaults = directives(config, 'defaults');
+  const backend = directives(config, 'backend gateways');
+  const gateway = loadConfig({});
+
+  it('keeps a quiet event stream open past the heartbeats and past the clients\' 45 s, whatever `timeout server` the rest gets', () => {
+    // A stream is a plain HTTP response: `timeout tunnel` never applies to it; `timeout server` does (measured on HAProxy 2.6).
+    expect(backend).toContain('acl sse_stream path /sse');
+    const rule = backend.find((l) => /^http-request set-timeout server \S+ if sse_stream$/.test(l));
+    expect(rule, 'http-request set-timeout server ... if sse_stream').toBeDefined();
+    const streamServerMs = haproxyMs(rule!.split(' ')[3]!);
+    for (const [what, ms] of [['timeout server for /sse', streamServerMs], ['timeout client', timeoutOf(defaults, 'client')]] as const) {
+      expect(ms, what).toBeGreaterThan(CLIENT_GIVES_UP_MS);
+      expect(ms, what).toBeGreaterThanOrEqual(3 * gateway.sseHeartbeatMs);
+    }
+  });
+
+  it('passes events on at once and never compresses them', () => {
+    expect(backend).toContain('option http-no-delay');
+    for (const line of allDirectives(config)) expect(line).not.toMatch(/^compression\s+type\b.*text\/event-stream/);
+  });
+
+  it('has no stickiness of any kind, and never sends a POST twice', () => {
+    expect(backend.filter((l) => l.startsWith('balance '))).toEqual(['balance leastconn']);
+    for (const line of allDirectives(config)) {
+      expect(line).not.toMatch(/^(cookie|stick|stick-table|stick-store|persist|hash-type|balance (source|uri|url_param|hdr|rdp-cookie))\b/);
+      // Only requests that could not be sent at all are retried (a 503 from /sse/send "may or may not have been handled").
+      if (line.startsWith('retry-on ')) expect(line).toMatch(/^retry-on( (none|conn-failure))+$/);
+    }
+  });
+});
+
+describe('the HAProxy configuration `npm run cluster` runs (deploy/native/haproxy-config.mjs)', () => {
+  const compose = read('deploy/haproxy/haproxy.cfg');
+  const servers = [{ name: 'gw-1', port: 18001 }, { name: 'gw-2', port: 18002 }];
+
+  it('is compose\'s with local addresses: passes haproxy -c with and without TLS, with every timeout and the stream settings unchanged', () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    requireTool('openssl', 'apt-get install openssl');
+    const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-haproxy-'));
+    try {
+      const made = run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'localhost']);
+      expect(made.status, made.output).toBe(0);
+      for (const tls of [undefined, { port: 18443, pem: join(dir, 'chat.pem') }]) {
+        const generated = localHaproxyConfig({ lbPort: 18080, statsPort: 18404, servers, tls, maxconn: 1000 });
+        const file = join(dir, 'haproxy.cfg');
+        writeFileSync(file, generated);
+        const result = run('haproxy', ['-c', '-f', file]);
+        expect(result.status, result.output).toBe(0);
+        expect(directives(generated, 'defaults')).toEqual(directives(compose, 'defaults'));
+        expect(directives(generated, 'backend gateways')).toEqual([
+          ...directives(compose, 'backend gateways').filter((l) => !l.startsWith('server-template ')),
+          ...servers.map((s) => `server ${s.name} 127.0.0.1:${s.port} check`),
+        ]);
+        expect(generated).toMatch(/^\s*bind 127\.0\.0\.1:18080$/m);
+        expect(generated.includes('bind 127.0.0.1:18443 ssl'), 'the TLS frontend').toBe(tls !== undefined);
+        expect(generated).not.toMatch(/resolvers|gateway:8080/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('in front of two stand-in gateways: each event reaches an HTTP/1.1 client at once and uncompressed, and POSTs go to a gateway that does not hold the stream', async () => {
+    requireTool('haproxy', 'apt-get install haproxy');
+    // Stand-ins answering as the gateway does: /readyz, GET /sse with its headers, POST /sse/send.
+    const origins = await Promise.all(['gw-1', 'gw-2'].map((name) => standInGateway(name)));
+    const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-haproxy-'));
+    const lbPort = await freePort();
+    const file = join(dir, 'haproxy.cfg');
+    writeFileSync(file, localHaproxyConfig({ lbPort, statsPort: await freePort(), servers: origins.map((o) => ({ name: o.name, port: o.port })), tls: undefined, maxconn: 1000 }));
+    const haproxy = startChild('haproxy', ['-f', file, '-db']);
+    const lb = `http://127.0.0.1:${lbPort}`;
+    try {
+      await waitFor(async () => (await fetch(`${lb}/readyz`)).ok, { what: 'HAProxy', timeoutMs: 10_000 });
+      const stream = await openStream(`${lb}/sse`);
+      const holder = await waitFor(() => origins.find((o) => o.streams.size > 0), { what: 'the stream at a stand-in' });
+      expect(stream.headers['content-encoding'], 'asked for gzip, got it uncompressed').toBeUndefined();
+
+      // Without `option http-no-delay`, HAProxy 2.6 delivered each event about 200 ms late.
+      const latencies: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const sentAt = holder.push();
+        await waitFor(() => stream.events.length > i, { what: `event ${i}`, intervalMs: 1 });
+        latencies.push(stream.receivedAt[i]! - sentAt);
+      }
+      latencies.sort((a, b) => a - b);
+      expect(latencies[2], `event latencies ${latencies.join(', ')} ms`).toBeLessThan(100);
+
+      // The stream's gateway has the one open connection: leastconn sends POSTs elsewhere, and nothing pins them to it.
+      for (let i = 0; i < 4; i++) {
+        const answer = await fetch(`${lb}/sse/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"session":"s","frames":[{"type":"ping"}]}' });
+        expect(answer.status).toBe(202);
+      }
+      expect(origins.filter((o) => o !== holder).reduce((n, o) => n + o.posts, 0)).toBeGreaterThan(0);
+      stream.close();
+    } finally {
+      await haproxy.stop();
+      await Promise.all(origins.map((o) => o.close()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+interface StandIn {
+  name: string;
+  port: number;
+  streams: Set<http.ServerResponse>;
+  posts: number;
+  /** Writes an event to its streams; returns when. */
+  push(): number;
+  close(): Promise<void>;
+}
+
+/** A stand-in for a gateway: the headers the real one sends on GET /sse (services/gateway/src/transports/sse/routes.ts). */
+async function standInGateway(name: string): Promise<StandIn> {
+  const streams = new Set<http.ServerResponse>();
+  const self = { name, port: 0, streams, posts: 0 } as StandIn;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/sse') {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });
+      res.write(':\n\n');
+      streams.add(res);
+      req.on('close', () => streams.delete(res));
+    } else if (req.url === '/sse/send' && req.method === 'POST') {
+      self.posts += 1;
+      req.resume();
+      req.on('end', () => res.writeHead(202, { 'Content-Type': 'application/json' }).end('{"accepted":1}'));
+    } else {
+      res.writeHead(200).end('{"ready":true}'); // /readyz, the health check
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  self.port = (server.address() as AddressInfo).port;
+  self.push = () => {
+    const at = Date.now();
+    for (const res of streams) res.write(`data: {"type":"pong","at":${at}}\n\n`);
+    return at;
+  };
+  self.close = () => {
+    for (const res of streams) res.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return self;
+}
+
+/** GET on HTTP/1.1, as a browser's EventSource would, accepting gzip; the events and when each arrived. */
+function openStream(url: string): Promise<{ headers: http.IncomingHttpHeaders; events: string[]; receivedAt: number[]; close(): void }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { agent: false, headers: { accept: 'text/event-stream', 'accept-encoding': 'gzip' } }, (res) => {
+      const events: string[] = [];
+      const receivedAt: number[] = [];
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (event.startsWith('data: ')) {
+            events.push(event.slice(6));
+            receivedAt.push(Date.now());
+          }
+        }
+      });
+      resolve({ headers: res.headers, events, receivedAt, close: () => res.destroy() });
+    });
+    request.on('error', reject);
+  });
+}
 
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile').replace(/\\\n/g, ' ');
