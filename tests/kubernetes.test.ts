@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigMap, Namespace, Secret, Service } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { Ingress } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { PodMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +31,7 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ConfigMap': ConfigMap, 'v1/Namespace': Namespace, 'v1/Secret': Secret, 'v1/Service': Service,
   'apps/v1/Deployment': Deployment, 'apps/v1/StatefulSet': StatefulSet,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler, 'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
-  'monitoring.coreos.com/v1/PodMonitor': PodMonitor,
+  'monitoring.coreos.com/v1/PodMonitor': PodMonitor, 'networking.k8s.io/v1/Ingress': Ingress,
 };
 
 function render(overlay: string): Resource[] {
@@ -58,7 +59,7 @@ type Container = {
 type PodSpec = { terminationGracePeriodSeconds: number; securityContext: { runAsNonRoot: boolean }; containers: Container[] };
 const podOf = (deployment: Resource) => (deployment.spec as { template: { metadata: { labels: Record<string, string> }; spec: PodSpec } }).template;
 
-describe.each(['base', 'dev', 'monitoring'])('deploy/kubernetes/%s, rendered with kubectl kustomize', (overlay) => {
+describe.each(['base', 'dev', 'monitoring', 'ingress-nginx'])('deploy/kubernetes/%s, rendered with kubectl kustomize', (overlay) => {
   it('holds only resources that validate against the Kubernetes schemas', () => {
     const resources = render(overlay);
     expect(resources.length).toBeGreaterThan(0);
@@ -132,5 +133,43 @@ describe('the gateway Deployment agrees with the gateway itself', () => {
     const hpa = find(resources, 'HorizontalPodAutoscaler') as Resource & { spec: { scaleTargetRef: { kind: string; name: string }; minReplicas: number } };
     expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment', name: deployment.metadata.name });
     expect(hpa.spec.minReplicas).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('the ingress-nginx overlay carries WebSockets and the fallback transport', () => {
+  const resources = render('ingress-nginx');
+  const ingress = find(resources, 'Ingress') as Resource & {
+    spec: { rules: Array<{ http: { paths: Array<{ path: string; pathType: string; backend: { service: { name: string; port: { name?: string } } } }> } }> };
+  };
+  const annotations = ingress.metadata.annotations ?? {};
+  const annotation = (name: string) => annotations[`nginx.ingress.kubernetes.io/${name}`];
+  const config = loadConfig({ ...(find(resources, 'ConfigMap', 'chat-gateway-config') as Resource & { data: Record<string, string> }).data, JWT_SECRET: 'k'.repeat(32) });
+  // The contract: a client gives an event stream up after 45 s without a byte.
+  const CLIENT_DEAD_AFTER_S = 45;
+
+  it('sends every path to the Service\'s http port, never the metrics port', () => {
+    const service = find(resources, 'Service', 'chat-gateway') as Resource & { spec: { ports: Array<{ name: string }> } };
+    const paths = ingress.spec.rules.flatMap((r) => r.http.paths);
+    expect(paths).toEqual([expect.objectContaining({ path: '/', pathType: 'Prefix' })]); // /ws, /sse, /sse/send, /api and the page
+    for (const path of paths) {
+      expect(path.backend.service.name).toBe(service.metadata.name);
+      expect(path.backend.service.port.name).toBe('http');
+    }
+    expect(service.spec.ports.map((p) => p.name)).toContain('http');
+  });
+
+  it('keeps idle sockets and quiet event streams open past the gateway\'s pings and heartbeats, and past the clients\' 45 s', () => {
+    for (const name of ['proxy-read-timeout', 'proxy-send-timeout']) {
+      const seconds = Number(annotation(name));
+      expect(seconds, name).toBeGreaterThan(config.idleTimeoutSec);
+      expect(seconds, name).toBeGreaterThan(CLIENT_DEAD_AFTER_S);
+      expect(seconds * 1000, name).toBeGreaterThan(3 * config.sseHeartbeatMs);
+    }
+  });
+
+  it('passes events on unbuffered and uncompressed, with no affinity of any kind', () => {
+    expect(annotation('proxy-buffering')).toBe('off');
+    for (const key of Object.keys(annotations)) expect(key).not.toMatch(/affinity|session-cookie|upstream-hash-by/);
+    for (const value of Object.values(annotations)) expect(value).not.toMatch(/\bgzip\s+on\b|brotli\s+on\b/);
   });
 });
