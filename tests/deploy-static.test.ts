@@ -6,10 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startChild, waitFor } from '@chat/proc';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { localHaproxyConfig } from '../deploy/native/haproxy-config.mjs';
+import { createMetrics as createArchiverMetrics } from '../services/archiver/dist/metrics.js';
 import { loadConfig } from '../services/gateway/dist/config.js';
+import { createMetrics as createGatewayMetrics } from '../services/gateway/dist/metrics.js';
+import { createWebhookMetrics } from '../services/gateway/dist/webhook-metrics.js';
 import { requireTool, run } from './helpers/tools.js';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -414,6 +418,93 @@ function openStream(url: string): Promise<{ headers: http.IncomingHttpHeaders; e
     request.on('error', reject);
   });
 }
+
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  gridPos: { x: number; y: number; w: number; h: number };
+  targets?: Array<{ expr: string }>;
+}
+
+/** What a gateway (webhooks on) and an archiver expose, from their own metrics modules: name -> the label sets of its series. */
+async function exportedSeries(): Promise<Map<string, Array<Record<string, string>>>> {
+  const gateway = new Registry();
+  createGatewayMetrics(gateway, {
+    connections: () => 0, rooms: () => 0, brokerUp: () => true, devIdentity: () => false,
+    brokerStats: () => ({ subscriberConnections: 1, deafSubscribers: 0, probeFailures: 0, replicationTimeouts: 0 }),
+  });
+  createWebhookMetrics(gateway, () => ({ pending: 0, oldestAgeSeconds: 0, failing: false }));
+  const archiver = new Registry();
+  createArchiverMetrics(archiver, { lagSeconds: () => 0, pendingRooms: () => 0, redisUp: () => true, databaseUp: () => true });
+  const series = new Map<string, Array<Record<string, string>>>();
+  for (const line of (await gateway.metrics() + await archiver.metrics()).split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? \S+$/.exec(line);
+    if (match === null) {
+      const family = /^# TYPE (\S+)/.exec(line)?.[1]; // a family with no series yet (a labelled counter nobody touched)
+      if (family !== undefined && !series.has(family)) series.set(family, []);
+      continue;
+    }
+    const labels = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]));
+    series.set(match[1]!, [...(series.get(match[1]!) ?? []), labels]);
+  }
+  return series;
+}
+
+describe('grafana/dashboards/chat-gateway.json', () => {
+  const dashboard = JSON.parse(read('grafana/dashboards/chat-gateway.json')) as { panels: Panel[] };
+  const { panels } = dashboard;
+
+  it('has unique panel ids, and panels that do not overlap', () => {
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+    for (const [i, a] of panels.entries()) {
+      for (const b of panels.slice(i + 1)) {
+        const apart = a.gridPos.x + a.gridPos.w <= b.gridPos.x || b.gridPos.x + b.gridPos.w <= a.gridPos.x
+          || a.gridPos.y + a.gridPos.h <= b.gridPos.y || b.gridPos.y + b.gridPos.h <= a.gridPos.y;
+        expect(apart, `"${a.title}" and "${b.title}" overlap`).toBe(true);
+      }
+      expect(a.gridPos.x + a.gridPos.w, a.title).toBeLessThanOrEqual(24);
+    }
+  });
+
+  it('queries only metrics, labels and label values that the gateway and the archiver export', async () => {
+    const exported = await exportedSeries();
+    const exprs = panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+    expect(exprs.length).toBeGreaterThan(30);
+    for (const { panel, expr } of exprs) {
+      const used = [...expr.matchAll(/\b((?:chat|nodejs|process)_[a-z0-9_]+)(?:\{([^}]*)\})?/g)];
+      for (const [, name, matchers] of used) {
+        const series = exported.get(name!);
+        expect(series, `${panel}: ${name} is not exported`).toBeDefined();
+        for (const [, label, op, value] of (matchers ?? '').matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)) {
+          if (label === 'job' || label === 'instance') continue; // Prometheus adds them
+          const found = op === '=' ? series!.some((s) => s[label!] === value) : series!.some((s) => label! in s);
+          expect(found, `${panel}: ${name} has no series with ${label}${op}"${value}"`).toBe(true);
+        }
+      }
+      for (const [, list] of expr.matchAll(/\bby \(([^)]*)\)/g)) {
+        for (const label of list!.split(',').map((l) => l.trim()).filter((l) => !['le', 'instance', 'job'].includes(l))) {
+          const has = used.some(([, name]) => exported.get(name!)!.some((s) => label in s));
+          expect(has, `${panel}: no metric of "${expr}" has a label ${label}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('has a row for the fallback transport: connections and frames by transport, POST results, relay latency, 404s', () => {
+    const start = panels.findIndex((p) => p.type === 'row' && p.title === 'Fallback transport (SSE)');
+    expect(start).toBeGreaterThanOrEqual(0);
+    const end = panels.findIndex((p, i) => i > start && p.type === 'row');
+    const exprs = panels.slice(start + 1, end < 0 ? undefined : end).flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+    const some = (pattern: RegExp) => expect(exprs.some((e) => pattern.test(e)), String(pattern)).toBe(true);
+    some(/by \(transport\) \(chat_connections\{/);
+    some(/by \(transport\) \(rate\(chat_frames_received_total\{[^}]*\}\[1m\]\)\)/);
+    some(/by \(result\) \(rate\(chat_sse_posts_total\{[^}]*\}\[1m\]\)\)/);
+    some(/histogram_quantile\(0\.5, .*chat_sse_post_relay_seconds_bucket/);
+    some(/histogram_quantile\(0\.99, .*chat_sse_post_relay_seconds_bucket/);
+    some(/rate\(chat_sse_posts_total\{[^}]*result="unknown_session"[^}]*\}\[5m\]\)/);
+  });
+});
 
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile').replace(/\\\n/g, ' ');
