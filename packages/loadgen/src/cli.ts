@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadReport, type Scenario } from './coordinator.js';
-import { describeRooms, runRooms, type RoomsOptions } from './rooms.js';
+import { describeRooms, runRooms, transportRows, type RoomsOptions } from './rooms.js';
 import { STORM_USAGE, stormMain } from './storm-cli.js';
 import type { TransportName } from './transport.js';
 
@@ -26,7 +26,12 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms>
 
   --url URL             gateway or load-balancer WebSocket URL; repeat or comma-separate
                         (default ws://127.0.0.1:8080/ws; Socket.IO: http://host:port)
-  --transport T         chat (this protocol, default) or socketio (the bench baseline)
+  --transport T         ws (this protocol over WebSocket, default; chat is the same), sse (the
+                        fallback transport: GET /sse streams, frames sent with POST /sse/send
+                        to the stream's gateway, one POST in flight per client carrying what
+                        queued meanwhile; the URLs stay ws://host:port/ws), mixed (half the
+                        clients on each: every room has both, half the senders each; steps
+                        report latencies per transport) or socketio (the bench baseline)
   --clients N           connect: connections to open (default 1000); many-rooms: see above
   --rooms R             fanout/churn: rooms (default 10); many-rooms: see above
   --members M           fanout/churn: members per room (default 100); clients = R x M;
@@ -45,10 +50,11 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms>
   --probe-joins N       big-room: probe joins per checkpoint (default 200)
   --probe-rate N        big-room: probe joins started per second (default 100)
   --idle S              big-room, many-rooms: seconds held idle and measured (default 10)
-  --redis-url URL       big-room, many-rooms: read this Redis's INFO (CPU, scripts, memory)
-                        around each phase (repeatable)
-  --gc-inspector PORT   big-room, many-rooms: a server's inspector port (node --inspect=127.0.0.1:PORT);
-                        memory is also read after a full GC in each (repeatable)
+  --redis-url URL       read this Redis's INFO (CPU, scripts, memory) around each phase or step:
+                        Redis CPU per delivery (repeatable)
+  --gc-inspector PORT   a server's inspector port (node --inspect=127.0.0.1:PORT); memory is also
+                        read after a full GC in each: connect, fanout, churn: with --server-pid,
+                        before and after connecting, per connection (repeatable)
   --churn F             churn: fraction of receivers reconnecting each second (default 0.05)
   --find-max            raise the rate step by step until p99 > --max-p99 or anything is lost
   --max-p99 MS          latency bound for --find-max (default 50)
@@ -105,9 +111,10 @@ function parseOptions(argv: string[]): Parsed {
     if (!Number.isFinite(n) || n < min || n > max) fail(`--${name} must be a number from ${min} to ${max}, got "${String(raw)}"`);
     return n;
   };
-  const transport = (values.transport ?? 'chat') as TransportName;
-  if (transport !== 'chat' && transport !== 'socketio') fail('--transport must be chat or socketio');
-  if (values.resend && transport !== 'chat') fail('--resend needs --transport chat');
+  const given = values.transport ?? 'ws';
+  const transport = (given === 'chat' ? 'ws' : given) as TransportName;
+  if (!['ws', 'sse', 'mixed', 'socketio'].includes(transport)) fail('--transport must be ws, sse, mixed or socketio');
+  if (values.resend && transport !== 'ws') fail('--resend needs --transport ws (the client library has no event-stream transport)');
   const urls = (values.url ?? ['ws://127.0.0.1:8080/ws']).flatMap((u) => u.split(',')).filter(Boolean);
   const list = (name: 'rate' | 'checkpoints', fallback: number[]): number[] => {
     const raw = values[name];
@@ -153,6 +160,8 @@ function parseOptions(argv: string[]): Parsed {
     findMax: values['find-max'] ?? false, maxP99Ms: num('max-p99', 50, 0.1, 60_000), stepSeconds: num('step-seconds', 5, 1, 120),
     stepFactor: num('step-factor', 1.5, 1.01, 10), maxSteps: num('max-steps', 12, 1, 50),
     metricsUrls: values.metrics ?? [], serverPids, localAddresses: expandAddresses(values['local-addresses']),
+    redisUrls: (values['redis-url'] ?? []).flatMap((u) => u.split(',')).filter(Boolean),
+    gcInspectorPorts: (values['gc-inspector'] ?? []).map(Number).filter((n) => n > 0),
     resend: values.resend ?? false,
     ...(values.roll !== undefined && { roll: { pid: num('roll', 0, 1, 4_194_304), everySeconds: num('roll-every', 10, 1, 600) } }),
     quiet: values.quiet ?? false, json: values.json,
@@ -173,18 +182,24 @@ function expandAddresses(spec: string | undefined): string[] {
 function table(report: LoadReport, options: LoadOptions): string {
   const rows: Array<[string, string]> = [
     ['scenario', `${report.scenario} (${report.transport}) against ${report.urls.length} URL(s)`],
-    ['clients', `${report.connected} connected of ${report.clients}${options.scenario !== 'connect' ? ` in ${options.rooms} rooms, ${options.senders} senders` : ''}`],
+    ['clients', `${report.connected} connected of ${report.clients}${options.scenario !== 'connect' ? ` in ${options.rooms} rooms, ${options.senders} senders` : ''}`
+      + `${report.connectedByTransport ? ` (${Object.entries(report.connectedByTransport).map(([t, n]) => `${n} ${t}`).join(', ')})` : ''}`],
     ['connect time', `p50 ${report.connectMs.p50} ms, p99 ${report.connectMs.p99} ms, max ${report.connectMs.max} ms`],
   ];
   if (report.serverMemory) rows.push(['server memory', `${(report.serverMemory.afterBytes / 1e6).toFixed(0)} MB, ${report.serverMemory.bytesPerConnection} bytes per connection`]);
+  if (report.serverLiveMemory) rows.push(['after a full GC', `${(report.serverLiveMemory.afterBytes / 1e6).toFixed(0)} MB RSS, ${report.serverLiveMemory.bytesPerConnection} bytes per connection`]);
   for (const [i, s] of report.steps.entries()) {
     const label = report.steps.length > 1 ? `step ${i + 1}` : 'result';
     if (options.scenario === 'connect') continue;
     rows.push([label, `${s.rate} msg/s offered: sent ${s.sent}, acked ${s.acked}, failed ${s.failed}, delivered ${s.delivered} (${s.deliveriesPerSec}/s)`]);
     rows.push(['  latency', `p50 ${s.latencyMs.p50} ms, p90 ${s.latencyMs.p90} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms`]);
+    rows.push(['  send->ack', `p50 ${s.ackLatencyMs.p50} ms, p90 ${s.ackLatencyMs.p90} ms, p99 ${s.ackLatencyMs.p99} ms, max ${s.ackLatencyMs.max} ms`]);
+    rows.push(...transportRows(s));
     rows.push(['  integrity', `lost ${s.lost}, duplicated ${s.duplicates}, reordered ${s.reordered}, errors ${s.errors}${s.reconnects ? `, reconnects ${s.reconnects}` : ''}${options.resend ? ' (resend mode)' : ''}`]);
     rows.push(['  loadgen cpu', `${s.loadgenCpuPercent}% (${options.workers} workers, ${availableParallelism()} cores)`]);
-    if (s.serverCpuPercent !== undefined) rows.push(['  server cpu', `${s.serverCpuPercent}% = ${s.serverCpuUsPerDelivery} µs per delivery`]);
+    const both = s.transports ? ' (both transports together)' : '';
+    if (s.serverCpuPercent !== undefined) rows.push(['  server cpu', `${s.serverCpuPercent}% = ${s.serverCpuUsPerDelivery} µs per delivery${both}`]);
+    if (s.redis) rows.push(['  redis cpu', `${s.redis.cpuPercent}% = ${s.redis.cpuUsPerDelivery} µs per delivery${both}`]);
   }
   if (report.best) rows.push(['highest sustainable', `${report.best.deliveriesPerSec} deliveries/s (p99 ${report.best.latencyMs.p99} ms <= ${options.maxP99Ms} ms, nothing lost)`]);
   rows.push(['verdict', report.ok ? 'OK' : 'FAILED']);

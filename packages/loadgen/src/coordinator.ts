@@ -1,9 +1,9 @@
 import { cpuSeconds as processCpuSeconds } from '@chat/proc';
 import { Histogram } from './histogram.js';
-import { cost, type Cost, type Meter } from './meter.js';
+import { cost, Meter, type Cost } from './meter.js';
 import type { FinalReport, WorkerPlan } from './plan.js';
-import type { TransportName } from './transport.js';
-import { CONNECTIONS_PER_WORKER, Progress, Workers } from './workers.js';
+import type { ClientTransport, TransportName } from './transport.js';
+import { connectionsPerWorker, Progress, Workers } from './workers.js';
 
 export type Scenario = 'connect' | 'fanout' | 'churn';
 
@@ -35,6 +35,13 @@ export interface LoadOptions {
   localAddresses: string[];
   /** Server processes on this machine whose CPU each step reports (Linux /proc). */
   serverPids: number[];
+  /** Redis servers whose CPU, scripts and commands each step reports per delivery (INFO). */
+  redisUrls?: string[];
+  /**
+   * Inspector ports of the server processes (`--inspect`): with `serverPids`, their RSS after a full GC
+   * before and after the clients connect, per connection (`serverLiveMemory`).
+   */
+  gcInspectorPorts?: number[];
   /** Users of the client library: keyed sends, resent after reconnects; loss is counted per message, not per gap. */
   resend: boolean;
   /** While sending, every `everySeconds` send SIGHUP to `pid` (npm run cluster rolls its gateways on it). */
@@ -50,7 +57,14 @@ export interface StepResult {
   failed: number;
   delivered: number;
   deliveriesPerSec: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  latencyMs: Quantiles;
+  /** From a send leaving its client (written, or queued for its POST) to its ack. */
+  ackLatencyMs: Quantiles;
+  /**
+   * A mixed run: each transport's share: deliveries by the receiver's transport, sends and acks by
+   * the sender's. CPU cannot be split so: run each transport alone for CPU per delivery.
+   */
+  transports?: Partial<Record<ClientTransport, TransportStep>>;
   lost: number;
   duplicates: number;
   reordered: number;
@@ -70,6 +84,18 @@ export interface StepResult {
   ok: boolean;
 }
 
+export interface Quantiles { p50: number; p90: number; p99: number; max: number }
+
+export interface TransportStep {
+  sent: number;
+  acked: number;
+  failed: number;
+  delivered: number;
+  deliveriesPerSec: number;
+  latencyMs: Quantiles;
+  ackLatencyMs: Quantiles;
+}
+
 export interface LoadReport {
   scenario: Scenario;
   transport: TransportName;
@@ -78,6 +104,10 @@ export interface LoadReport {
   connected: number;
   connectMs: { p50: number; p99: number; max: number };
   serverMemory?: { beforeBytes: number; afterBytes: number; bytesPerConnection: number };
+  /** With --server-pid and --gc-inspector: the servers' RSS after a full GC, before and after the clients connected. */
+  serverLiveMemory?: { beforeBytes: number; afterBytes: number; bytesPerConnection: number };
+  /** A mixed run: connections per transport once every client had connected. */
+  connectedByTransport?: Partial<Record<ClientTransport, number>>;
   steps: StepResult[];
   /** find-max: the highest step that kept p99 under the bound with nothing lost. */
   best?: StepResult;
@@ -87,14 +117,17 @@ export interface LoadReport {
 const DRAIN_MS = 2000;
 
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
-  const workers = new Workers(Math.max(options.workers, Math.ceil(options.clients / CONNECTIONS_PER_WORKER)));
+  const workers = new Workers(Math.max(options.workers, Math.ceil(options.clients / connectionsPerWorker(options.transport))));
   const progress = new Progress();
   workers.on((message, index) => {
     if (message.type === 'tick') progress.add(message, index);
   });
   const ticker = setInterval(() => options.progress(progress.line()), 1000);
+  const redisUrls = options.redisUrls ?? [];
+  const meter = new Meter(options.serverPids, redisUrls, options.serverPids.length > 0 ? options.gcInspectorPorts ?? [] : []);
   try {
     const memoryBefore = await serverMemory(options.metricsUrls);
+    const liveBefore = await meter.serverRssAfterGc();
     const plans = planWorkers({ ...options, workers: workers.count });
     const started = workers.collect('started', 60_000);
     plans.forEach((plan, i) => workers.send({ type: 'start', plan }, i));
@@ -104,7 +137,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     await ready;
     await workers.flush();
     const memoryAfter = await serverMemory(options.metricsUrls);
+    const liveAfter = await meter.serverRssAfterGc();
     const connected = progress.connectedNow() || options.clients;
+    const connectedByTransport = options.transport === 'mixed' ? progress.connectedPerTransport() : undefined;
+    const stepMeter = redisUrls.length > 0 ? meter : undefined;
     const steps: StepResult[] = [];
 
     if (options.scenario === 'connect') {
@@ -112,11 +148,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       await sleep(options.duration * 1000);
       steps.push(stepResult(0, options.duration, progress, options, 0));
     } else if (!options.findMax) {
-      steps.push(await runStep(workers, progress, options, options.rate, options.duration));
+      steps.push(await runStep(workers, progress, options, options.rate, options.duration, stepMeter));
     } else {
       let rate = options.rate;
       for (let i = 0; i < options.maxSteps; i++) {
-        const step = await runStep(workers, progress, options, rate, options.stepSeconds);
+        const step = await runStep(workers, progress, options, rate, options.stepSeconds, stepMeter);
         steps.push(step);
         options.progress(`step ${i + 1}: ${rate.toFixed(0)} msg/s -> ${step.deliveriesPerSec.toFixed(0)} deliveries/s, p99 ${step.latencyMs.p99.toFixed(1)} ms, ${step.ok ? 'ok' : 'over the bound'}`);
         if (!step.ok) break;
@@ -137,7 +173,11 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       steps,
       ok: options.findMax ? best !== undefined && steps.every((s) => s.lost + s.duplicates + s.reordered === 0) : steps.every((s) => s.ok),
       ...(best && { best }),
+      ...(connectedByTransport && { connectedByTransport }),
     };
+    if (liveBefore !== undefined && liveAfter !== undefined) {
+      report.serverLiveMemory = { beforeBytes: liveBefore, afterBytes: liveAfter, bytesPerConnection: Math.round((liveAfter - liveBefore) / Math.max(1, connected)) };
+    }
     if (memoryBefore !== undefined && memoryAfter !== undefined) {
       report.serverMemory = {
         beforeBytes: memoryBefore,
@@ -277,7 +317,7 @@ function resendLoss(finals: FinalReport[]): number {
 function stepResult(rate: number, seconds: number, progress: Progress, options: Pick<LoadOptions, 'findMax' | 'maxP99Ms'>, tail: number): StepResult {
   const c = progress.total;
   const lat = progress.totalLatency;
-  const latencyMs = { p50: round(lat.quantileMs(0.5)), p90: round(lat.quantileMs(0.9)), p99: round(lat.quantileMs(0.99)), max: round(lat.max) };
+  const latencyMs = quantiles(lat);
   const lost = c.lost + tail;
   const clean = lost + c.duplicates + c.reordered === 0;
   return {
@@ -289,6 +329,13 @@ function stepResult(rate: number, seconds: number, progress: Progress, options: 
     delivered: c.delivered,
     deliveriesPerSec: Math.round(c.delivered / Math.max(seconds, 0.001)),
     latencyMs,
+    ackLatencyMs: quantiles(progress.totalAckLatency),
+    ...(progress.totalTransports.size > 0 && {
+      transports: Object.fromEntries([...progress.totalTransports].map(([transport, t]) => [transport, {
+        sent: t.sent, acked: t.acked, failed: t.failed, delivered: t.delivered, deliveriesPerSec: Math.round(t.delivered / Math.max(seconds, 0.001)),
+        latencyMs: quantiles(t.latency), ackLatencyMs: quantiles(t.ackLatency),
+      } satisfies TransportStep])),
+    }),
     lost,
     duplicates: c.duplicates,
     reordered: c.reordered,
@@ -298,6 +345,24 @@ function stepResult(rate: number, seconds: number, progress: Progress, options: 
     ok: clean && (!options.findMax || latencyMs.p99 <= options.maxP99Ms),
   };
 }
+
+function quantiles(h: Histogram): Quantiles {
+  return { p50: round(h.quantileMs(0.5)), p90: round(h.quantileMs(0.9)), p99: round(h.quantileMs(0.99)), max: round(h.max) };
+}
+
+/**
+ * A mixed run: the transport of the client at position `j` of a URL rotation over
+ * `urls` URLs (it goes to URL j mod urls). Alternates with j, flipped every
+ * lcm(urls, 2) positions, so that consecutive clients (a room's members) are on
+ * both transports, every URL gets both, and clients every so many positions
+ * apart (the rooms' senders) are too: about half the senders on each.
+ */
+export function mixedTransport(j: number, urls: number): ClientTransport {
+  const period = urls % 2 === 0 ? urls : 2 * urls;
+  return (j + Math.floor(j / period)) % 2 === 0 ? 'ws' : 'sse';
+}
+
+const other = (t: ClientTransport): ClientTransport => (t === 'ws' ? 'sse' : 'ws');
 
 /** Spreads clients over rooms, URLs and workers; the first `senders` clients also send. */
 export function planWorkers(options: LoadOptions): WorkerPlan[] {
@@ -315,6 +380,8 @@ export function planWorkers(options: LoadOptions): WorkerPlan[] {
       rooms: [room],
       url: options.urls[(k + r) % options.urls.length]!,
       sends: i < options.senders ? [{ room, key: i }] : [],
+      // Senders (k = 0) as mixedTransport says for the room; its other members alternate from there.
+      ...(options.transport === 'mixed' && { transport: k % 2 === 0 ? mixedTransport(r, options.urls.length) : other(mixedTransport(r, options.urls.length)) }),
     });
   }
   return plans;
@@ -331,7 +398,7 @@ export function emptyPlans(options: Pick<LoadOptions, 'workers' | 'transport' | 
     join,
     size: options.size,
     churnPerSec: options.scenario === 'churn' ? options.churn : 0,
-    checkRoomOrder: options.transport === 'chat',
+    checkRoomOrder: options.transport !== 'socketio',
     localAddresses: options.localAddresses,
     resend: options.resend,
   }));

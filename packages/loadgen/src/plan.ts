@@ -1,4 +1,4 @@
-import type { TransportName } from './transport.js';
+import type { ClientTransport, TransportName } from './transport.js';
 
 /** One simulated user: one connection, joined to `rooms` in order. */
 export interface ClientAssignment {
@@ -8,6 +8,8 @@ export interface ClientAssignment {
   rooms: string[];
   /** Rooms this client also sends into, each with the sender key its messages carry (unique in the run). */
   sends: Array<{ room: string; key: number }>;
+  /** Its transport, where the run mixes them (else the plan's). */
+  transport?: ClientTransport;
 }
 
 /** What one worker process runs. */
@@ -19,7 +21,7 @@ export interface WorkerPlan {
    * Connections held for join probes (big-room): connected at start, each joining
    * and leaving the probed room in turn; user ids `p<index>`.
    */
-  probes: Array<{ index: number; url: string }>;
+  probes: Array<{ index: number; url: string; transport?: ClientTransport }>;
   /** Connections opened per second by this worker (0: as fast as possible). */
   rampPerSec: number;
   join: boolean;
@@ -69,9 +71,24 @@ export interface Tick {
   latency: { counts: number[]; max: number };
   /** Time from `join` to `joined` of this tick's joins (fill and probes). */
   joinLatency: { counts: number[]; max: number };
+  /** Time from a `send` leaving the client (frame written, or queued for a POST) to its `ack`. */
+  ackLatency: { counts: number[]; max: number };
+  /** A mixed run: the same, per transport (by the receiver's for deliveries, the sender's for sends). */
+  transports?: Partial<Record<ClientTransport, TransportTally>>;
   cpuPercent: number;
   /** The span `cpuPercent` was measured over. */
   elapsedMs: number;
+}
+
+/** One transport's share of a tick (mixed runs). */
+export interface TransportTally {
+  connected: number;
+  sent: number;
+  acked: number;
+  failed: number;
+  delivered: number;
+  latency: { counts: number[]; max: number };
+  ackLatency: { counts: number[]; max: number };
 }
 
 export interface FinalReport {

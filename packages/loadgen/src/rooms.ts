@@ -1,9 +1,9 @@
 import { Histogram } from './histogram.js';
-import { emptyPlans, runStep, type StepResult } from './coordinator.js';
+import { emptyPlans, mixedTransport, runStep, type StepResult } from './coordinator.js';
 import { cost, Meter, round, type Cost, type Usage } from './meter.js';
 import type { WorkerPlan } from './plan.js';
 import type { TransportName } from './transport.js';
-import { CONNECTIONS_PER_WORKER, Progress, Workers } from './workers.js';
+import { connectionsPerWorker, Progress, Workers } from './workers.js';
 
 /**
  * Rooms of any size, the two ends:
@@ -108,7 +108,7 @@ const PROBE_IDLE_MS = 2000;
 
 export async function runRooms(o: RoomsOptions): Promise<RoomsReport> {
   const memberships = o.rooms * o.members;
-  const workers = new Workers(Math.max(o.workers, Math.ceil((o.clients + PROBE_CONNECTIONS) / CONNECTIONS_PER_WORKER)));
+  const workers = new Workers(Math.max(o.workers, Math.ceil((o.clients + PROBE_CONNECTIONS) / connectionsPerWorker(o.transport))));
   const progress = new Progress();
   workers.on((message, index) => {
     if (message.type === 'tick') progress.add(message, index);
@@ -252,9 +252,11 @@ export function planRooms(o: RoomsOptions): { plans: WorkerPlan[]; room?: string
       if (j % o.members === 0 && r < o.senders) c.sends.push({ room: name, key: j });
     }
   }
-  for (const c of clients) plans[c.index % plans.length]!.clients.push(c);
+  // A mixed run: clients on URL i mod URLs, so mixedTransport(i) (a room's members are consecutive clients).
+  const mixed = o.transport === 'mixed';
+  for (const c of clients) plans[c.index % plans.length]!.clients.push(mixed ? { ...c, transport: mixedTransport(c.index, o.urls.length) } : c);
   if (o.scenario === 'big-room') {
-    plans[0]!.probes = Array.from({ length: PROBE_CONNECTIONS }, (_, i) => ({ index: i, url: o.urls[i % o.urls.length]! }));
+    plans[0]!.probes = Array.from({ length: PROBE_CONNECTIONS }, (_, i) => ({ index: i, url: o.urls[i % o.urls.length]!, ...(mixed && { transport: mixedTransport(i, o.urls.length) }) }));
   }
   return { plans, room };
 }
@@ -288,6 +290,8 @@ export function describeRooms(r: RoomsReport): string {
   for (const s of r.steps) {
     rows.push([`${s.rate} msg/s`, `sent ${s.sent}, acked ${s.acked}, failed ${s.failed}, delivered ${s.delivered} (${s.deliveriesPerSec}/s)`]);
     rows.push(['  latency', `p50 ${s.latencyMs.p50} ms, p90 ${s.latencyMs.p90} ms, p99 ${s.latencyMs.p99} ms, max ${s.latencyMs.max} ms`]);
+    rows.push(['  send->ack', `p50 ${s.ackLatencyMs.p50} ms, p99 ${s.ackLatencyMs.p99} ms, max ${s.ackLatencyMs.max} ms`]);
+    rows.push(...transportRows(s));
     rows.push(['  integrity', `lost ${s.lost}, duplicated ${s.duplicates}, reordered ${s.reordered}, errors ${s.errors}`]);
     rows.push(['  cpu', [s.serverCpuUsPerDelivery !== undefined ? `server ${s.serverCpuPercent}% = ${s.serverCpuUsPerDelivery} µs per delivery` : '',
       s.redis ? `Redis ${s.redis.cpuPercent}% = ${s.redis.cpuUsPerDelivery} µs per delivery, ${s.redis.scriptsPerMessage} scripts and ${s.redis.commandsPerMessage} commands per message` : '',
@@ -296,6 +300,12 @@ export function describeRooms(r: RoomsReport): string {
   rows.push(['verdict', r.ok ? 'OK' : 'FAILED']);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+}
+
+/** A mixed run's step, one row per transport. */
+export function transportRows(s: StepResult): Array<[string, string]> {
+  return Object.entries(s.transports ?? {}).map(([transport, t]) => [`  ${transport}`,
+    `delivered ${t.delivered} (${t.deliveriesPerSec}/s): p50 ${t.latencyMs.p50} ms, p99 ${t.latencyMs.p99} ms; sent ${t.sent}, acked ${t.acked}, failed ${t.failed}: send->ack p50 ${t.ackLatencyMs.p50} ms, p99 ${t.ackLatencyMs.p99} ms`]);
 }
 
 function quantiles(h: Histogram): Latency {

@@ -1,7 +1,9 @@
 import { ChatClient as LibraryChatClient, type WebSocketLike } from '@chat/client';
-import { CloseCode, encodeClientFrame, parseServerFrame } from '@chat/protocol';
+import http from 'node:http';
+import { CloseCode, encodeClientFrame, parseServerFrame, type ServerFrame } from '@chat/protocol';
 import type { Socket } from 'socket.io-client';
 import WebSocket from 'ws';
+import { httpBase, httpPoster, postAgent, PostBatcher, SseParser } from './sse.js';
 
 /** A room message as a load client sees it. */
 export interface Received {
@@ -31,7 +33,21 @@ export interface LoadClient {
   close(): void;
 }
 
-export type TransportName = 'chat' | 'socketio';
+/**
+ * The transport of a run: `ws` (this protocol over WebSocket, the default; `chat` is
+ * its older name), `sse` (the fallback transport: an event stream down, POSTs up),
+ * `mixed` (half the clients on each), or `socketio` (the bench baseline).
+ */
+export type TransportName = 'ws' | 'chat' | 'sse' | 'mixed' | 'socketio';
+
+/** The transport of one client. */
+export type ClientTransport = 'ws' | 'sse' | 'socketio';
+
+/** The transports a run's clients use, in the order reports list them. */
+export function clientTransports(transport: TransportName): ClientTransport[] {
+  if (transport === 'mixed') return ['ws', 'sse'];
+  return [transport === 'chat' ? 'ws' : transport];
+}
 
 export interface ClientOptions {
   /** The URL to start on; a resending client knows all of `urls` and moves on by itself. */
@@ -45,50 +61,63 @@ export interface ClientOptions {
 /**
  * `resend`: users of the client library (@chat/client), which reconnects and
  * rejoins by itself and resends keyed sends, instead of the lean protocol client.
+ * An `sse` client is given the gateway's WebSocket URL too (`ws://host:port/ws`)
+ * and uses `http://host:port/sse` and `/sse/send`.
  */
-export function createClient(transport: TransportName, options: ClientOptions, resend = false): LoadClient {
+export function createClient(transport: ClientTransport, options: ClientOptions, resend = false): LoadClient {
   if (resend) return new ResendingClient(options);
-  return transport === 'chat' ? new ChatClient(options) : new SocketIoClient(options);
+  if (transport === 'sse') return new SseClient(options);
+  return transport === 'ws' ? new ChatClient(options) : new SocketIoClient(options);
 }
 
 const TEXT_FIELD = '"text":"';
 const ID_FIELD = '"id":"';
 const ROOM_FIELD = '"room":"';
 
-/** The protocol of docs/contract/PROTOCOL.md over `ws`; room messages are read without JSON.parse. */
-class ChatClient implements LoadClient {
-  #ws: WebSocket | null = null;
+/**
+ * The protocol of docs/contract/PROTOCOL.md, whatever carries the frames; room
+ * messages are read without JSON.parse. Sends are answered in send order.
+ */
+abstract class ProtocolLoadClient implements LoadClient {
   #pending = new Map<string, (frame: { type: string }) => void>();
   #refs = 0;
   /** The sends without an answer yet: answers come in send order. */
   readonly #unanswered: Array<(ok: boolean) => void> = [];
 
-  constructor(private readonly options: ClientOptions) {}
+  constructor(protected readonly options: ClientOptions) {}
 
-  connect(): Promise<string> {
-    const { url, user, localAddress, events } = this.options;
-    const ws = new WebSocket(`${url}${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}`, { localAddress, perMessageDeflate: false });
-    this.#ws = ws;
-    return new Promise((resolve, reject) => {
-      ws.on('error', reject);
-      ws.on('close', (code) => events.closed(code));
-      ws.on('message', (data: Buffer) => {
-        const raw = data.toString();
-        if (raw.startsWith('{"type":"message"')) return this.#onMessage(raw);
-        const frame = parseServerFrame(raw);
-        if (frame === null) return;
-        if (frame.type === 'welcome') resolve(frame.node);
-        else if (frame.type === 'ack') this.#answered(true);
-        else if (frame.type === 'presence' || frame.type === 'occupancy') events.notice(frame.type);
-        else if (frame.type === 'joined') {
-          for (const m of frame.history) events.message({ room: m.room, id: m.id, text: m.text });
-        } else if (frame.type === 'error' && frame.ref === undefined) this.#answered(false);
-        if ('ref' in frame && frame.ref !== undefined) {
-          this.#pending.get(frame.ref)?.(frame);
-          this.#pending.delete(frame.ref);
-        }
-      });
-    });
+  abstract connect(): Promise<string>;
+  abstract close(): void;
+  /** Frames can be sent now. */
+  protected abstract get writable(): boolean;
+  protected abstract transmit(frame: string): void;
+
+  /** One server frame; returns it parsed unless it was a room message (read without parsing). */
+  protected frame(raw: string): ServerFrame | null {
+    if (raw.startsWith('{"type":"message"')) {
+      this.#onMessage(raw);
+      return null;
+    }
+    const frame = parseServerFrame(raw);
+    if (frame === null) return null;
+    const { events } = this.options;
+    if (frame.type === 'ack') this.#answered(true);
+    else if (frame.type === 'presence' || frame.type === 'occupancy') events.notice(frame.type);
+    else if (frame.type === 'joined') {
+      for (const m of frame.history) events.message({ room: m.room, id: m.id, text: m.text });
+    } else if (frame.type === 'error' && frame.ref === undefined) this.#answered(false);
+    if ('ref' in frame && frame.ref !== undefined) {
+      this.#pending.get(frame.ref)?.(frame);
+      this.#pending.delete(frame.ref);
+    }
+    return frame;
+  }
+
+  /** The connection is gone: requests still waiting fail (sends stay unanswered, as a WebSocket's would). */
+  protected gone(code: number): void {
+    const reply = { type: 'error', code: 'closed', message: `connection closed (${code})` };
+    for (const answer of this.#pending.values()) answer(reply);
+    this.#pending.clear();
   }
 
   join(room: string, since?: string): Promise<void> {
@@ -100,22 +129,18 @@ class ChatClient implements LoadClient {
   }
 
   send(room: string, text: string, answered: (ok: boolean) => void): void {
-    if (this.#ws?.readyState !== WebSocket.OPEN) return answered(false);
+    if (!this.writable) return answered(false);
     this.#unanswered.push(answered);
-    this.#ws.send(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
+    this.transmit(`{"type":"send","room":${JSON.stringify(room)},"text":"${text}"}`);
   }
 
   #request(frame: { type: 'join'; room: string; since?: string } | { type: 'leave'; room: string }, answer: string): Promise<void> {
     const ref = `${frame.type[0]}${++this.#refs}`;
     return new Promise((resolve, reject) => {
-      if (this.#ws?.readyState !== WebSocket.OPEN) return reject(new Error(`${frame.type}: not connected`));
+      if (!this.writable) return reject(new Error(`${frame.type}: not connected`));
       this.#pending.set(ref, (reply) => (reply.type === answer ? resolve() : reject(new Error(JSON.stringify(reply)))));
-      this.#ws.send(encodeClientFrame({ ...frame, ref }));
+      this.transmit(encodeClientFrame({ ...frame, ref }));
     });
-  }
-
-  close(): void {
-    this.#ws?.close(CloseCode.NORMAL);
   }
 
   #answered(ok: boolean): void {
@@ -127,6 +152,129 @@ class ChatClient implements LoadClient {
     const id = field(raw, ID_FIELD);
     const text = field(raw, TEXT_FIELD);
     if (room !== null && id !== null && text !== null) this.options.events.message({ room, id, text });
+  }
+}
+
+/** Over `ws`. */
+class ChatClient extends ProtocolLoadClient {
+  #ws: WebSocket | null = null;
+
+  connect(): Promise<string> {
+    const { url, user, localAddress, events } = this.options;
+    const ws = new WebSocket(`${url}${url.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}`, { localAddress, perMessageDeflate: false });
+    this.#ws = ws;
+    return new Promise((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('close', (code) => {
+        this.gone(code);
+        events.closed(code);
+      });
+      ws.on('message', (data: Buffer) => {
+        const frame = this.frame(data.toString());
+        if (frame?.type === 'welcome') resolve(frame.node);
+      });
+    });
+  }
+
+  protected get writable(): boolean {
+    return this.#ws?.readyState === WebSocket.OPEN;
+  }
+
+  protected transmit(frame: string): void {
+    this.#ws!.send(frame);
+  }
+
+  close(): void {
+    this.#ws?.close(CloseCode.NORMAL);
+  }
+}
+
+/**
+ * Over the fallback transport: a `GET /sse` stream read with node:http (one
+ * connection each, no agent), frames sent with `POST /sse/send` to the same
+ * gateway over this process's shared keep-alive connections, one POST in flight
+ * per session carrying everything queued meanwhile (PostBatcher). A POST not
+ * answered 202 ends the session, as a dropped WebSocket would.
+ */
+class SseClient extends ProtocolLoadClient {
+  #request: http.ClientRequest | null = null;
+  #batcher: PostBatcher | null = null;
+  #welcomed = false;
+  #closed = false;
+  /** The code of the stream's `close` event, if it had one. */
+  #closeCode: number | undefined;
+
+  connect(): Promise<string> {
+    const { url, user, localAddress, events } = this.options;
+    const base = httpBase(url);
+    this.#batcher = new PostBatcher(httpPoster(`${base}/sse/send`, postAgent(), localAddress), (outcome) => {
+      // 404: the stream is gone; 503, 4xx, no answer: the session cannot go on. Like a dropped connection.
+      this.#closeCode ??= outcome.status === 404 ? 1006 : 1011;
+      this.#request?.destroy();
+    });
+    return new Promise((resolve, reject) => {
+      const request = http.get(`${base}/sse?user=${encodeURIComponent(user)}`, { agent: false, localAddress, headers: { Accept: 'text/event-stream' } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`GET /sse answered ${res.statusCode}`));
+          this.#end();
+          return;
+        }
+        res.setEncoding('utf8');
+        const parser = new SseParser((data) => {
+          const frame = this.frame(data);
+          if (frame === null) return;
+          if (frame.type === 'welcome' && !this.#welcomed) {
+            this.#welcomed = true;
+            const { session } = frame;
+            if (typeof session !== 'string') {
+              reject(new Error('welcome carried no session'));
+              request.destroy();
+              return;
+            }
+            this.#batcher!.start(session);
+            resolve(frame.node);
+          } else if (frame.type === 'close') {
+            this.#closeCode = frame.code;
+          }
+        });
+        res.on('data', (chunk: string) => parser.push(chunk));
+        res.on('error', () => {}); // an aborted response: 'close' follows
+        res.on('close', () => {
+          if (!this.#welcomed) reject(new Error(`stream ended before welcome${this.#closeCode === undefined ? '' : ` (close ${this.#closeCode})`}`));
+          this.#end();
+        });
+      });
+      request.on('error', (err) => {
+        reject(err);
+        this.#end();
+      });
+      this.#request = request;
+    });
+  }
+
+  protected get writable(): boolean {
+    return this.#welcomed && !this.#closed;
+  }
+
+  protected transmit(frame: string): void {
+    this.#batcher!.send(frame);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closeCode ??= CloseCode.NORMAL;
+    this.#request?.destroy();
+  }
+
+  /** Once: the stream is over (a `close` event, the server ending it, a failed POST, or close()). */
+  #end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#batcher?.stop();
+    const code = this.#closeCode ?? 1006;
+    this.gone(code);
+    this.options.events.closed(code);
   }
 }
 

@@ -1,8 +1,8 @@
 import { compareIds } from '@chat/protocol';
 import { Histogram } from './histogram.js';
 import { makeText, now, readHeader } from './payload.js';
-import { emptyCounters, type ClientAssignment, type FinalReport, type ProbeReport, type Tick, type WorkerCommand, type WorkerPlan } from './plan.js';
-import { createClient, type LoadClient, type Received } from './transport.js';
+import { emptyCounters, type ClientAssignment, type FinalReport, type ProbeReport, type Tick, type TransportTally, type WorkerCommand, type WorkerPlan } from './plan.js';
+import { clientTransports, createClient, type ClientTransport, type LoadClient, type Received } from './transport.js';
 
 /** A worker process: runs its share of the clients and reports to the coordinator over IPC. */
 
@@ -10,6 +10,7 @@ interface Member {
   index: number;
   rooms: string[];
   url: string;
+  transport: ClientTransport;
   client: LoadClient;
   /** sender key -> next sequence number expected from it */
   expected: Map<number, number>;
@@ -40,6 +41,9 @@ const probes: LoadClient[] = [];
 let opened = 0; // clients of the plan opened so far (in plan order)
 let latency = new Histogram();
 let joinLatency = new Histogram();
+let ackLatency = new Histogram();
+/** A mixed run: each transport's share of this tick. */
+let tallies = new Map<ClientTransport, Tally>();
 let counters = emptyCounters();
 let connectLatency = new Histogram();
 let sendTimer: NodeJS.Timeout | undefined;
@@ -47,6 +51,20 @@ let churnTimer: NodeJS.Timeout | undefined;
 let lastCpu = process.cpuUsage();
 let lastTickAt = Date.now();
 let stopping = false;
+
+interface Tally { sent: number; acked: number; failed: number; delivered: number; latency: Histogram; ackLatency: Histogram }
+
+function tally(transport: ClientTransport): Tally | undefined {
+  if (plan.transport !== 'mixed') return undefined;
+  let t = tallies.get(transport);
+  if (t === undefined) tallies.set(transport, (t = { sent: 0, acked: 0, failed: 0, delivered: 0, latency: new Histogram(), ackLatency: new Histogram() }));
+  return t;
+}
+
+/** A client's transport: its own where the run mixes them, else the run's. */
+function transportOf(own: ClientTransport | undefined): ClientTransport {
+  return own ?? clientTransports(plan.transport)[0]!;
+}
 
 process.on('message', (command: WorkerCommand) => {
   switch (command.type) {
@@ -94,7 +112,7 @@ function fail(err: unknown): void {
 async function start(): Promise<void> {
   setInterval(tick, 1000).unref();
   for (const p of plan.probes) {
-    const client = createClient(plan.transport, {
+    const client = createClient(transportOf(p.transport), {
       url: p.url, urls: plan.urls, user: `p${p.index}`, events: { message: () => {}, notice: () => {}, closed: () => { if (!stopping) counters.errors++; }, reconnected: () => {} },
     }, plan.resend);
     await client.connect();
@@ -119,7 +137,7 @@ async function openUpTo(upTo: number): Promise<void> {
 
 async function open(assignment: ClientAssignment): Promise<void> {
   const member: Member = {
-    index: assignment.index, rooms: assignment.rooms, url: assignment.url, client: null as unknown as LoadClient,
+    index: assignment.index, rooms: assignment.rooms, url: assignment.url, transport: transportOf(assignment.transport), client: null as unknown as LoadClient,
     expected: new Map(), received: new Map(), lastId: new Map(), connected: false, sends: [],
   };
   member.client = connectMember(member);
@@ -145,7 +163,7 @@ async function timedJoin(client: LoadClient, room: string, since?: string): Prom
 
 function connectMember(member: Member): LoadClient {
   const localAddress = plan.localAddresses.length > 0 ? plan.localAddresses[member.index % plan.localAddresses.length] : undefined;
-  const client: LoadClient = createClient(plan.transport, {
+  const client: LoadClient = createClient(member.transport, {
     url: member.url,
     urls: plan.urls,
     user: `u${member.index}`,
@@ -168,7 +186,13 @@ function onMessage(member: Member, m: Received): void {
   const header = readHeader(m.text);
   if (header === null) return;
   counters.delivered++;
-  latency.recordMs(now() - header.sentAt);
+  const ms = now() - header.sentAt;
+  latency.recordMs(ms);
+  const t = tally(member.transport);
+  if (t !== undefined) {
+    t.delivered++;
+    t.latency.recordMs(ms);
+  }
   const lastId = member.lastId.get(m.room);
   if (plan.checkRoomOrder && lastId !== undefined && compareIds(m.id, lastId) <= 0) counters.reordered++;
   if (lastId === undefined || compareIds(m.id, lastId) > 0) member.lastId.set(m.room, m.id);
@@ -189,12 +213,22 @@ function countOnce(member: Member, sender: number, seq: number): void {
   else seen.add(seq);
 }
 
-function onAck(sender: Sender, ok: boolean, seq: number): void {
+function onAck(sender: Sender, ok: boolean, seq: number, sentAt: number): void {
+  const t = tally(sender.member.transport);
   if (ok) {
+    const ms = now() - sentAt;
+    ackLatency.recordMs(ms);
+    if (t !== undefined) {
+      t.acked++;
+      t.ackLatency.recordMs(ms);
+    }
     counters.acked++;
     if (seq > sender.maxAcked) sender.maxAcked = seq;
     if (plan.resend) sender.acked.push(seq);
-  } else counters.failed++;
+  } else {
+    counters.failed++;
+    if (t !== undefined) t.failed++;
+  }
 }
 
 function setRate(perSender: number): void {
@@ -212,7 +246,11 @@ function setRate(perSender: number): void {
         if (!s.member.connected) continue;
         const seq = ++s.seq;
         counters.sent++;
-        s.member.client.send(s.room, makeText(s.key, seq, plan.size), (ok) => onAck(s, ok, seq));
+        const t = tally(s.member.transport);
+        if (t !== undefined) t.sent++;
+        const text = makeText(s.key, seq, plan.size);
+        const sentAt = now();
+        s.member.client.send(s.room, text, (ok) => onAck(s, ok, seq, sentAt));
       }
     }
   }, 10);
@@ -295,13 +333,26 @@ function tick(): void {
     counters,
     latency: latency.toJSON(),
     joinLatency: joinLatency.toJSON(),
+    ackLatency: ackLatency.toJSON(),
     cpuPercent: ((cpu.user + cpu.system) / 1000 / elapsed) * 100,
     elapsedMs: elapsed,
   };
+  if (plan?.transport === 'mixed') {
+    report.transports = {};
+    for (const transport of clientTransports('mixed')) {
+      const t = tally(transport)!;
+      report.transports[transport] = {
+        connected: members.filter((m) => m.connected && m.transport === transport).length,
+        sent: t.sent, acked: t.acked, failed: t.failed, delivered: t.delivered, latency: t.latency.toJSON(), ackLatency: t.ackLatency.toJSON(),
+      } satisfies TransportTally;
+    }
+  }
   send(report);
   counters = emptyCounters();
   latency = new Histogram();
   joinLatency = new Histogram();
+  ackLatency = new Histogram();
+  tallies = new Map();
 }
 
 function finalReport(): FinalReport {

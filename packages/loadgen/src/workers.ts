@@ -2,11 +2,30 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Histogram } from './histogram.js';
 import { emptyCounters, type Counters, type Tick, type WorkerCommand, type WorkerMessage } from './plan.js';
+import type { ClientTransport, TransportName } from './transport.js';
 
 const workerEntry = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 /** A process may hold at most 20,000 open files here: a worker holds at most this many connections. */
 export const CONNECTIONS_PER_WORKER = 18_000;
+
+/**
+ * The same for a run's transport: an event-stream client also holds POST
+ * connections (at most POST_SOCKETS_PER_GATEWAY per gateway, shared by its worker).
+ */
+export function connectionsPerWorker(transport: TransportName): number {
+  return transport === 'sse' || transport === 'mixed' ? 16_000 : CONNECTIONS_PER_WORKER;
+}
+
+/** One transport's share of a step (mixed runs). */
+export interface TransportTotals {
+  sent: number;
+  acked: number;
+  failed: number;
+  delivered: number;
+  latency: Histogram;
+  ackLatency: Histogram;
+}
 
 /** The worker processes of a run, driven over IPC. */
 export class Workers {
@@ -78,6 +97,10 @@ export class Progress {
   total = emptyCounters();
   totalLatency = new Histogram();
   totalJoinLatency = new Histogram();
+  totalAckLatency = new Histogram();
+  /** A mixed run: per transport since the last reset, and each worker's connections per transport now. */
+  totalTransports = new Map<ClientTransport, TransportTotals>();
+  connectedByTransport = new Map<number, Partial<Record<ClientTransport, number>>>();
   cpu = new Map<number, number>();
   /** worker -> [cpu%, ms measured over] of each tick since the last reset */
   cpuSamples = new Map<number, Array<[number, number]>>();
@@ -93,6 +116,23 @@ export class Progress {
     this.windowLatency.merge(tick.latency);
     this.totalLatency.merge(tick.latency);
     this.totalJoinLatency.merge(tick.joinLatency);
+    if (tick.ackLatency) this.totalAckLatency.merge(tick.ackLatency);
+    if (tick.transports) {
+      const connected: Partial<Record<ClientTransport, number>> = {};
+      for (const [transport, t] of Object.entries(tick.transports) as Array<[ClientTransport, NonNullable<Tick['transports']>[ClientTransport]]>) {
+        if (t === undefined) continue;
+        connected[transport] = t.connected;
+        let total = this.totalTransports.get(transport);
+        if (total === undefined) this.totalTransports.set(transport, (total = { sent: 0, acked: 0, failed: 0, delivered: 0, latency: new Histogram(), ackLatency: new Histogram() }));
+        total.sent += t.sent;
+        total.acked += t.acked;
+        total.failed += t.failed;
+        total.delivered += t.delivered;
+        total.latency.merge(t.latency);
+        total.ackLatency.merge(t.ackLatency);
+      }
+      this.connectedByTransport.set(worker, connected);
+    }
   }
 
   line(): string {
@@ -112,10 +152,21 @@ export class Progress {
     return sum(this.connected);
   }
 
+  /** A mixed run: connections per transport now, all workers together. */
+  connectedPerTransport(): Partial<Record<ClientTransport, number>> {
+    const out: Partial<Record<ClientTransport, number>> = {};
+    for (const byWorker of this.connectedByTransport.values()) {
+      for (const [t, n] of Object.entries(byWorker) as Array<[ClientTransport, number]>) out[t] = (out[t] ?? 0) + n;
+    }
+    return out;
+  }
+
   reset(): void {
     this.total = emptyCounters();
     this.totalLatency = new Histogram();
     this.totalJoinLatency = new Histogram();
+    this.totalAckLatency = new Histogram();
+    this.totalTransports.clear();
     this.cpuSamples.clear();
   }
 
