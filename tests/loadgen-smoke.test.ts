@@ -46,6 +46,43 @@ describe('load generator smoke run', () => {
     expect([step!.lost, step!.duplicates, step!.reordered]).toEqual([0, 0, 0]);
   });
 
+  it('fans out over the fallback transport (event streams down, POSTs up) with nothing lost, and through churn', () => {
+    const { status, report, output } = load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'sse');
+    expect(status, output).toBe(0);
+    const [step] = report.steps;
+    expect(report).toMatchObject({ transport: 'sse', connected: 40 });
+    expect(step!.acked).toBeGreaterThan(80);
+    expect(step!.delivered).toBe(step!.acked * 10);
+    expect([step!.lost, step!.duplicates, step!.reordered, step!.failed, step!.errors]).toEqual([0, 0, 0, 0, 0]);
+    expect(step!.ackLatencyMs.p99).toBeGreaterThan(0);
+    expect(step!.transports).toBeUndefined();
+
+    const churn = load('churn', '--rooms', '3', '--members', '10', '--rate', '30', '--duration', '3', '--churn', '0.2', '--transport', 'sse');
+    expect(churn.status, churn.output).toBe(0);
+    expect(churn.report.steps[0]!.reconnects).toBeGreaterThan(3);
+    expect([churn.report.steps[0]!.lost, churn.report.steps[0]!.duplicates, churn.report.steps[0]!.reordered]).toEqual([0, 0, 0]);
+  });
+
+  it('mixed: half the clients on each transport in the same rooms, figures per transport, server and Redis CPU per delivery', () => {
+    const pids = cluster.gateways.flatMap((g) => ['--server-pid', String(g.pid)]);
+    const { status, report, output } = load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'mixed',
+      ...pids, '--redis-url', inject('redisUrl'));
+    expect(status, output).toBe(0);
+    expect(report.connectedByTransport).toEqual({ ws: 20, sse: 20 });
+    const [step] = report.steps;
+    const { ws, sse } = step!.transports!;
+    expect(step!.delivered).toBe(step!.acked * 10);
+    expect(ws!.delivered + sse!.delivered).toBe(step!.delivered);
+    expect(ws!.delivered).toBe(sse!.delivered); // every room has 5 members on each
+    expect(ws!.acked + sse!.acked).toBe(step!.acked);
+    expect(Math.min(ws!.acked, sse!.acked)).toBeGreaterThan(20); // two senders on each
+    for (const t of [ws!, sse!]) expect([t.latencyMs.p99 > 0, t.ackLatencyMs.p99 > 0]).toEqual([true, true]);
+    expect([step!.lost, step!.duplicates, step!.reordered, step!.failed]).toEqual([0, 0, 0, 0]);
+    expect(step!.serverCpuUsPerDelivery).toBeGreaterThan(0);
+    expect(step!.redis?.cpuUsPerDelivery).toBeGreaterThan(0);
+    expect(output).toMatch(/ws +delivered .* sse +delivered/s);
+  });
+
   it('big-room: fills one room past the list limit in stages, probes joins, then delivers to every member', () => {
     const pids = cluster.gateways.flatMap((g) => ['--server-pid', String(g.pid)]);
     const { status, report, output } = load<RoomsReport>('big-room', '--members', '150', '--checkpoints', '50,150', '--probe-joins', '20', '--probe-rate', '50',
