@@ -1,8 +1,9 @@
+import { Emitter } from './emitter.js';
+import { ChatRequestError, failDisconnected } from './errors.js';
+import { Outbox, newKey, type Outgoing } from './outbox.js';
 import {
   CloseCode,
   compareIds,
-  encodeClientFrame,
-  parseServerFrame,
   type AckFrame,
   type ClientFrame,
   type DirectMessageFrame,
@@ -17,23 +18,12 @@ import {
   type ServerFrame,
   type TypingEventFrame,
   type WelcomeFrame,
-} from '@chat/protocol';
-import { Emitter } from './emitter.js';
-import { ChatRequestError, failDisconnected } from './errors.js';
-import { Outbox, newKey, type Outgoing } from './outbox.js';
+} from './protocol.js';
 import { RoomRoster, type MemberList, type RosterEffect } from './roster.js';
-
-/** The WebSocket API subset the client needs: the browser's, or `ws` in Node. */
-export interface WebSocketLike {
-  readonly readyState: number;
-  send(data: string): void;
-  close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
-}
-export type WebSocketFactory = (url: string) => WebSocketLike;
+import { EventStreamConnection, type FetchLike } from './sse-transport.js';
+import { ABNORMAL_CLOSURE, type Connection, type ConnectionHandlers, type TransportName } from './transport.js';
+import { TransportChoice, defaultStorage, type StorageLike } from './transport-choice.js';
+import { WebSocketConnection, globalWebSocket, type WebSocketFactory } from './websocket-transport.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'closed';
 
@@ -47,10 +37,38 @@ export interface ChatClientOptions {
   url: string | string[];
   /** Development identity (`?user=`) ... */
   user?: string;
-  /** ... or a JWT (`?token=`). */
+  /** ... or a JWT (`?token=` on a WebSocket, `Authorization: Bearer` on the fallback transport). */
   token?: string;
+  /**
+   * The transports to try, in order of preference; default `['websocket', 'sse']`:
+   * a WebSocket, and the fallback (an event stream on `GET /sse`, frames sent
+   * with `POST /sse/send`) when a WebSocket does not reach `welcome` within
+   * `welcomeTimeoutMs`. `['sse']` or `['websocket']` forces one. A transport
+   * this runtime lacks (no WebSocket, no fetch, and none given) is left out.
+   */
+  transports?: TransportName[];
+  /** A connection that has not delivered `welcome` in this time is given up (a stalled WebSocket: the next transport). Default 5 s. */
+  welcomeTimeoutMs?: number;
+  /**
+   * After a WebSocket failed where the fallback then worked, connections start
+   * with the fallback for this long (kept in `localStorage` too, where there is
+   * one); when it is over, a connected client tries a WebSocket beside its
+   * stream and moves over if it reaches `welcome`. Default 5 minutes.
+   */
+  fallbackMemoryMs?: number;
+  /** Where `localStorage` is not wanted or not there; `null`: remember in memory only. Default `localStorage` if any. */
+  storage?: StorageLike | null;
+  /**
+   * The fallback's stream URL(s), e.g. https://chat.example.com/sse (POSTs go to
+   * its `/send`). Default: each `url` with ws(s) -> http(s) and a final `/ws` -> `/sse`.
+   */
+  sseUrl?: string | string[];
   /** Defaults to the global WebSocket (browsers, Node 22+); pass `(url) => new WebSocket(url)` from `ws` otherwise. */
   webSocket?: WebSocketFactory;
+  /** The fallback's HTTP client; defaults to the global `fetch` (browsers, Node 18+). */
+  fetch?: FetchLike;
+  /** A fallback stream that says nothing (not even a heartbeat) for this long is dead: reconnect. Default 45 s (the contract's). */
+  streamSilenceMs?: number;
   /** Sends made while disconnected wait, up to this many; more are refused at once. Default 100. */
   queueLimit?: number;
   /** A request without an answer in this time fails. Default 10 s. */
@@ -65,6 +83,15 @@ export interface ChatClientOptions {
    */
   backoffMinMs?: number;
   backoffMaxMs?: number;
+}
+
+/** What a `state` event says besides the state. */
+export interface StateDetail {
+  code?: number;
+  reason?: string;
+  node?: string;
+  /** With `connected`: the transport in use. */
+  transport?: TransportName;
 }
 
 export interface ChatClientEvents extends Record<string, (...args: never[]) => void> {
@@ -83,7 +110,8 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   members(list: MemberList): void;
   typing(event: TypingEventFrame): void;
   dm(message: DirectMessageFrame): void;
-  state(state: ConnectionState, detail: { code?: number; reason?: string; node?: string }): void;
+  /** The connection's state; `connected` says on which node and over which transport (also again when it moves to a WebSocket). */
+  state(state: ConnectionState, detail: StateDetail): void;
   /**
    * A (re)join completed, its history already delivered as `message` events;
    * `gap` is true when the service cannot show that every message after the
@@ -114,7 +142,13 @@ interface Pending {
   onAnswer?: (frame: ServerFrame) => void;
 }
 
-const OPEN = 1;
+/** A connection that has not reached `welcome` yet, and its deadline. */
+interface Attempt {
+  conn: Connection;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const WEBSOCKET_PROBE_JITTER = 0.1;
 
 /**
  * A chat client that reconnects by itself: after a reconnect it rejoins its rooms
@@ -128,20 +162,38 @@ const OPEN = 1;
  * connection dropped before its `ack` goes out again after the rejoin, and one
  * refused as `unavailable` is retried; the service stores it once, and the
  * promise resolves once, with its one id.
+ *
+ * Transports: a WebSocket first, and the fallback transport (an event stream
+ * down, POSTs up) when a WebSocket cannot reach `welcome` (refused, or a proxy
+ * that takes the upgrade and then stalls): see `transports`,
+ * `welcomeTimeoutMs` and `fallbackMemoryMs`. Everything above holds on both.
  */
 export class ChatClient extends Emitter<ChatClientEvents> {
-  readonly #options: Required<Omit<ChatClientOptions, 'user' | 'token' | 'webSocket' | 'url'>> & Pick<ChatClientOptions, 'user' | 'token'>;
+  readonly #options: Required<Omit<ChatClientOptions, 'user' | 'token' | 'webSocket' | 'url' | 'sseUrl' | 'fetch' | 'storage' | 'transports'>> & Pick<ChatClientOptions, 'user' | 'token'>;
   readonly #urls: string[];
+  readonly #sseUrls: string[];
   #urlIndex = 0;
-  readonly #factory: WebSocketFactory;
+  readonly #webSocket: WebSocketFactory | undefined;
+  readonly #fetch: FetchLike | undefined;
+  readonly #choice: TransportChoice;
   /** room -> newest id seen (undefined: joined, nothing seen yet) */
   readonly #rooms = new Map<string, string | undefined>();
   /** room -> its count and member list, from its latest `joined` */
   readonly #rosters = new Map<string, RoomRoster>();
   readonly #pending = new Map<string, Pending>();
   readonly #outbox: Outbox;
-  #ws: WebSocketLike | null = null;
+  /** The connection being opened, and the transports still to try after it if it fails. */
+  #dialing: Attempt | null = null;
+  #round: TransportName[] = [];
+  /** A WebSocket failed to reach `welcome` in this round: if another transport does, remember. */
+  #webSocketFailed = false;
+  /** The connection that said `welcome`: frames go here. */
+  #conn: Connection | null = null;
+  /** A WebSocket tried beside a fallback connection, to move to once it says `welcome`. */
+  #probe: Attempt | null = null;
+  #probeTimer: ReturnType<typeof setTimeout> | undefined;
   #state: ConnectionState = 'closed';
+  #stateTransport: TransportName | undefined;
   #welcome: WelcomeFrame | undefined;
   #refs = 0;
   #attempt = 0;
@@ -150,12 +202,25 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   constructor(options: ChatClientOptions) {
     super();
-    const { url, ...rest } = options;
+    const { url, sseUrl, webSocket, fetch, storage, transports, ...rest } = options;
     this.#urls = Array.isArray(url) ? url : [url];
     if (this.#urls.length === 0) throw new Error('ChatClient needs at least one url');
-    this.#options = { queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 1000, backoffMaxMs: 10_000, ...rest };
-    const factory = options.webSocket ?? ((url: string) => new (globalThis as unknown as { WebSocket: new (u: string) => WebSocketLike }).WebSocket(url));
-    this.#factory = factory;
+    this.#sseUrls = sseUrl === undefined ? this.#urls.map(streamUrlOf) : Array.isArray(sseUrl) ? sseUrl : [sseUrl];
+    if (this.#sseUrls.length === 0) throw new Error('ChatClient: sseUrl is an empty list');
+    this.#options = {
+      queueLimit: 100, requestTimeoutMs: 10_000, retryForMs: 30_000, backoffMinMs: 1000, backoffMaxMs: 10_000,
+      welcomeTimeoutMs: 5000, fallbackMemoryMs: 5 * 60_000, streamSilenceMs: 45_000, ...rest,
+    };
+    this.#webSocket = webSocket ?? globalWebSocket();
+    const globalFetch = (globalThis as { fetch?: FetchLike }).fetch;
+    this.#fetch = fetch ?? (typeof globalFetch === 'function' ? globalFetch.bind(globalThis) : undefined);
+    const usable = (transports ?? ['websocket', 'sse']).filter((t, i, all) => all.indexOf(t) === i
+      && (t === 'websocket' ? this.#webSocket !== undefined : this.#fetch !== undefined));
+    if (usable.length === 0) {
+      throw new Error(`ChatClient: none of the transports ${JSON.stringify(transports ?? ['websocket', 'sse'])} can run here: pass webSocket (e.g. from 'ws') or fetch`);
+    }
+    this.#choice = new TransportChoice(usable, this.#options.fallbackMemoryMs, storage === undefined ? defaultStorage() : storage,
+      `@chat/client:websocket-fallback:${hostOf(this.#urls[0]!)}`);
     const { queueLimit, requestTimeoutMs, retryForMs } = this.#options;
     this.#outbox = new Outbox({ queueLimit, requestTimeoutMs, retryForMs, retryMinMs: 250, retryMaxMs: 4000 });
   }
@@ -169,14 +234,27 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return this.#welcome;
   }
 
+  /** The transport of the current connection (from its `welcome` on); undefined while there is none. */
+  get transport(): TransportName | undefined {
+    return this.#conn?.transport;
+  }
+
+  /** The transports this client tries, in its order of preference. */
+  get transports(): readonly TransportName[] {
+    return this.#choice.transports;
+  }
+
   get rooms(): string[] {
     return [...this.#rooms.keys()];
   }
 
   /** Opens the connection; resolves on `welcome`. Also restarts a client that went `offline`. */
   connect(): Promise<WelcomeFrame> {
-    clearTimeout(this.#retryTimer);
-    this.#open(this.#state === 'closed' || this.#state === 'offline' ? 'connecting' : 'reconnecting');
+    if (this.#ready) return Promise.resolve(this.#welcome!);
+    if (this.#dialing === null && this.#conn === null) {
+      clearTimeout(this.#retryTimer);
+      this.#open(this.#state === 'closed' || this.#state === 'offline' ? 'connecting' : 'reconnecting');
+    }
     return new Promise((resolve, reject) => {
       const offWelcome = this.on('state', (state, detail) => {
         if (state === 'connected') { offWelcome(); resolve(this.#welcome!); }
@@ -189,9 +267,13 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   close(): void {
     clearTimeout(this.#retryTimer);
     this.#setState('closed', { code: CloseCode.NORMAL });
-    const ws = this.#ws;
-    this.#ws = null;
-    ws?.close(CloseCode.NORMAL, 'bye');
+    this.#ready = false;
+    this.#abandon(this.#dialing);
+    this.#dialing = null;
+    this.#cancelProbe();
+    const conn = this.#conn;
+    this.#conn = null;
+    conn?.close(CloseCode.NORMAL, 'bye');
     this.#failAll('client closed');
   }
 
@@ -222,7 +304,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /** Best effort: dropped while disconnected. */
   typing(room: string): void {
-    if (this.#ready) this.#ws?.send(encodeClientFrame({ type: 'typing', room }));
+    if (this.#ready) this.#conn?.send({ type: 'typing', room });
   }
 
   async history(room: string, options: { before?: string; limit?: number } = {}): Promise<MessageFrame[]> {
@@ -255,30 +337,119 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   // ---- connection ----------------------------------------------------------------
 
+  /** Starts a round: each transport in turn until one says `welcome`, or all failed (then a backoff). */
   #open(state: ConnectionState): void {
     this.#setState(state, {});
-    const { user, token } = this.#options;
-    const url = this.#urls[this.#urlIndex]!;
-    const query = token !== undefined ? `token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(user ?? '')}`;
-    const ws = this.#factory(`${url}${url.includes('?') ? '&' : '?'}${query}`);
-    this.#ws = ws;
-    ws.onmessage = (event) => this.#onFrame(String(event.data));
-    ws.onclose = (event) => this.#onClose(ws, event.code, event.reason);
-    ws.onerror = () => {}; // a close follows
+    this.#round = this.#choice.order();
+    this.#webSocketFailed = false;
+    this.#dialNext();
   }
 
-  #onClose(ws: WebSocketLike, code: number, reason: string): void {
-    if (ws !== this.#ws) return;
-    this.#ws = null;
-    this.#ready = false;
-    this.#outbox.close(); // sends in flight go out again after the next rejoin
-    this.#failPending('connection lost before the answer; the request may or may not have taken effect');
-    if (this.#state === 'closed') return;
-    if (code === CloseCode.POLICY_VIOLATION || code === CloseCode.DISCONNECTED) {
-      this.#setState('offline', { code, reason });
-      this.#outbox.failAll(code === CloseCode.DISCONNECTED ? 'disconnected by the application; not retrying' : 'the server refused this connection (policy); not retrying');
-      return;
+  #dialNext(): void {
+    const transport = this.#round.shift()!;
+    this.#dialing = this.#attemptOn(transport, () => this.#dialFailed(ABNORMAL_CLOSURE, `no welcome within ${this.#options.welcomeTimeoutMs} ms over ${transport}`));
+  }
+
+  /** A connection over `transport` to the current URL, given up (`onTimeout`) if it says no `welcome` in time. */
+  #attemptOn(transport: TransportName, onTimeout: () => void): Attempt {
+    const attempt: Attempt = { conn: this.#connection(transport), timer: undefined };
+    attempt.timer = setTimeout(() => {
+      attempt.conn.close(CloseCode.NORMAL, 'no welcome in time');
+      onTimeout();
+    }, this.#options.welcomeTimeoutMs);
+    return attempt;
+  }
+
+  /** A new connection; what it reports goes where its role (dialing, current, probe) says at the time. */
+  #connection(transport: TransportName): Connection {
+    const handlers: ConnectionHandlers = {
+      frame: (frame) => {
+        if (conn === this.#conn) this.#onFrame(frame);
+        else if (frame.type !== 'welcome') return;
+        else if (conn === this.#dialing?.conn) this.#adopt(frame);
+        else if (conn === this.#probe?.conn) this.#moveToProbe(frame);
+      },
+      closed: (code, reason) => {
+        if (conn === this.#conn) this.#onClose(code, reason);
+        else if (conn === this.#dialing?.conn) this.#dialFailed(code, reason);
+        else if (conn === this.#probe?.conn) this.#probeFailed();
+      },
+    };
+    const conn = this.#dial(transport, handlers);
+    return conn;
+  }
+
+  #dial(transport: TransportName, handlers: ConnectionHandlers): Connection {
+    const { user, token, streamSilenceMs, requestTimeoutMs } = this.#options;
+    if (transport === 'websocket') {
+      const url = this.#urls[this.#urlIndex]!;
+      const query = token !== undefined ? `token=${encodeURIComponent(token)}` : `user=${encodeURIComponent(user ?? '')}`;
+      return new WebSocketConnection(this.#webSocket!, `${url}${url.includes('?') ? '&' : '?'}${query}`, handlers);
     }
+    const stream = this.#sseUrls[this.#urlIndex % this.#sseUrls.length]!;
+    return new EventStreamConnection({
+      streamUrl: token !== undefined ? stream : `${stream}${stream.includes('?') ? '&' : '?'}user=${encodeURIComponent(user ?? '')}`,
+      postUrl: postUrlOf(stream),
+      headers: token !== undefined ? { Authorization: `Bearer ${token}` } : {},
+      fetch: this.#fetch!,
+      silenceMs: streamSilenceMs,
+      postTimeoutMs: requestTimeoutMs,
+    }, handlers);
+  }
+
+  /**
+   * The attempt failed before `welcome`. Ended without a word from the server
+   * (refused, reset, stalled): the next transport of the round, at once; a
+   * close with a code: the server was reached and said why, so a backoff.
+   */
+  #dialFailed(code: number, reason: string): void {
+    const attempt = this.#dialing;
+    if (attempt === null) return;
+    clearTimeout(attempt.timer);
+    this.#dialing = null;
+    if (this.#state === 'closed') return;
+    if (isFinal(code)) return this.#goOffline(code, reason);
+    const unreached = code === ABNORMAL_CLOSURE;
+    if (unreached && attempt.conn.transport === 'websocket') this.#webSocketFailed = true;
+    if (unreached && this.#round.length > 0) return this.#dialNext();
+    this.#retryLater(code, reason);
+  }
+
+  #adopt(welcome: WelcomeFrame): void {
+    const attempt = this.#dialing!;
+    clearTimeout(attempt.timer);
+    this.#dialing = null;
+    this.#conn = attempt.conn;
+    this.#welcome = welcome;
+    if (attempt.conn.transport === 'websocket') this.#choice.webSocketWorked();
+    else if (this.#webSocketFailed) this.#choice.webSocketFailed();
+    this.#scheduleProbe();
+    void this.#resume();
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#conn = null;
+    this.#dropped('connection lost before the answer; the request may or may not have taken effect');
+    if (this.#state === 'closed') return;
+    if (isFinal(code)) return this.#goOffline(code, reason);
+    this.#retryLater(code, reason);
+  }
+
+  /** The current connection is gone: sends in flight go out again after the next rejoin; other requests fail. */
+  #dropped(reason: string): void {
+    this.#ready = false;
+    this.#cancelProbe();
+    this.#outbox.close();
+    this.#failPending(reason);
+  }
+
+  /** 1008 (policy) and 4000 (the application disconnected the user): no reconnect. */
+  #goOffline(code: number, reason: string): void {
+    this.#setState('offline', { code, reason });
+    this.#outbox.failAll(code === CloseCode.DISCONNECTED ? 'disconnected by the application; not retrying' : 'the server refused this connection (policy); not retrying');
+  }
+
+  #retryLater(code: number, reason: string): void {
     const delay = this.#backoff();
     this.#urlIndex = otherIndex(this.#urlIndex, this.#urls.length);
     this.#setState('reconnecting', { code, reason });
@@ -291,16 +462,70 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     return Math.random() * ceiling;
   }
 
+  #abandon(attempt: Attempt | null): void {
+    if (attempt === null) return;
+    clearTimeout(attempt.timer);
+    attempt.conn.close(CloseCode.NORMAL, 'bye');
+  }
+
+  // ---- back to a WebSocket ---------------------------------------------------------
+
+  /**
+   * On the fallback while a WebSocket is preferred: once the remembered
+   * fallback is over, a WebSocket is tried beside the stream (a little jitter
+   * keeps the clients that fell back together from all trying at once).
+   */
+  #scheduleProbe(): void {
+    clearTimeout(this.#probeTimer);
+    const conn = this.#conn;
+    if (conn === null || !this.#choice.prefersWebSocketTo(conn.transport)) return;
+    const left = this.#choice.webSocketBrokenUntil - Date.now();
+    const wait = left > 0 ? left : this.#options.fallbackMemoryMs;
+    this.#probeTimer = setTimeout(() => {
+      if (this.#conn !== conn || this.#probe !== null) return;
+      this.#probe = this.#attemptOn('websocket', () => this.#probeFailed());
+    }, wait * (1 + Math.random() * WEBSOCKET_PROBE_JITTER));
+  }
+
+  #probeFailed(): void {
+    if (this.#probe === null) return;
+    clearTimeout(this.#probe.timer);
+    this.#probe = null;
+    this.#choice.webSocketFailed();
+    this.#scheduleProbe();
+  }
+
+  #cancelProbe(): void {
+    clearTimeout(this.#probeTimer);
+    this.#abandon(this.#probe);
+    this.#probe = null;
+  }
+
+  /** The probe said `welcome`: it becomes the connection (a reconnect without the wait: rejoin with since, resend). */
+  #moveToProbe(welcome: WelcomeFrame): void {
+    const probe = this.#probe!;
+    clearTimeout(probe.timer);
+    this.#probe = null;
+    const old = this.#conn;
+    this.#conn = null;
+    old?.close(CloseCode.NORMAL, 'moving to a WebSocket');
+    this.#dropped('moved to a WebSocket before the answer; the request may or may not have taken effect');
+    this.#choice.webSocketWorked();
+    this.#conn = probe.conn;
+    this.#welcome = welcome;
+    void this.#resume();
+  }
+
   /** After `welcome`: rejoin every room with since, then send what waits (resends first). */
   async #resume(): Promise<void> {
-    const ws = this.#ws;
+    const conn = this.#conn;
     const rejoins = [...this.#rooms].map(([room, since]) => this.#joinFrame(room, since).catch(() => undefined));
     await Promise.all(rejoins);
-    if (ws === null || ws !== this.#ws) return; // dropped again meanwhile: the next welcome resumes
+    if (conn === null || conn !== this.#conn) return; // dropped again meanwhile: the next welcome resumes
     this.#attempt = 0;
     this.#ready = true;
-    this.#setState('connected', { node: this.#welcome?.node });
-    this.#outbox.open((frame) => ws.send(encodeClientFrame(frame)));
+    this.#setState('connected', { node: this.#welcome?.node, transport: conn.transport });
+    this.#outbox.open((frame) => conn.send(frame));
   }
 
   /**
@@ -319,14 +544,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     })) as JoinedFrame;
   }
 
-  #onFrame(raw: string): void {
-    const frame = parseServerFrame(raw);
-    if (frame === null) return;
+  #onFrame(frame: ServerFrame): void {
     switch (frame.type) {
-      case 'welcome':
-        this.#welcome = frame;
-        void this.#resume();
-        return;
       case 'message':
         return this.#onMessage(frame);
       case 'presence':
@@ -439,8 +658,8 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   #request(frame: ClientFrame, onAnswer?: Pending['onAnswer']): Promise<ServerFrame> {
     return new Promise((resolve, reject) => {
-      const ws = this.#ws;
-      if (ws === null || ws.readyState !== OPEN || this.#welcome === undefined) {
+      const conn = this.#conn;
+      if (conn === null) {
         reject(new ChatRequestError('disconnected', 'not connected'));
         return;
       }
@@ -450,7 +669,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         reject(new ChatRequestError('timeout', `no answer within ${this.#options.requestTimeoutMs} ms`));
       }, this.#options.requestTimeoutMs);
       this.#pending.set(ref, { resolve, reject, timer, onAnswer });
-      ws.send(encodeClientFrame({ ...frame, ref }));
+      conn.send({ ...frame, ref });
     });
   }
 
@@ -472,9 +691,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#failPending(reason);
   }
 
-  #setState(state: ConnectionState, detail: { code?: number; reason?: string; node?: string }): void {
-    if (state === this.#state && state !== 'reconnecting') return;
+  #setState(state: ConnectionState, detail: StateDetail): void {
+    if (state === this.#state && state !== 'reconnecting' && detail.transport === this.#stateTransport) return;
     this.#state = state;
+    this.#stateTransport = detail.transport;
     this.emit('state', state, detail);
   }
 }
@@ -484,4 +704,34 @@ function otherIndex(current: number, count: number): number {
   if (count < 2) return current;
   const pick = Math.floor(Math.random() * (count - 1));
   return pick >= current ? pick + 1 : pick;
+}
+
+/** 1008 (policy: flooding, an expired token) and 4000 (disconnected by the application): not retried. */
+function isFinal(code: number): boolean {
+  return code === CloseCode.POLICY_VIOLATION || code === CloseCode.DISCONNECTED;
+}
+
+/** The fallback's stream URL for a WebSocket URL: ws(s) -> http(s), a final `/ws` -> `/sse`. */
+export function streamUrlOf(webSocketUrl: string): string {
+  const url = new URL(webSocketUrl, (globalThis as { location?: { href: string } }).location?.href);
+  if (url.protocol === 'ws:') url.protocol = 'http:';
+  else if (url.protocol === 'wss:') url.protocol = 'https:';
+  url.pathname = url.pathname.endsWith('/ws') ? `${url.pathname.slice(0, -3)}/sse` : `${url.pathname.replace(/\/$/, '')}/sse`;
+  return url.href;
+}
+
+/** Where a stream's client POSTs its frames: the stream's path + `/send`, without its query. */
+function postUrlOf(streamUrl: string): string {
+  const url = new URL(streamUrl, (globalThis as { location?: { href: string } }).location?.href);
+  url.search = '';
+  url.pathname = `${url.pathname.replace(/\/$/, '')}/send`;
+  return url.href;
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url, (globalThis as { location?: { href: string } }).location?.href).host;
+  } catch {
+    return url;
+  }
 }

@@ -1,1 +1,29 @@
-export { ChatClient, ChatRequestError, type MemberList, type SendOptions, type ChatClientOptions, type ChatClientEvents, type ConnectionState, type WebSocketFactory, type WebSocketLike } from './chat-client.js';
+export {
+  ChatClient,
+  ChatRequestError,
+  streamUrlOf,
+  type MemberList,
+  type SendOptions,
+  type ChatClientOptions,
+  type ChatClientEvents,
+  type ConnectionState,
+  type StateDetail,
+} from './chat-client.js';
+export type { TransportName } from './transport.js';
+export type { WebSocketFactory, WebSocketLike } from './websocket-transport.js';
+export type { FetchLike, ResponseLike } from './sse-transport.js';
+export type { StorageLike } from './transport-choice.js';
+/** The frames an application sees, so that it needs no other package. */
+export type {
+  AckFrame,
+  DirectMessageFrame,
+  ErrorFrame,
+  JoinedFrame,
+  LeftFrame,
+  MembersFrame,
+  MessageFrame,
+  OccupancyFrame,
+  PresenceFrame,
+  TypingEventFrame,
+  WelcomeFrame,
+} from './protocol.js';
