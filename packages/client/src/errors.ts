@@ -1,4 +1,4 @@
-import type { ErrorFrame } from '@chat/protocol';
+import type { ErrorFrame } from './protocol.js';
 
 /** A request that failed: the server's `error` code, or what went wrong on the way. */
 export class ChatRequestError extends Error {

@@ -1,4 +1,4 @@
-import type { AckFrame, DirectSendFrame, ErrorFrame, SendFrame } from '@chat/protocol';
+import type { AckFrame, DirectSendFrame, ErrorFrame, SendFrame } from './protocol.js';
 import { ChatRequestError, failDisconnected } from './errors.js';
 
 /** A `send` or `dm` as it goes out: with its ref, and the idempotency key that makes resending safe. */

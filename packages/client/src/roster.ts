@@ -1,4 +1,4 @@
-import type { JoinedFrame, MembersFrame, OccupancyFrame, PresenceFrame } from '@chat/protocol';
+import type { JoinedFrame, MembersFrame, OccupancyFrame, PresenceFrame } from './protocol.js';
 
 /**
  * What the client knows of a joined room's users: the contract's "Rooms of any
