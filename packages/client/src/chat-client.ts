@@ -393,7 +393,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       headers: token !== undefined ? { Authorization: `Bearer ${token}` } : {},
       fetch: this.#fetch!,
       silenceMs: streamSilenceMs,
-      postTimeoutMs: requestTimeoutMs,
+      // Half the request's time: a POST stuck on a dead connection is sent again in time for its answer.
+      postTimeoutMs: Math.max(1000, requestTimeoutMs / 2),
+      failingForMs: requestTimeoutMs,
     }, handlers);
   }
 
@@ -572,6 +574,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (pending === undefined) {
       if (frame.type === 'error') this.emit('error', frame);
+      if (frame.type === 'joined' && this.#rooms.has(frame.room)) this.#lateJoined(frame);
       return;
     }
     this.#pending.delete(ref!);
@@ -579,6 +582,18 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (frame.type === 'error') return pending.reject(new ChatRequestError(frame.code, frame.message));
     pending.onAnswer?.(frame);
     pending.resolve(frame);
+  }
+
+  /**
+   * The answer to a (re)join that had timed out: the gateway joined the room
+   * after all, so its history is taken now (each message once, by id) rather
+   * than leaving the application without what it missed.
+   */
+  #lateJoined(frame: JoinedFrame): void {
+    this.#takeRoster(frame);
+    this.#takeHistory(frame);
+    this.emit('joined', frame, { resumed: frame.recovered !== undefined, gap: frame.recovered === false });
+    this.#emitMembers(frame.room);
   }
 
   /** A join the backend made: the room becomes one of ours, its history goes out first. */

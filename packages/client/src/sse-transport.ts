@@ -37,8 +37,10 @@ export interface EventStreamOptions {
   fetch: FetchLike;
   /** A stream silent this long is dead (the contract's 45 s: three missed heartbeats). */
   silenceMs: number;
-  /** A POST unanswered this long is given up and tried again; POSTs failing for this long end the connection. */
+  /** A POST unanswered this long is given up and sent again. */
   postTimeoutMs: number;
+  /** POSTs that failed (503, no answer) for this long end the connection: the client reconnects. */
+  failingForMs: number;
 }
 
 /** The contract's bounds on one POST. */
@@ -240,7 +242,7 @@ export class EventStreamConnection implements Connection {
   #retryLater(): void {
     const now = Date.now();
     this.#failingSince ??= now;
-    if (now - this.#failingSince >= this.options.postTimeoutMs) {
+    if (now - this.#failingSince >= this.options.failingForMs) {
       return this.#end(ABNORMAL_CLOSURE, `POSTs to the gateway failed for ${now - this.#failingSince} ms`);
     }
     const ceiling = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** this.#failures++);

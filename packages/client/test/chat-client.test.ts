@@ -36,6 +36,26 @@ describe('ChatClient: history on a (re)join', () => {
   });
 });
 
+describe('ChatClient: a rejoin answered late', () => {
+  it('still takes the history of a rejoin whose request timed out before its answer came', async () => {
+    const fake = fakeClient({ requestTimeoutMs: 100 });
+    await joined(fake);
+    fake.socket().push(message('1-1'));
+    fake.socket().drop();
+    await vi.waitFor(() => expect(fake.sockets).toHaveLength(2));
+    fake.socket().open('alice');
+    await vi.waitFor(() => expect(fake.socket().sent.some((f) => f.type === 'join')).toBe(true));
+    const rejoin = fake.socket().last('join');
+    await vi.waitFor(() => expect(fake.client.state).toBe('connected')); // it timed out; the client went on
+    const gaps: boolean[] = [];
+    fake.client.on('joined', (_frame, info) => gaps.push(info.gap));
+    fake.socket().push({ type: 'joined', room: 'r', ref: rejoin.ref, count: 1, members: ['alice'], history: [message('1-1'), message('1-2')], recovered: true }, message('1-3'));
+    expect(fake.seen).toEqual(['1-1', '1-2', '1-3']);
+    expect(gaps).toEqual([false]);
+    fake.client.close();
+  });
+});
+
 describe('ChatClient: sends are resent, never failed for a dropped connection', () => {
   afterEach(() => vi.useRealTimers());
 

@@ -1,6 +1,6 @@
 import type { ClientFrame, JoinedFrame, MessageFrame, ServerFrame } from '@chat/protocol';
 import { expect, vi } from 'vitest';
-import { ChatClient, type WebSocketLike } from '../src/index.js';
+import { ChatClient, type ChatClientOptions, type WebSocketLike } from '../src/index.js';
 
 /**
  * A socket the test plays the server of. Frames reach the client only when the
@@ -51,7 +51,7 @@ export class FakeSocket implements WebSocketLike {
 export const message = (id: string, text = id): MessageFrame => ({ type: 'message', room: 'r', id, user: 'u', text, ts: 1 });
 
 /** A client on fake sockets: `sockets` holds every one it opened, the newest last. */
-export function fakeClient(options: { queueLimit?: number; retryForMs?: number } = {}) {
+export function fakeClient(options: Partial<ChatClientOptions> = {}) {
   const sockets: FakeSocket[] = [];
   const client = new ChatClient({
     url: 'ws://fake/ws', user: 'alice', backoffMinMs: 1, backoffMaxMs: 1, ...options,
