@@ -1,5 +1,4 @@
-import { ChatClient, type ConnectionState } from '@chat/client';
-import type { DirectMessageFrame, MessageFrame } from '@chat/protocol';
+import { ChatClient, type ConnectionState, type DirectMessageFrame, type MessageFrame, type StateDetail, type TransportName } from '@chat/client';
 
 /** The chat page: one ChatClient, a little state per room, plain DOM. */
 
@@ -47,8 +46,9 @@ $<HTMLInputElement>('name').value = localStorage.getItem('chat.name') ?? '';
 
 function start(firstRoom: string): void {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  // A WebSocket first; where one cannot get through (or stalls), the event stream and POSTs (/sse).
   client = new ChatClient({ url: `${scheme}://${location.host}/ws`, user: me });
-  client.on('state', (state, detail) => showState(state, detail.node));
+  client.on('state', (state, detail) => showState(state, detail));
   client.on('message', (m) => {
     const view = room(m.room);
     view.messages.push(m);
@@ -191,11 +191,21 @@ function nearBottom(list: HTMLElement): boolean {
 
 // ---- rendering ----------------------------------------------------------------
 
-function showState(state: ConnectionState, node?: string): void {
+const TRANSPORT_NAMES: Record<TransportName, string> = { websocket: 'WebSocket', sse: 'SSE' };
+
+/** "connected · gw-1 · SSE": the state, and once connected the gateway and the transport. */
+function showState(state: ConnectionState, { node, transport }: StateDetail): void {
   const badge = $('state');
   badge.dataset.state = state;
   badge.textContent = state;
-  if (state === 'connected' && node) badge.append(span('node', ` · ${node}`)); // hidden on a phone, where the bar is short
+  badge.title = '';
+  delete badge.dataset.transport;
+  if (state !== 'connected') return;
+  if (node) badge.append(span('node', ` · ${node}`)); // hidden on a phone, where the bar is short
+  if (transport === undefined) return;
+  badge.dataset.transport = transport;
+  badge.append(span('transport', ` · ${TRANSPORT_NAMES[transport]}`));
+  if (transport === 'sse') badge.title = 'WebSockets do not get through here: messages come as server-sent events and go out as HTTP POSTs';
 }
 
 function renderRooms(): void {
