@@ -375,11 +375,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         else if (conn === this.#probe?.conn) this.#probeFailed();
       },
     };
-    const conn = this.#dial(transport, handlers);
+    const conn = this.#transportFor(transport, handlers);
     return conn;
   }
 
-  #dial(transport: TransportName, handlers: ConnectionHandlers): Connection {
+  /** The transport's connection to the current URL, the identity in it. */
+  #transportFor(transport: TransportName, handlers: ConnectionHandlers): Connection {
     const { user, token, streamSilenceMs, requestTimeoutMs } = this.#options;
     if (transport === 'websocket') {
       const url = this.#urls[this.#urlIndex]!;
