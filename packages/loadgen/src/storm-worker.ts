@@ -71,7 +71,8 @@ const send = (message: StormWorkerMessage): void => void process.send!(message);
 
 function track(victim: StormVictim): Tracked {
   const client = new ChatClient({
-    url: victim.urls, user: victim.user, queueLimit: 10,
+    // WebSocket only: a storm's slow welcomes must not turn its victims into SSE clients.
+    url: victim.urls, user: victim.user, queueLimit: 10, transports: ['websocket'],
     webSocket: (u) => new WebSocket(u, { perMessageDeflate: false }) as unknown as WebSocketLike,
   });
   const entry: Tracked = { client, room: victim.room, bystander: victim.bystander ?? false, seen: [], presence: 0, occupancy: 0 };

@@ -166,13 +166,13 @@ export async function runStorm(o: StormOptions): Promise<StormReport> {
   o.progress(`connected: ${ready.reduce((n, r) => n + r.connected, 0)}`);
 
   // The victims' rooms: senders on the control gateways, 100 rooms each at most (MAX_ROOMS_PER_CONNECTION).
-  const roomSenders = Array.from({ length: Math.ceil(rooms.length / 100) }, (_, i) => new ChatClient({ url: rotate(i), user: `storm-sender-${i}`, webSocket, queueLimit: 100_000 }));
+  const roomSenders = Array.from({ length: Math.ceil(rooms.length / 100) }, (_, i) => new ChatClient({ url: rotate(i), user: `storm-sender-${i}`, webSocket, transports: ['websocket'], queueLimit: 100_000 }));
   await connectAll(roomSenders, (i) => rooms.filter((_, r) => r % roomSenders.length === i));
   const traffic = new RoomTraffic(roomSenders, rooms, () => 'storm');
 
   // The control group: latency is the time from send to delivery, both here.
   const controlRooms = Array.from({ length: o.controlRooms }, (_, i) => `control-${i}`);
-  const control = Array.from({ length: o.controlRooms * o.controlMembers }, (_, i) => new ChatClient({ url: rotate(i), user: `c${i}`, webSocket, queueLimit: 100_000 }));
+  const control = Array.from({ length: o.controlRooms * o.controlMembers }, (_, i) => new ChatClient({ url: rotate(i), user: `c${i}`, webSocket, transports: ['websocket'], queueLimit: 100_000 }));
   let latency = new Histogram();
   for (const c of control) c.on('message', (m) => { if (m.room.startsWith('control-')) latency.recordMs(Date.now() - Number(m.text)); });
   await connectAll(control, (i) => [controlRooms[i % controlRooms.length]!]);

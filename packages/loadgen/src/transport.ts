@@ -330,7 +330,9 @@ class ResendingClient implements LoadClient {
   constructor(options: ClientOptions) {
     const { url, urls, user, localAddress, events } = options;
     const start = Math.max(0, urls.indexOf(url));
+    // WebSocket only: a welcome slowed by load must not turn a WebSocket run into an SSE one.
     this.#client = new LibraryChatClient({
+      transports: ['websocket'],
       url: [...urls.slice(start), ...urls.slice(0, start)], user, queueLimit: 10_000, backoffMinMs: 100, backoffMaxMs: 2000,
       webSocket: (u) => new WebSocket(u, { localAddress, perMessageDeflate: false }) as unknown as WebSocketLike,
     });
