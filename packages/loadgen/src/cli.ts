@@ -32,6 +32,9 @@ const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms>
                         queued meanwhile; the URLs stay ws://host:port/ws), mixed (half the
                         clients on each: every room has both, half the senders each; steps
                         report latencies per transport) or socketio (the bench baseline)
+  --sse-relay           sse/mixed: POST to the gateway after the stream's in --url, so every
+                        POST is relayed to the stream's gateway (as most are behind a load
+                        balancer without stickiness); needs two or more --url
   --clients N           connect: connections to open (default 1000); many-rooms: see above
   --rooms R             fanout/churn: rooms (default 10); many-rooms: see above
   --members M           fanout/churn: members per room (default 100); clients = R x M;
@@ -93,7 +96,7 @@ function parseOptions(argv: string[]): Parsed {
       size: { type: 'string' }, duration: { type: 'string' }, ramp: { type: 'string' }, workers: { type: 'string' },
       churn: { type: 'string' }, 'find-max': { type: 'boolean' }, 'max-p99': { type: 'string' },
       'step-seconds': { type: 'string' }, 'step-factor': { type: 'string' }, 'max-steps': { type: 'string' },
-      metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'gc-inspector': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, json: { type: 'string' },
+      metrics: { type: 'string', multiple: true }, 'server-pid': { type: 'string', multiple: true }, 'gc-inspector': { type: 'string', multiple: true }, 'local-addresses': { type: 'string' }, 'sse-relay': { type: 'boolean' }, json: { type: 'string' },
       resend: { type: 'boolean' }, roll: { type: 'string' }, 'roll-every': { type: 'string' },
       checkpoints: { type: 'string' }, 'probe-joins': { type: 'string' }, 'probe-rate': { type: 'string' }, idle: { type: 'string' },
       'redis-url': { type: 'string', multiple: true },
@@ -163,6 +166,7 @@ function parseOptions(argv: string[]): Parsed {
     redisUrls: (values['redis-url'] ?? []).flatMap((u) => u.split(',')).filter(Boolean),
     gcInspectorPorts: (values['gc-inspector'] ?? []).map(Number).filter((n) => n > 0),
     resend: values.resend ?? false,
+    sseRelay: values['sse-relay'] ?? false,
     ...(values.roll !== undefined && { roll: { pid: num('roll', 0, 1, 4_194_304), everySeconds: num('roll-every', 10, 1, 600) } }),
     quiet: values.quiet ?? false, json: values.json,
     progress: () => {},

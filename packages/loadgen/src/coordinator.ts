@@ -33,6 +33,8 @@ export interface LoadOptions {
   /** /metrics URLs of the servers, to measure their memory per connection. */
   metricsUrls: string[];
   localAddresses: string[];
+  /** SSE clients POST to another gateway than their stream's (always relayed). */
+  sseRelay?: boolean;
   /** Server processes on this machine whose CPU each step reports (Linux /proc). */
   serverPids: number[];
   /** Redis servers whose CPU, scripts and commands each step reports per delivery (INFO). */
@@ -388,7 +390,7 @@ export function planWorkers(options: LoadOptions): WorkerPlan[] {
 }
 
 /** One plan per worker, with no clients yet. */
-export function emptyPlans(options: Pick<LoadOptions, 'workers' | 'transport' | 'urls' | 'ramp' | 'size' | 'scenario' | 'churn' | 'localAddresses' | 'resend'>, join: boolean): WorkerPlan[] {
+export function emptyPlans(options: Pick<LoadOptions, 'workers' | 'transport' | 'urls' | 'ramp' | 'size' | 'scenario' | 'churn' | 'localAddresses' | 'resend' | 'sseRelay'>, join: boolean): WorkerPlan[] {
   return Array.from({ length: options.workers }, () => ({
     transport: options.transport,
     urls: options.urls,
@@ -401,6 +403,7 @@ export function emptyPlans(options: Pick<LoadOptions, 'workers' | 'transport' | 
     checkRoomOrder: options.transport !== 'socketio',
     localAddresses: options.localAddresses,
     resend: options.resend,
+    sseRelay: options.sseRelay ?? false,
   }));
 }
 

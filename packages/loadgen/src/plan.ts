@@ -32,6 +32,8 @@ export interface WorkerPlan {
   localAddresses: string[];
   /** Users of the client library, with keyed sends resent after reconnects. */
   resend: boolean;
+  /** SSE clients POST to the gateway after their stream's in `urls`: every POST relayed. */
+  sseRelay: boolean;
 }
 
 export type WorkerCommand =

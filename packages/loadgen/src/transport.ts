@@ -55,6 +55,8 @@ export interface ClientOptions {
   urls: string[];
   user: string;
   localAddress?: string;
+  /** SSE: POST to the gateway after `url` in `urls`, so the stream's gateway gets every POST relayed. */
+  relayPosts?: boolean;
   events: ClientEvents;
 }
 
@@ -205,9 +207,10 @@ class SseClient extends ProtocolLoadClient {
   #closeCode: number | undefined;
 
   connect(): Promise<string> {
-    const { url, user, localAddress, events } = this.options;
+    const { url, urls, user, localAddress, relayPosts, events } = this.options;
     const base = httpBase(url);
-    this.#batcher = new PostBatcher(httpPoster(`${base}/sse/send`, postAgent(), localAddress), (outcome) => {
+    const postBase = relayPosts === true && urls.length > 1 ? httpBase(urls[(urls.indexOf(url) + 1) % urls.length]!) : base;
+    this.#batcher = new PostBatcher(httpPoster(`${postBase}/sse/send`, postAgent(), localAddress), (outcome) => {
       // 404: the stream is gone; 503, 4xx, no answer: the session cannot go on. Like a dropped connection.
       this.#closeCode ??= outcome.status === 404 ? 1006 : 1011;
       this.#request?.destroy();

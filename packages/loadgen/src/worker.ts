@@ -168,6 +168,7 @@ function connectMember(member: Member): LoadClient {
     urls: plan.urls,
     user: `u${member.index}`,
     localAddress,
+    relayPosts: plan.sseRelay,
     events: {
       message: (m) => onMessage(member, m),
       notice: (kind) => { counters[kind]++; },
