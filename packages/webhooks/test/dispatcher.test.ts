@@ -70,7 +70,8 @@ describe('WebhookDispatcher', () => {
     receiver.respond(() => (refusals-- > 0 ? 500 : 200));
     await node.presence.setUserConnections('first', 1);
     await node.presence.setUserConnections('second', 1);
-    await waitFor(() => receiver.accepted().length === 2, { timeoutMs: 5000, what: 'both delivered' });
+    // The receiver records a delivery before its 200 reaches the dispatcher: wait for both sides.
+    await waitFor(() => receiver.accepted().length === 2 && observer.counts.delivered === 2, { timeoutMs: 5000, what: 'both delivered' });
     const [a, b, c, d, e] = receiver.deliveries;
     expect([a, b, c, d, e].map((x) => x?.status)).toEqual([500, 500, 500, 200, 200]);
     expect(new Set([a, b, c, d].map((x) => x?.event?.id)).size).toBe(1);
