@@ -75,14 +75,14 @@ export class CommandHandler {
    */
   serverJoin(session: Session, room: string): void {
     this.#run(session, undefined, session.serialize(room, async () => {
-      if (!session.rooms.has(room)) await this.#join(session, { type: 'join', room }, false);
+      if (!this.deps.rooms.isIn(session, room)) await this.#join(session, { type: 'join', room }, false);
     }));
   }
 
   /** A leave the application made for the user: `left` without `ref`; nothing if the connection is not in the room. */
   serverLeave(session: Session, room: string): void {
     this.#run(session, undefined, session.serialize(room, async () => {
-      if (session.rooms.has(room)) this.#leave(session, room, undefined);
+      if (this.deps.rooms.isIn(session, room)) this.#leave(session, room, undefined);
     }));
   }
 
@@ -100,29 +100,23 @@ export class CommandHandler {
 
   async #join(session: Session, { room, since, ref }: JoinFrame, authorize = true): Promise<void> {
     if (authorize) this.#authorize(session, room);
-    const { maxRoomsPerConnection } = this.deps.config;
-    if (!session.rooms.has(room) && session.rooms.size >= maxRoomsPerConnection) {
-      throw new ChatError('forbidden', `a connection may join at most ${maxRoomsPerConnection} rooms`);
+    const { config, rooms } = this.deps;
+    if (!rooms.isIn(session, room) && rooms.countOf(session) >= config.maxRoomsPerConnection) {
+      throw new ChatError('forbidden', `a connection may join at most ${config.maxRoomsPerConnection} rooms`);
     }
     this.#refuseWhileClosing(session);
-    session.rooms.add(room);
-    try {
-      await this.deps.rooms.join(session, room, since, ref);
-    } catch (err) {
-      if (session.open) session.rooms.delete(room);
-      throw err;
-    }
+    await rooms.join(session, room, since, ref); // the room counts as joined from its first, synchronous step
   }
 
   #leave(session: Session, room: string, ref: string | undefined): void {
-    if (!session.rooms.delete(room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
     this.deps.rooms.leave(session, room);
     session.send(encodeLeft(room, ref));
   }
 
   async #send(session: Session, { room, text, key, ref }: SendFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!session.rooms.has(room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
     this.#refuseWhileClosing(session);
     session.beginSend();
     try {
@@ -135,7 +129,7 @@ export class CommandHandler {
 
   /** Coalesced to one event per user and room per TYPING_MIN_INTERVAL_MS: clients send one per keystroke. */
   async #typing(session: Session, room: string): Promise<void> {
-    if (!session.rooms.has(room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
     if (!this.deps.rooms.claimTyping(room, session.user, Date.now())) return;
     await this.deps.broker.publishRoomEvent(room, session.user, encodeTyping(room, session.user));
   }
@@ -178,7 +172,7 @@ export class CommandHandler {
 
   async #history(session: Session, { room, before, limit, ref }: HistoryRequestFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!session.rooms.has(room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
     const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
     const head = this.deps.rooms.head(room);
     session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
@@ -187,7 +181,7 @@ export class CommandHandler {
   /** A page of the room's users by id: one read of at most `limit` names, whatever the room's size. */
   async #members(session: Session, { room, after, limit, ref }: MembersRequestFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!session.rooms.has(room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
     const page = await this.deps.inFlight.track(this.deps.broker.presence.members(room, after, limit ?? MEMBERS_DEFAULT_LIMIT));
     session.send(encodeMembers(room, ref, page.users, page.count, page.next));
   }

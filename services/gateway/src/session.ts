@@ -13,13 +13,12 @@ export interface SessionLimits {
 const noop = (): void => {};
 
 /**
- * One connection, over a WebSocket or an event stream: who it is, which rooms
- * it joined, its rate limit. Every write goes through here, so nothing is ever
- * written to a connection its transport already closed (uWS would throw).
+ * One connection, over a WebSocket or an event stream: who it is, its rate
+ * limit, its sends under way (which rooms it is in is RoomRegistry's to say).
+ * Every write goes through here, so nothing is ever written to a connection
+ * its transport already closed (uWS would throw).
  */
 export class Session {
-  /** Rooms joined or being joined. */
-  readonly rooms = new Set<string>();
   #sink: FrameSink | null = null;
   #bucket: TokenBucket;
   #strikes: TokenBucket | undefined;

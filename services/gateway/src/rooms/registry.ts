@@ -58,6 +58,11 @@ export class RoomRegistry {
   readonly #catchUp: CatchUp;
   /** Losses found while Redis could not record them: room -> newest lost id, recorded on the next catch-up. */
   readonly #unmarked = new Map<string, string>();
+  /**
+   * session -> the rooms it joined or is joining here. With each room's holders it is
+   * one record, written only by #hold and #release, that commands and transports ask.
+   */
+  readonly #memberships = new WeakMap<Session, Set<string>>();
 
   constructor(options: RoomRegistryOptions) {
     this.#options = options;
@@ -94,6 +99,21 @@ export class RoomRegistry {
     return this.#rooms.get(room)?.lastId;
   }
 
+  /** Whether the session joined `room`, or is joining it: a room counts as joined from the moment its join is read. */
+  isIn(session: Session, room: string): boolean {
+    return this.#memberships.get(session)?.has(room) === true;
+  }
+
+  /** Rooms the session joined or is joining. */
+  countOf(session: Session): number {
+    return this.#memberships.get(session)?.size ?? 0;
+  }
+
+  /** The connection closed: it leaves every room. */
+  leaveAll(session: Session): void {
+    for (const room of [...(this.#memberships.get(session) ?? [])]) this.leave(session, room);
+  }
+
   /** The frame head of a room, for building frames from stored messages. */
   head(room: string): string {
     return this.#rooms.get(room)?.head ?? messageFrameHead(room);
@@ -110,7 +130,7 @@ export class RoomRegistry {
     const { broker } = this.#options;
     if (!session.open) return;
     const room = this.#acquire(name);
-    room.hold(session);
+    this.#hold(room, session);
     room.dismiss(session);
     room.occupancy.left(session); // a rejoin: what it was told before no longer holds
     const pending = new PendingJoin(session);
@@ -155,7 +175,10 @@ export class RoomRegistry {
 
   leave(session: Session, name: string): void {
     const room = this.#rooms.get(name);
-    if (room === undefined) return;
+    if (room === undefined) {
+      this.#forget(session, name);
+      return;
+    }
     room.dismiss(session);
     for (const p of room.pending) if (p.session === session) room.deletePending(p);
     this.#release(room, session);
@@ -332,9 +355,21 @@ export class RoomRegistry {
     return room;
   }
 
+  #hold(room: LocalRoom, session: Session): void {
+    room.hold(session);
+    const rooms = this.#memberships.get(session);
+    if (rooms === undefined) this.#memberships.set(session, new Set([room.name]));
+    else rooms.add(room.name);
+  }
+
+  #forget(session: Session, room: string): void {
+    this.#memberships.get(session)?.delete(room);
+  }
+
   /** Counts the user's sessions here down, withdraws their presence when none is left, and the room when it is empty. */
   #release(room: LocalRoom, session: Session): void {
     const { broker, log, track } = this.#options;
+    this.#forget(session, room.name);
     const left = room.release(session);
     if (left !== undefined) {
       track(left === 0 ? broker.presence.leave(room.name, session.user) : broker.presence.join(room.name, session.user, { connections: left }).then(() => {}))

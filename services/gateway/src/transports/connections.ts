@@ -102,7 +102,7 @@ export class Connections {
     session.detach();
     clearTimeout(session.expiryTimer);
     this.ctx.limits.remove(session.user, session.address);
-    for (const room of session.rooms) rooms.leave(session, room);
+    rooms.leaveAll(session);
     users.remove(session);
     metrics.connectionsClosed.incLabel(closeCodeLabel(code));
     session.log.debug({ code, transport: session.transport }, 'connection closed');
