@@ -29,7 +29,8 @@ export interface Broker {
 
   /**
    * Stores a message and publishes it in one atomic step, so publish order is
-   * store order. Subscribers get a loss the append found (see `lastDelivered`)
+   * store order. In a members-only room (see Membership) a non-member's message
+   * is refused with NotAMemberError, and a member's is numbered (see ReadPositions). Subscribers get a loss the append found (see `lastDelivered`)
    * before the message. With an `idempotencyKey` already used in the room within
    * the idempotency window, nothing is stored or published: the result is the
    * first message's, marked as a repeat. The check and the append are one step,
@@ -108,6 +109,8 @@ export interface BrokerStats {
 
 export interface AppendRequest {
   room: string;
+  /** The sender: in a members-only room only a member may post (NotAMemberError), and the message moves their read position. */
+  user: string;
   /** Bytes of the published frame before the id. */
   head: string;
   /** Bytes after the id; this is what is stored. */
@@ -180,6 +183,12 @@ export interface RangeResult extends StreamHead {
  */
 export type RangeGap = 'trimmed' | 'unproven' | 'limit' | 'lost';
 
+/** What a members-only room's message adds to its frame: its number in the room, and who sent it (see ReadPositions). */
+export interface CountedMessage {
+  number: number;
+  user: string;
+}
+
 /** Callbacks from the broker. They must not throw. */
 export interface BrokerListener {
   /**
@@ -187,8 +196,9 @@ export interface BrokerListener {
    * may be a view into a larger buffer: copy it to keep it past the call.
    * `prev` is the id stored just before it ('0-0' for the first): a listener whose
    * last message is older than `prev` missed something and can read it back.
+   * `counted` is there for a message of a members-only room.
    */
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void;
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string, counted?: CountedMessage): void;
 
   /**
    * The broker became usable (`true`) or not (`false`). After `false`, messages

@@ -18,3 +18,27 @@ export class BrokerNotReplicatedError extends BrokerUnavailableError {
     super(message);
   }
 }
+
+/** The store's answer that the request is not allowed as asked: not a failure, so nothing to retry. */
+export class BrokerRefusal extends Error {}
+
+/** The room is members-only and the user is not a member: nothing was stored, written or delivered. */
+export class NotAMemberError extends BrokerRefusal {
+  override readonly name = 'NotAMemberError';
+  constructor(readonly room: string, readonly user: string) {
+    super(`"${user}" is not a member of members-only room "${room}"`);
+  }
+}
+
+/** A direct conversation's room is already used otherwise (another pair, or a members-only room of the application's). */
+export class ConversationConflictError extends BrokerRefusal {
+  override readonly name = 'ConversationConflictError';
+}
+
+/** A read position after the room's newest message: nothing was moved. */
+export class PositionAheadError extends BrokerRefusal {
+  override readonly name = 'PositionAheadError';
+  constructor(readonly room: string, readonly newest: string) {
+    super(`no message of "${room}" is that new (the newest is ${newest})`);
+  }
+}

@@ -1,8 +1,14 @@
 export type {
-  Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
+  CountedMessage, Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
 export { compareUserIds, type MemberPage, type Presence, type PresenceChange, type RoomHeadcount } from './presence.js';
-export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError } from './errors.js';
+export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, BrokerRefusal, ConversationConflictError, NotAMemberError, PositionAheadError } from './errors.js';
+export { pairOf, type Membership, type RoomAccess } from './membership.js';
+export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
+export { MemoryMembership } from './memory/memory-membership.js';
+export { MemoryReadPositions } from './memory/memory-read-positions.js';
+export { RedisMembership } from './redis/membership.js';
+export { RedisReadPositions } from './redis/read-positions.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';
 export { createRedisClients, duplicateForChannel, type HostPort, type RedisClients, type RedisClientOptions, type RedisTarget } from './redis/clients.js';

@@ -52,7 +52,7 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       await a.presence.join('r', 'ann', { connections: 1 });
       await b.presence.join('r', 'ann', { connections: 2 });
       await b.presence.join('r', 'bob', { connections: 1 });
-      const { id } = await a.append({ room: 'r', head: '{"type":"message","room":"r","id":"', body: '","user":"ann","text":"hi","ts":5}', ts: 5 });
+      const { id } = await a.append({ room: 'r', user: 'ann', head: '{"type":"message","room":"r","id":"', body: '","user":"ann","text":"hi","ts":5}', ts: 5 });
       await a.presence.leave('r', 'ann');
       await b.presence.leave('r', 'bob');
       await b.presence.leave('r', 'ann');

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { compareIds } from '@chat/protocol';
-import type { Broker, BrokerListener, PresenceChange } from '../src/index.js';
+import type { Broker, BrokerListener, CountedMessage, PresenceChange } from '../src/index.js';
 
 /** Brokers made by one harness share a backing store, as the nodes of one cluster do. */
 export interface BrokerHarness {
@@ -11,7 +11,7 @@ export interface BrokerHarness {
 export const HISTORY_SIZE = 20;
 
 export class RecordingListener implements BrokerListener {
-  readonly messages: Array<{ room: string; id: string; ts: number; frame: string; prev: string }> = [];
+  readonly messages: Array<{ room: string; id: string; ts: number; frame: string; prev: string; counted?: CountedMessage }> = [];
   readonly statuses: boolean[] = [];
   readonly presence: string[] = [];
   readonly events: string[] = [];
@@ -49,8 +49,8 @@ export class RecordingListener implements BrokerListener {
   onNodeMessage(payload: Uint8Array): void {
     this.nodeMessages.push(Buffer.from(payload).toString());
   }
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
-    this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev });
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string, counted?: CountedMessage): void {
+    this.messages.push({ room, id, ts, frame: Buffer.from(frame).toString(), prev, ...(counted !== undefined && { counted }) });
     this.#arrived(room, `m:${id}`);
   }
   onStatus(up: boolean): void {
@@ -91,7 +91,7 @@ export function twoNodes<H extends { create(): Broker; cleanup(): Promise<void> 
 }
 
 const append = async (broker: Broker, room: string, text: string, ts = Date.now()) =>
-  (await broker.append({ room, head: `<${room}|`, body: `|${text}>`, ts })).id;
+  (await broker.append({ room, user: 'u', head: `<${room}|`, body: `|${text}>`, ts })).id;
 
 /** The behaviour every Broker implementation promises (see broker.ts). */
 export function brokerContract(name: string, makeHarness: () => Promise<BrokerHarness>): void {
@@ -198,8 +198,8 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
       const first = await append(a, 'd', 'first');
       const [ms] = first.split('-');
       const delivered = `${ms}-999`; // delivered once, gone from the stream now
-      const { id } = await a.append({ room: 'd', head: '<d|', body: '|next>', ts: 1, lastDelivered: delivered });
-      const { id: again } = await a.append({ room: 'd', head: '<d|', body: '|again>', ts: 1, lastDelivered: id }); // in step: nothing to mark
+      const { id } = await a.append({ room: 'd', user: 'u', head: '<d|', body: '|next>', ts: 1, lastDelivered: delivered });
+      const { id: again } = await a.append({ room: 'd', user: 'u', head: '<d|', body: '|again>', ts: 1, lastDelivered: id }); // in step: nothing to mark
       await eventually(() => lb.inRoom('d').length === 3, 'three messages');
       // The loss reaches subscribers before the message appended after it.
       expect(lb.arrivals.get('d')).toEqual([`m:${first}`, `l:${delivered}`, `m:${id}`, `m:${again}`]);
@@ -332,7 +332,7 @@ export function brokerContract(name: string, makeHarness: () => Promise<BrokerHa
     it('stores an append with an idempotency key once, on any node; a repeat gets the first id and ts', async () => {
       await a.subscribeRoom('i');
       const keyed = (broker: Broker, key: string, body: string, ts: number, room = 'i') =>
-        broker.append({ room, head: `<${room}|`, body: `|${body}>`, ts, idempotencyKey: key });
+        broker.append({ room, user: 'u', head: `<${room}|`, body: `|${body}>`, ts, idempotencyKey: key });
       const first = await keyed(a, 'alice/k1', 'one', 100);
       expect(first).toMatchObject({ ts: 100, repeat: false });
       // Racing repeats from both nodes, and a late one: none stores again.

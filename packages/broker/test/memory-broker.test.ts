@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryRevocations } from '../src/index.js';
+import {
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryReadPositions, MemoryRevocations,
+} from '../src/index.js';
 import { clusterStateContract } from './cluster-state-contract.js';
+import { conversationContract } from './conversation-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
 
 brokerContract('MemoryBroker', async () => {
@@ -19,6 +22,16 @@ clusterStateContract('MemoryBroker', async () => {
   };
 });
 
+conversationContract('MemoryBroker', async () => {
+  const hub = new MemoryHub();
+  return {
+    create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub }),
+    membership: () => new MemoryMembership(hub),
+    readPositions: () => new MemoryReadPositions(hub),
+    cleanup: async () => {},
+  };
+});
+
 describe('MemoryBroker outages (for gateway tests)', () => {
   it('fails every call with BrokerUnavailableError while unavailable, and reports it', async () => {
     const broker = new MemoryBroker({ historySize: 10 });
@@ -27,10 +40,10 @@ describe('MemoryBroker outages (for gateway tests)', () => {
     await Promise.resolve();
     broker.setAvailable(false);
     expect(broker.up).toBe(false);
-    await expect(broker.append({ room: 'r', head: '', body: '', ts: 0 })).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(broker.append({ room: 'r', user: 'u', head: '', body: '', ts: 0 })).rejects.toBeInstanceOf(BrokerUnavailableError);
     await expect(broker.subscribeRoom('r')).rejects.toBeInstanceOf(BrokerUnavailableError);
     broker.setAvailable(true);
     expect(listener.statuses).toEqual([true, false, true]);
-    await expect(broker.append({ room: 'r', head: '', body: '', ts: 0 })).resolves.toMatchObject({ id: expect.stringMatching(/^\d+-\d+$/) });
+    await expect(broker.append({ room: 'r', user: 'u', head: '', body: '', ts: 0 })).resolves.toMatchObject({ id: expect.stringMatching(/^\d+-\d+$/) });
   });
 });

@@ -2,9 +2,10 @@ import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisReadPositions, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
 } from '../src/index.js';
 import { clusterStateContract } from './cluster-state-contract.js';
+import { conversationContract } from './conversation-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
 
 brokerContract('RedisBroker', async () => {
@@ -23,6 +24,34 @@ brokerContract('RedisBroker', async () => {
       if (keysLeft.length > 0) await admin.del(...keysLeft);
       await admin.quit();
       await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+});
+
+conversationContract('RedisBroker', async () => {
+  const url = inject('redisUrl');
+  const keys = new KeySpace(uniquePrefix('conv'));
+  const clients: RedisClients[] = [];
+  const connections: Redis[] = [];
+  const connection = () => {
+    const redis = new Redis(url);
+    connections.push(redis);
+    return redis;
+  };
+  return {
+    create() {
+      const c = createRedisClients(url, { commandTimeoutMs: 2000 });
+      clients.push(c);
+      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE });
+    },
+    membership: () => new RedisMembership(connection(), keys),
+    readPositions: () => new RedisReadPositions(connection(), keys),
+    async cleanup() {
+      const admin = connection();
+      const keysLeft = await admin.keys(`${keys.prefix}*`);
+      if (keysLeft.length > 0) await admin.del(...keysLeft);
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(connections.map((r) => r.quit().catch(() => {})));
     },
   };
 });
@@ -126,13 +155,13 @@ describe('RedisBroker when Redis goes away', () => {
     await server.kill();
     await eventually(() => !broker.up, 'down');
     const started = Date.now();
-    await expect(broker.append({ room: 'lobby', head: 'h', body: 'b', ts: 1 })).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(broker.append({ room: 'lobby', user: 'u', head: 'h', body: 'b', ts: 1 })).rejects.toBeInstanceOf(BrokerUnavailableError);
     expect(Date.now() - started).toBeLessThan(1500);
 
     await server.start();
     await eventually(() => broker.up, 'up again', 10_000);
     expect(listener.statuses).toEqual([true, false, true]);
-    await broker.append({ room: 'lobby', head: 'h', body: 'b', ts: 1 });
+    await broker.append({ room: 'lobby', user: 'u', head: 'h', body: 'b', ts: 1 });
     await eventually(() => listener.messages.length === 1, 'delivery after restart');
     await broker.close();
   });

@@ -31,7 +31,7 @@ export async function postRoomMessage(deps: RoomMessageDeps, { room, user, text,
   const { broker, rooms, inFlight, metrics, log } = deps;
   const ts = Date.now();
   const result = await inFlight.track(broker.append({
-    room, head: rooms.head(room), body: messageFrameBody(user, text, ts), ts,
+    room, user, head: rooms.head(room), body: messageFrameBody(user, text, ts), ts,
     lastDelivered: rooms.lastDelivered(room),
     idempotencyKey: key === undefined ? undefined : scopedKey(user, key),
   }));

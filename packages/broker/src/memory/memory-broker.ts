@@ -5,10 +5,11 @@ import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
 import { rangeGap } from '../continuity.js';
-import { BrokerUnavailableError } from '../errors.js';
+import { BrokerUnavailableError, NotAMemberError } from '../errors.js';
 import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
 import { trimBatch } from '../trim.js';
 import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
+import { MemoryConversation } from './memory-conversation.js';
 import { SortedNames } from './sorted-names.js';
 
 const encoder = new TextEncoder();
@@ -42,6 +43,17 @@ class MemoryRoom {
   readonly ids = new IdSequence();
   trimmed = MIN_STREAM_ID;
   lost = MIN_STREAM_ID;
+  /** Set once the room is members-only (see MemoryMembership). */
+  conversation: MemoryConversation | undefined;
+
+  membersOnly(): MemoryConversation {
+    return (this.conversation ??= new MemoryConversation());
+  }
+
+  /** Whether `user` may post and be present here: anyone in an open room, members in a members-only one. */
+  admits(user: string): boolean {
+    return this.conversation === undefined || this.conversation.members.has(user);
+  }
 
   /** Index of the first message newer than `id`. */
   firstAfter(id: string): number {
@@ -56,6 +68,8 @@ class MemoryUser {
   readonly directIds = new IdSequence();
   /** broker (node) -> the user's connections there */
   readonly connections = new Map<MemoryBroker, number>();
+  /** The user's members-only rooms (their index). */
+  readonly conversations = new Set<string>();
 }
 
 interface OnceRecord {
@@ -253,20 +267,26 @@ export class MemoryBroker implements Broker {
 
   async append(message: AppendRequest): Promise<AppendResult> {
     this.#check();
+    const room = this.#hub.room(message.room);
+    if (!room.admits(message.user)) throw new NotAMemberError(message.room, message.user);
     const once = message.idempotencyKey === undefined ? undefined : `room/${message.room}/${message.idempotencyKey}`;
     const first = once === undefined ? undefined : this.#hub.once.seen(once, this.#idempotencyTtlMs, Date.now());
     if (first !== undefined) return { id: first.id, ts: first.ts, repeat: true };
-    const room = this.#hub.room(message.room);
     const id = room.ids.next();
     const prev = room.messages.at(-1)?.id ?? room.trimmed;
     if (message.lastDelivered !== undefined && compareStreamIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
     room.messages.push({ id, body: message.body });
+    const counted = room.conversation === undefined ? undefined : { number: room.conversation.count(id, message.user), user: message.user };
     const excess = room.messages.length - this.#historySize;
-    if (excess >= this.#trimBatch) room.trimmed = room.messages.splice(0, excess).at(-1)!.id;
+    if (excess >= this.#trimBatch) {
+      const cut = room.messages.splice(0, excess);
+      room.trimmed = cut.at(-1)!.id;
+      for (const m of cut) room.conversation?.numbers.delete(m.id);
+    }
     const frame = encoder.encode(message.head + id + message.body);
     this.#toRoom(message.room, (b) => {
       if (b.#dropping > 0) b.#dropping--;
-      else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev);
+      else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev, counted);
     });
     if (once !== undefined) this.#hub.once.record(once, id, message.ts, this.#idempotencyTtlMs, Date.now());
     this.#events.record('message.created', `{"room":${JSON.stringify(message.room)},"message":${message.head}${id}${message.body}}`);
@@ -312,10 +332,11 @@ export class MemoryBroker implements Broker {
 
   async #presenceJoin(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
     this.#check();
+    const state = this.#hub.room(room);
+    if (!state.admits(user) && connections > (state.presence.get(user)?.get(this) ?? 0)) throw new NotAMemberError(room, user);
     let held = this.#presence.get(room);
     if (held === undefined) this.#presence.set(room, (held = new Set()));
     held.add(user);
-    const state = this.#hub.room(room);
     let nodes = state.presence.get(user);
     if (nodes === undefined) {
       state.presence.set(user, (nodes = new Map()));

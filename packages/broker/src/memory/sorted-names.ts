@@ -13,6 +13,10 @@ export class SortedNames {
     return this.#names.length;
   }
 
+  has(name: string): boolean {
+    return this.#names[this.#lowerBound(name)] === name;
+  }
+
   /** False when it was there already. */
   add(name: string): boolean {
     const at = this.#lowerBound(name);

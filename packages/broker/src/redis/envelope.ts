@@ -1,8 +1,10 @@
+import type { CountedMessage } from '../broker.js';
 import type { PresenceChange } from '../presence.js';
 
 /*
  * What travels on channels, private to brokers. Room channel:
  *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
+ *   n|<number>|<user>|<id>|<prev>|<ts>|<frame>  the same in a members-only room, with the message's number and sender
  *   p|+|<seq>|<count>|<user>, p|-|<seq>|<count>|<user>  a user arrived / left, the change's number and the
  *                        room's count after it (presence scripts; `p|+|<user>` from an older node carries neither)
  *   l|<id>                the stream lost delivered messages up to <id> (written by the mark script)
@@ -14,6 +16,7 @@ import type { PresenceChange } from '../presence.js';
  */
 const PIPE = 0x7c;
 const M = 0x6d;
+const N = 0x6e;
 const P = 0x70;
 const E = 0x65;
 const L = 0x6c;
@@ -22,7 +25,7 @@ const C = 0x63;
 const PLUS = 0x2b;
 
 export type RoomPayload =
-  | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array }
+  | { kind: 'message'; id: string; prev: string; ts: number; frame: Uint8Array; counted?: CountedMessage }
   | { kind: 'presence'; change: PresenceChange }
   | { kind: 'event'; user: string; frame: Uint8Array }
   | { kind: 'loss'; upTo: string };
@@ -31,16 +34,15 @@ export type RoomPayload =
 export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
   if (payload[1] !== PIPE) return null;
   switch (payload[0]) {
-    case M: {
-      const idEnd = payload.indexOf(PIPE, 2);
-      const prevEnd = idEnd < 0 ? -1 : payload.indexOf(PIPE, idEnd + 1);
-      if (prevEnd < 0) return null;
-      let ts = 0;
-      let i = prevEnd + 1;
-      for (let c = payload[i]; c !== undefined && c !== PIPE; c = payload[++i]) ts = ts * 10 + (c - 48);
-      if (i >= payload.length) return null;
-      const id = payload.toString('latin1', 2, idEnd);
-      return { kind: 'message', id, prev: payload.toString('latin1', idEnd + 1, prevEnd), ts, frame: payload.subarray(i + 1) };
+    case M:
+      return decodeMessage(payload, 2);
+    case N: {
+      const numberEnd = payload.indexOf(PIPE, 2);
+      const userEnd = numberEnd < 0 ? -1 : payload.indexOf(PIPE, numberEnd + 1);
+      const message = userEnd < 0 ? null : decodeMessage(payload, userEnd + 1);
+      if (message === null) return null;
+      message.counted = { number: decimal(payload, 2, numberEnd), user: payload.toString('latin1', numberEnd + 1, userEnd) };
+      return message;
     }
     case P: {
       if (payload[3] !== PIPE) return null;
@@ -60,6 +62,19 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
     default:
       return null;
   }
+}
+
+/** `<id>|<prev>|<ts>|<frame>` from `start` on. */
+function decodeMessage(payload: Buffer, start: number): Extract<RoomPayload, { kind: 'message' }> | null {
+  const idEnd = payload.indexOf(PIPE, start);
+  const prevEnd = idEnd < 0 ? -1 : payload.indexOf(PIPE, idEnd + 1);
+  if (prevEnd < 0) return null;
+  let ts = 0;
+  let i = prevEnd + 1;
+  for (let c = payload[i]; c !== undefined && c !== PIPE; c = payload[++i]) ts = ts * 10 + (c - 48);
+  if (i >= payload.length) return null;
+  const id = payload.toString('latin1', start, idEnd);
+  return { kind: 'message', id, prev: payload.toString('latin1', idEnd + 1, prevEnd), ts, frame: payload.subarray(i + 1) };
 }
 
 function decimal(bytes: Buffer, start: number, end: number): number {

@@ -53,6 +53,31 @@ export class KeySpace {
     return `${this.prefix}archive:wake`;
   }
 
+  /** Hash of a members-only room's scalars: `mo`, `n`, `last`, `pair` (see conversation-scripts.ts). */
+  roomConversation(room: string): string {
+    return `${this.prefix}room:{${room}}:conv`;
+  }
+
+  /** Sorted set, all scores 0 (so it pages by id): a members-only room's stored members. */
+  roomMembers(room: string): string {
+    return `${this.prefix}room:{${room}}:members`;
+  }
+
+  /** Hash: member -> "<id>|<number>", their read position (see conversation-scripts.ts). */
+  roomReads(room: string): string {
+    return `${this.prefix}room:{${room}}:reads`;
+  }
+
+  /** The keys every conversation script of a room takes, in order (see conversation-scripts.ts). */
+  conversation(room: string): [conv: string, members: string, reads: string, stream: string] {
+    return [this.roomConversation(room), this.roomMembers(room), this.roomReads(room), this.roomStream(room)];
+  }
+
+  /** Sorted set: the members-only rooms of `user` -> when they became a member (ms); on the user's slot. */
+  userConversations(user: string): string {
+    return `${this.prefix}user:{${user}}:convs`;
+  }
+
   /** Sorted set, all scores 0 (so it pages by id): the users present in the room on any node. See presence-scripts.ts. */
   roomPresent(room: string): string {
     return `${this.prefix}room:{${room}}:present`;

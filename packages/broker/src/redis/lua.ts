@@ -18,3 +18,15 @@ export function luaScript(keys: readonly string[], args: readonly string[], ...p
     lua: `local K = { ${named(keys, 'KEYS')} }\nlocal A = { ${named(args, 'ARGV')} }\nlocal EVENT_ARGS = ${args.length + 1}\n${pieces.join('\n')}`,
   };
 }
+
+/** `newer(a, b)`: whether stream id a comes after b. Ids are Redis's own: decimals without leading zeros, so a longer part is a larger one. */
+export const ID_ORDER = `
+local function newer(a, b)
+  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
+  if da ~= db then return da > db end
+  local am, bm = string.sub(a, 1, da), string.sub(b, 1, db)
+  if am ~= bm then return am > bm end
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+`;

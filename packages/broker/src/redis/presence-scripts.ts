@@ -1,4 +1,5 @@
 import { EVENTS } from './event-scripts.js';
+import { MEMBERS_ONLY } from './conversation-scripts.js';
 import { luaScript } from './lua.js';
 
 /*
@@ -83,10 +84,12 @@ const ROOM_ARGS = ['channel', 'publish', 'room', 'stateTtl'] as const;
  * incarnation (0 withdraws them). With connections > 0 returns {fresh, epoch,
  * count, first, seq}: fresh is 1 when this incarnation did not hold the user before,
  * first the room's first `list` users by id, seq the room's last change. With 0
- * returns {count, epoch}.
+ * returns {count, epoch}. A user who is not a member of a members-only room
+ * gains no connection there: {-1}, and nothing is written.
  */
-export const PRESENCE_SET = luaScript(ROOM_KEYS, [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, `
+export const PRESENCE_SET = luaScript([...ROOM_KEYS, 'conv', 'members'], [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, MEMBERS_ONLY, `
 local connections = tonumber(A.connections)
+if connections > tonumber(redis.call('HGET', K.hold, A.user) or '0') and membersOnly() and not isMember(A.user) then return { -1 } end
 local _, held = hold(A.user, connections)
 if connections == 0 then return { redis.call('ZCARD', K.present), epoch() } end
 local list = tonumber(A.list)

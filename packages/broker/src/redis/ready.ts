@@ -1,5 +1,5 @@
 import { ReplyError } from 'ioredis';
-import { BrokerCommandError, BrokerUnavailableError } from '../errors.js';
+import { BrokerCommandError, BrokerRefusal, BrokerUnavailableError } from '../errors.js';
 
 /** What ioredis's Redis and Cluster share for connection state. */
 export interface Connectable {
@@ -34,7 +34,7 @@ const TRANSIENT_REPLY = /^(LOADING|READONLY|CLUSTERDOWN|MASTERDOWN|TRYAGAIN|BUSY
 
 /** A command's failure as the broker reports it: unavailable (retry later) or a command error (do not). */
 export function toBrokerError(err: unknown): Error {
-  if (err instanceof BrokerUnavailableError || err instanceof BrokerCommandError) return err;
+  if (err instanceof BrokerUnavailableError || err instanceof BrokerCommandError || err instanceof BrokerRefusal) return err;
   const message = err instanceof Error ? err.message : String(err);
   if (err instanceof ReplyError && !TRANSIENT_REPLY.test(message)) {
     return new BrokerCommandError(message, { cause: err });

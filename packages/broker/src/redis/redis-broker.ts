@@ -4,7 +4,7 @@ import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
 import type { EventRecording } from '../cluster-events.js';
-import { BrokerNotReplicatedError } from '../errors.js';
+import { BrokerNotReplicatedError, NotAMemberError } from '../errors.js';
 import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
@@ -81,8 +81,6 @@ export class RedisBroker implements Broker {
   /** channel -> what it carries, for everything this node wants; the source of truth for resubscribing. */
   readonly #channels = new Map<string, Subscription>();
   readonly #events: EventRecorder;
-  /** message.created is recorded: appends run the script that records it. */
-  readonly #recordsMessages: boolean;
   readonly presence: Presence = {
     join: (room, user, options = {}) => this.#roomPresence.set(room, user, options.connections ?? 1, options.list ?? 0),
     leave: async (room, user) => { await this.#roomPresence.set(room, user, 0); },
@@ -117,7 +115,6 @@ export class RedisBroker implements Broker {
     this.#log = options.log ?? silentLog;
     const sharded = options.pubsub.publishCommand === 'SPUBLISH';
     this.#events = new EventRecorder(options.keys, options.events, sharded, this.#incarnation);
-    this.#recordsMessages = options.events?.types.includes('message.created') ?? false;
     const presence = {
       command: this.#command, keys: options.keys, incarnation: this.#incarnation, ttlMs: this.#presenceTtlMs, events: this.#events, log: this.#log,
       call: <T>(operation: () => Promise<T>) => this.#call(operation),
@@ -194,25 +191,32 @@ export class RedisBroker implements Broker {
 
   append(message: AppendRequest): Promise<AppendResult> {
     const { room, idempotencyKey } = message;
-    const stream = this.#keys.roomStream(room);
+    const keys = this.#keys;
+    const stream = keys.roomStream(room);
     const archive = this.#archiveSets;
-    const keys: AppendKeys = [
-      stream, this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
-      idempotencyKey === undefined ? stream : this.#keys.roomOnce(room, idempotencyKey),
+    const [conv, members, reads] = keys.conversation(room);
+    const appendKeys: AppendKeys = [
+      stream, keys.roomTrimmed(room), keys.roomLost(room),
+      idempotencyKey === undefined ? stream : keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
-      archive === undefined ? stream : this.#keys.roomArchived(room),
+      archive === undefined ? stream : keys.roomArchived(room),
+      this.#events.streamOf(stream), conv, members, reads,
     ];
     const argv: AppendArgv = [
-      this.#keys.roomChannel(room), this.#historySize, this.#trimBatch,
+      keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
-      archive === undefined ? '' : this.#keys.archiveWake(), room, this.#archiveHold,
+      archive === undefined ? '' : keys.archiveWake(), room, this.#archiveHold, message.user,
+      (idempotencyKey === undefined ? '' : 'k') + (archive === undefined ? '' : 'a'),
     ];
-    const send = (target: ChatScripts) => (this.#recordsMessages
-      ? target.chatAppendRecorded(...keys, this.#events.streamOf(stream), ...argv, ...this.#events.args())
-      : target.chatAppend(...keys, ...argv));
-    if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await send(this.#command)));
-    return this.#call(() => this.#appendReplicated(send));
+    const send = (target: ChatScripts) => target.chatAppend(...appendKeys, ...argv, ...this.#events.args());
+    const result = this.#waitReplicas === 0
+      ? this.#call(async () => appendResult(await send(this.#command)))
+      : this.#call(() => this.#appendReplicated(send));
+    return result.then((r) => {
+      if (r === REFUSED) throw new NotAMemberError(room, message.user);
+      return r;
+    });
   }
 
   /**
@@ -227,6 +231,7 @@ export class RedisBroker implements Broker {
     if (appendError !== null) throw appendError;
     if (waitError !== null) throw waitError;
     const result = appendResult(reply);
+    if (result === REFUSED) return result; // nothing was written
     if (replicas < this.#waitReplicas) {
       this.#counts.replicationTimeouts++;
       throw new BrokerNotReplicatedError(result.id,
@@ -322,7 +327,7 @@ export class RedisBroker implements Broker {
     const decoded = decodeRoomPayload(payload);
     switch (decoded?.kind) {
       case 'message':
-        return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame, decoded.prev);
+        return listener.onRoomMessage(room, decoded.id, decoded.ts, decoded.frame, decoded.prev, decoded.counted);
       case 'presence':
         return listener.onPresence(room, decoded.change);
       case 'event':
@@ -385,8 +390,11 @@ export class RedisBroker implements Broker {
   }
 }
 
+/** The append script's answer when the sender is not a member of a members-only room. */
+const REFUSED: AppendResult = Object.freeze({ id: '', ts: 0, repeat: false });
+
 function appendResult([id, ts, repeat]: [string, string, number]): AppendResult {
-  return { id, ts: Number(ts), repeat: repeat === 1 };
+  return repeat === 2 ? REFUSED : { id, ts: Number(ts), repeat: repeat === 1 };
 }
 
 function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { NotAMemberError } from '../errors.js';
 import type { BrokerLog } from '../log.js';
 import type { MemberPage, RoomHeadcount } from '../presence.js';
 import type { EventRecorder } from './event-recorder.js';
@@ -48,9 +49,13 @@ export class RedisRoomPresence {
     this.#o = options;
   }
 
-  /** Holds `connections` of the user's connections in the room (0 lets go); resolves with the count and first `list` users. */
+  /**
+   * Holds `connections` of the user's connections in the room (0 lets go); resolves with the count and first `list` users.
+   * Rejects with NotAMemberError, holding nothing more, for a non-member of a members-only room.
+   */
   async set(room: string, user: string, connections: number, list = 0): Promise<RoomHeadcount> {
     let users = this.#held.get(room);
+    const prior = users?.get(user);
     if (connections > 0) {
       if (users === undefined) this.#held.set(room, (users = new Map()));
       users.set(user, connections);
@@ -60,9 +65,17 @@ export class RedisRoomPresence {
     try {
       return await this.#o.call(() => this.#write(room, user, connections, list));
     } catch (err) {
-      this.#unsynced.add(room);
+      if (err instanceof NotAMemberError) this.#restore(room, user, prior);
+      else this.#unsynced.add(room);
       throw err;
     }
+  }
+
+  /** Puts back what this node held of a user the room refused. */
+  #restore(room: string, user: string, prior: number | undefined): void {
+    const users = this.#held.get(room);
+    if (prior !== undefined) users?.set(user, prior);
+    else if (users?.delete(user) && users.size === 0) this.#held.delete(room);
   }
 
   async members(room: string, after: string | undefined, limit: number): Promise<MemberPage> {
@@ -119,8 +132,11 @@ export class RedisRoomPresence {
   async #write(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
     const { command, keys, incarnation, events } = this.#o;
     const listing = connections > 0 ? this.#list(room) : undefined;
-    const reply = await command.chatPresenceSet(...this.#keysOf(room, incarnation), ...this.#argsOf(room), user, connections, list, ...events.args());
+    const reply = await command.chatPresenceSet(
+      ...this.#keysOf(room, incarnation), keys.roomConversation(room), keys.roomMembers(room), ...this.#argsOf(room), user, connections, list, ...events.args(),
+    );
     await listing;
+    if (reply[0] === -1) throw new NotAMemberError(room, user);
     if (connections > 0) {
       const [fresh, epoch, count, first, seq] = reply as [number, string, number, string[], number];
       if (fresh === 1) {

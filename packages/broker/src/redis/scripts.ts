@@ -1,26 +1,18 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
+import { CONVERSATION_SCRIPTS, MEMBERS_ONLY, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
-import type { LuaScript } from './lua.js';
+import { ID_ORDER, luaScript, type LuaScript } from './lua.js';
 import {
   NODES_FORGET, NODES_HEARTBEAT, PRESENCE_PAGE, PRESENCE_SET, PRESENCE_SYNC, PRESENCE_WITHDRAW,
   ROOM_INDEX_ADD, ROOM_INDEX_PRUNE, ROOM_OCCUPANCY, USER_PRESENCE, USER_SET,
 } from './presence-scripts.js';
 
 /*
- * Ids are Redis's own: decimals without leading zeros, so a longer part is a larger one.
  * raiseLost raises a room's lost-marker to an id (never lowers it) and, when it
  * rose, tells the room's subscribers, ahead of anything published after it.
  */
-const LOST = `
-local function newer(a, b)
-  local da, db = string.find(a, '-', 1, true), string.find(b, '-', 1, true)
-  if da ~= db then return da > db end
-  local am, bm = string.sub(a, 1, da), string.sub(b, 1, db)
-  if am ~= bm then return am > bm end
-  if #a ~= #b then return #a > #b end
-  return a > b
-end
+const LOST = ID_ORDER + `
 local function raiseLost(key, id, pub, channel)
   local current = redis.call('GET', key)
   if current and not newer(id, current) then return 0 end
@@ -32,11 +24,10 @@ end
 
 /*
  * seen(key, ttl) is the record of an idempotency key: {id, ts, 1} of the first
- * message when there is one (its expiry renewed), else nil. ttl '' means no key.
+ * message when there is one (its expiry renewed), else nil.
  */
 const ONCE = `
 local function seen(key, ttl)
-  if ttl == '' then return nil end
   local first = redis.call('GET', key)
   if not first then return nil end
   redis.call('PEXPIRE', key, ttl)
@@ -51,59 +42,69 @@ end
  * of a room is its stream order. Trims in batches and records the newest
  * trimmed id: MAXLEN trimming does not update the stream's own
  * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
+ * Every stream entry is a message, so the stream's length counts messages.
  * When the sender's node delivered an id newer than anything stored, the stream
  * lost it (a restart, a failover): that is marked, and announced, first.
+ *
+ * flags: `k` the append has an idempotency key, `a` the archive is on.
  * With an idempotency key already recorded, nothing is appended: the first
  * message's id and ts come back, and the record's expiry is renewed (a write,
- * so a WAIT after the script also covers the first append). Returns {id, ts, repeat}.
+ * so a WAIT after the script also covers the first append). Returns {id, ts, 0},
+ * {id, ts, 1} for a repeat, {'', '', 2} when the sender is not a member of a members-only room.
+ *
+ * In a members-only room the message is numbered (see conversation-scripts.ts), the
+ * sender's read position moves to it, and it is published as
+ * `n|<number>|<user>|...` so nodes can tell members their unread counts.
  *
  * With the archive on, the room joins its slot's set of rooms to archive, and a
  * room that was not in it is announced on the archive's wake channel. Trimming
  * then keeps what the archive has not taken yet (up to its watermark), up to
  * `hold` messages beyond the history size: an archiver that is behind or down
  * loses nothing until then, and what it finds trimmed it records as lost.
- *
- * KEYS: stream, trimmed-marker, lost-marker, idempotency record (any key of the room when none),
- *       archive set, archive watermark (any keys of the room when the archive is off)
- * ARGV: channel, history size, trim batch, ts, head, body, publish command, last delivered ('' if none),
- *       idempotency ttl in ms ('' when the append has no key), archive wake channel ('' when off), room,
- *       hold ('' when the archive is off)
+ * message.created is recorded when event recording asks for it.
  */
-const APPEND_STEPS = `
-local first = seen(KEYS[4], ARGV[9])
+export const APPEND = luaScript(
+  ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads'],
+  ['channel', 'historySize', 'trimBatch', 'ts', 'head', 'body', 'publish', 'lastDelivered', 'onceTtl', 'archiveWake', 'room', 'hold', 'user', 'flags'],
+  LOST, ONCE, EVENTS, MEMBERS_ONLY, `
+local function flag(f) return string.find(A.flags, f, 1, true) ~= nil end
+local counted = membersOnly()
+if counted and not isMember(A.user) then return { '', '', 2 } end
+local first = flag('k') and seen(K.once, A.onceTtl)
 if first then return first end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local last = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
 local prev = last and last[1] or '0-0'
-if ARGV[8] ~= '' and ARGV[8] ~= prev and newer(ARGV[8], prev) then raiseLost(KEYS[3], ARGV[8], ARGV[7], ARGV[1]) end
-local id = redis.call('XADD', KEYS[1], '*', 'b', ARGV[6])
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
-if excess >= tonumber(ARGV[3]) then
-  if ARGV[12] ~= '' then
-    local archived = #redis.call('XRANGE', KEYS[1], '-', redis.call('GET', KEYS[6]) or '0-0', 'COUNT', excess)
-    excess = math.max(archived, excess - tonumber(ARGV[12]))
+if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, A.publish, A.channel) end
+local number = counted and redis.call('HINCRBY', K.conv, 'n', 1)
+local id = number and redis.call('XADD', K.stream, '*', 'b', A.body, 'n', number) or redis.call('XADD', K.stream, '*', 'b', A.body)
+local excess = redis.call('XLEN', K.stream) - tonumber(A.historySize)
+if excess >= tonumber(A.trimBatch) then
+  if flag('a') then
+    local archived = #redis.call('XRANGE', K.stream, '-', redis.call('GET', K.archived) or '0-0', 'COUNT', excess)
+    excess = math.max(archived, excess - tonumber(A.hold))
   end
-  if excess >= tonumber(ARGV[3]) then
-    local cut = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
-    redis.call('XTRIM', KEYS[1], 'MINID', cut[#cut][1])
-    redis.call('SET', KEYS[2], cut[#cut - 1][1])
+  if excess >= tonumber(A.trimBatch) then
+    local cut = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', excess + 1)
+    redis.call('XTRIM', K.stream, 'MINID', cut[#cut][1])
+    redis.call('SET', K.trimmed, cut[#cut - 1][1])
   end
 end
-redis.call(ARGV[7], ARGV[1], 'm|' .. id .. '|' .. prev .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. id .. ARGV[6])
-if ARGV[9] ~= '' then redis.call('SET', KEYS[4], id .. '|' .. ARGV[4], 'PX', ARGV[9]) end
-if ARGV[10] ~= '' and redis.call('SADD', KEYS[5], ARGV[11]) == 1 then redis.call('PUBLISH', ARGV[10], ARGV[11]) end
-`;
-const APPEND = LOST + ONCE + APPEND_STEPS + `return { id, ARGV[4], 0 }`;
-
-/*
- * APPEND that also records message.created: a script of its own, so appends
- * without it pay nothing for events.
- * KEYS: as APPEND, then the event stream. ARGV: as APPEND, then events (4)
- */
-const APPEND_RECORDED = LOST + ONCE + EVENTS + APPEND_STEPS + `
-emit(events(KEYS[7], ARGV, 13), tonumber(ARGV[4]), 'message.created',
-  '{"room":' .. cjson.encode(ARGV[11]) .. ',"message":' .. ARGV[5] .. id .. ARGV[6] .. '}')
-return { id, ARGV[4], 0 }
-`;
+local frame = A.head .. id .. A.body
+if number then
+  redis.call('HSET', K.reads, A.user, id .. '|' .. number)
+  redis.call('HSET', K.conv, 'last', id)
+  redis.call(A.publish, A.channel, 'n|' .. number .. '|' .. A.user .. '|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
+else
+  redis.call(A.publish, A.channel, 'm|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
+end
+if flag('k') then redis.call('SET', K.once, id .. '|' .. A.ts, 'PX', A.onceTtl) end
+if flag('a') and redis.call('SADD', K.archiveSet, A.room) == 1 then redis.call('PUBLISH', A.archiveWake, A.room) end
+local ev = events(K.events, ARGV, EVENT_ARGS)
+if wants(ev, 'message.created') then
+  emit(ev, tonumber(A.ts), 'message.created', '{"room":' .. cjson.encode(A.room) .. ',"message":' .. frame .. '}')
+end
+return { id, A.ts, 0 }
+`);
 
 /*
  * Reads the newest messages after an id atomically with what proves (or
@@ -181,7 +182,7 @@ return raiseLost(KEYS[1], ARGV[1], ARGV[3], ARGV[2])
  * ARGV: channel, head, body, key ttl, publish command, ts, idempotency ttl in ms ('' when none)
  */
 const DIRECT = ONCE + `
-local first = seen(KEYS[2], ARGV[7])
+local first = ARGV[7] ~= '' and seen(KEYS[2], ARGV[7])
 if first then return { first[1], first[2], 1, 0 } end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'x', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
@@ -192,12 +193,14 @@ return { id, ARGV[6], 0, receivers }
 
 export type RawEntry = [id: string, fields: string[]];
 
-export type AppendKeys = [stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string];
+export type AppendKeys = [
+  stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string, events: string,
+  conv: string, members: string, reads: string,
+];
 export type AppendArgv = [
   channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, archiveHold: number | '',
+  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, archiveHold: number | '', user: string, flags: string,
 ];
-export type AppendArgs = [...AppendKeys, ...AppendArgv];
 
 /** Keys and arguments of the room presence scripts (see presence-scripts.ts). */
 export type PresenceKeys = [present: string, conns: string, hold: string, state: string, events: string];
@@ -206,9 +209,9 @@ export type PresenceArgv = [channel: string, publish: string, room: string, stat
 /** The four event arguments every recording script ends with (see EVENTS): types, wake channel, backlog limit, nonce. */
 export type EventArgs = [types: string, wake: string, limit: number | '', nonce: string];
 
-export interface ChatScripts {
-  chatAppend(...args: AppendArgs): Promise<[id: string, ts: string, repeat: number]>;
-  chatAppendRecorded(...args: [...keys: AppendKeys, events: string, ...argv: AppendArgv, ...eventArgs: EventArgs]): Promise<[id: string, ts: string, repeat: number]>;
+export interface ChatScripts extends ConversationScripts {
+  /** repeat: 0 stored, 1 a repeat of a stored one, 2 refused (not a member of a members-only room). */
+  chatAppend(...args: [...keys: AppendKeys, ...argv: AppendArgv, ...eventArgs: EventArgs]): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
@@ -219,8 +222,8 @@ export interface ChatScripts {
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
-    ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
-  ): Promise<[fresh: number, epoch: string, count: number, first: string[], seq: number] | [count: number, epoch: string]>;
+    ...args: [...keys: PresenceKeys, conv: string, members: string, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
+  ): Promise<[fresh: number, epoch: string, count: number, first: string[], seq: number] | [count: number, epoch: string] | [-1]>;
   chatPresenceSync(...args: [...keys: PresenceKeys, ...argv: PresenceArgv, holds: string, ...eventArgs: EventArgs]): Promise<[count: number, epoch: string]>;
   chatPresenceWithdraw(
     ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, batch: number, ...eventArgs: EventArgs]
@@ -248,14 +251,14 @@ export interface ChatScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAppend', { numberOfKeys: 6, lua: APPEND });
-  redis.defineCommand('chatAppendRecorded', { numberOfKeys: 7, lua: APPEND_RECORDED });
   redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
   redis.defineCommand('chatArchiveClaim', { numberOfKeys: 5, lua: ARCHIVE_CLAIM });
   redis.defineCommand('chatArchiveDone', { numberOfKeys: 4, lua: ARCHIVE_DONE });
   const named: Record<string, LuaScript> = {
+    chatAppend: APPEND,
+    ...CONVERSATION_SCRIPTS,
     chatPresenceSet: PRESENCE_SET,
     chatPresenceSync: PRESENCE_SYNC,
     chatPresenceWithdraw: PRESENCE_WITHDRAW,

@@ -1,0 +1,156 @@
+import { ID_ORDER, luaScript } from './lua.js';
+
+/*
+ * Members-only rooms, on the room's slot, beside its stream. Per room:
+ *   conv     hash: `mo` (set: the room is members-only; never unset), `n` (how
+ *            many messages were posted since it became members-only: the room's
+ *            message number), `last` (its newest message id), `pair` ("a|b" for
+ *            a direct conversation);
+ *   members  sorted set of the stored members, all scores 0, so it pages by id;
+ *   reads    hash member -> "<id>|<number>": the member's read position and the
+ *            number of the newest message at or before it.
+ * A member's unread count is n minus the number of their read position: two
+ * counters, never a count of stream entries, so trimming does not change it and
+ * an idempotent repeat (which appends nothing) does not count twice. A sender's
+ * own message moves their read position to it, so only other users' messages count.
+ *
+ * MEMBERS_ONLY is what the append and presence scripts ask (K.conv, K.members);
+ * CONVERSATION is the piece every script of a room's read state shares (K.conv,
+ * K.members, K.reads, K.stream).
+ */
+export const MEMBERS_ONLY = `
+local function membersOnly() return redis.call('HEXISTS', K.conv, 'mo') == 1 end
+local function isMember(user) return redis.call('ZSCORE', K.members, user) ~= false end
+`;
+
+export const CONVERSATION = MEMBERS_ONLY + `local function field(fields, name)
+  for i = 1, #fields, 2 do if fields[i] == name then return fields[i + 1] end end
+  return nil
+end
+local function newestId()
+  local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
+  return newest and newest[1] or '0-0'
+end
+local function total() return tonumber(redis.call('HGET', K.conv, 'n') or '0') end
+-- {id, number} of a member's read position (nil for a non-member)
+local function position(user)
+  local at = redis.call('HGET', K.reads, user)
+  if not at then return nil end
+  local bar = string.find(at, '|', 1, true)
+  return { string.sub(at, 1, bar - 1), tonumber(string.sub(at, bar + 1)) }
+end
+-- The number of the newest message at or before id. An id older than everything
+-- stored names a point among trimmed messages, which nobody can be shown any
+-- more: it counts as the oldest stored message's predecessor.
+local function numberAt(id)
+  local at = redis.call('XREVRANGE', K.stream, id, '-', 'COUNT', 1)[1]
+  if at then return tonumber(field(at[2], 'n') or '0') end
+  local oldest = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', 1)[1]
+  if oldest then return math.max(0, tonumber(field(oldest[2], 'n') or '1') - 1) end
+  return total()
+end
+`;
+
+const ROOM_KEYS = ['conv', 'members', 'reads', 'stream'] as const;
+
+/*
+ * Adds members (a list separated by ','; names never hold one), making the room
+ * members-only. A new member's read position is the room's newest message. With
+ * `pair` ("a|b") the room is the direct conversation of a and b: created so on
+ * first use, and refused ({-1}) when the room already is something else.
+ * Returns {1, added...}.
+ */
+const MEMBERS_ADD = luaScript(ROOM_KEYS, ['users', 'pair'], CONVERSATION, `
+if A.pair ~= '' then
+  local pair = redis.call('HGET', K.conv, 'pair')
+  if pair ~= A.pair and (pair or membersOnly()) then return { -1 } end
+  redis.call('HSET', K.conv, 'pair', A.pair)
+end
+redis.call('HSET', K.conv, 'mo', '1')
+local at = newestId() .. '|' .. total()
+local added = { 1 }
+for user in string.gmatch(A.users, '[^,]+') do
+  if redis.call('ZADD', K.members, 'NX', 0, user) == 1 then
+    redis.call('HSET', K.reads, user, at)
+    added[#added + 1] = user
+  end
+end
+return added
+`);
+
+/* Removes members (',' separated) with their read positions. Returns the users that were members. */
+const MEMBERS_REMOVE = luaScript(ROOM_KEYS, ['users'], `
+local removed = {}
+for user in string.gmatch(A.users, '[^,]+') do
+  if redis.call('ZREM', K.members, user) == 1 then
+    redis.call('HDEL', K.reads, user)
+    removed[#removed + 1] = user
+  end
+end
+return removed
+`);
+
+/* What `user` may do in the room: 0 it is open, 1 a member, 2 not a member of a members-only room. */
+const MEMBER_ACCESS = luaScript(ROOM_KEYS, ['user'], CONVERSATION, `
+if not membersOnly() then return 0 end
+return isMember(A.user) and 1 or 2
+`);
+
+/*
+ * A page of the stored members by id after `after` ('' from the start), up to
+ * `limit` + 1 (one more tells that a next page exists): {count, users}.
+ */
+const MEMBERS_PAGE = luaScript(['members'], ['after', 'limit'], `
+local start = A.after == '' and '-' or '(' .. A.after
+return { redis.call('ZCARD', K.members), redis.call('ZRANGE', K.members, start, '+', 'BYLEX', 'LIMIT', 0, tonumber(A.limit) + 1) }
+`);
+
+/*
+ * Moves a member's read position forward to `id` (never back). Returns {0} for a
+ * non-member, {-1, newest} for an id after the room's newest message, else
+ * {1, read id, read number, total, moved}.
+ */
+const READ_MOVE = luaScript(ROOM_KEYS, ['user', 'id'], ID_ORDER, CONVERSATION, `
+local at = position(A.user)
+if not at then return { 0 } end
+local newest = newestId()
+if newer(A.id, newest) then return { -1, newest } end
+local moved = 0
+if newer(A.id, at[1]) then
+  at = { A.id, math.max(at[2], numberAt(A.id)) }
+  redis.call('HSET', K.reads, A.user, at[1] .. '|' .. at[2])
+  moved = 1
+end
+return { 1, at[1], at[2], total(), moved }
+`);
+
+/*
+ * One room of a user's list: {total, read position ('' for a non-member),
+ * pair ('' if none), newest entry (or empty)}.
+ */
+const CONVERSATION_STATE = luaScript(ROOM_KEYS, ['user'], CONVERSATION, `
+local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1] or {}
+return { total(), redis.call('HGET', K.reads, A.user) or '', redis.call('HGET', K.conv, 'pair') or '', newest }
+`);
+
+export const CONVERSATION_SCRIPTS = {
+  chatMembersAdd: MEMBERS_ADD,
+  chatMembersRemove: MEMBERS_REMOVE,
+  chatMemberAccess: MEMBER_ACCESS,
+  chatMembersPage: MEMBERS_PAGE,
+  chatReadMove: READ_MOVE,
+  chatConversationState: CONVERSATION_STATE,
+};
+
+/** The keys of ROOM_KEYS, in order (KeySpace.conversation). */
+export type RoomKeys = [conv: string, members: string, reads: string, stream: string];
+type Entry = [id: string, fields: string[]];
+
+export interface ConversationScripts {
+  chatMembersAdd(...args: [...RoomKeys, users: string, pair: string]): Promise<[-1] | [1, ...added: string[]]>;
+  chatMembersRemove(...args: [...RoomKeys, users: string]): Promise<string[]>;
+  chatMemberAccess(...args: [...RoomKeys, user: string]): Promise<0 | 1 | 2>;
+  chatMembersPage(members: string, after: string, limit: number): Promise<[count: number, users: string[]]>;
+  chatReadMove(...args: [...RoomKeys, user: string, id: string]): Promise<[0] | [-1, newest: string] | [1, read: string, number: number, total: number, moved: number]>;
+  chatConversationState(...args: [...RoomKeys, user: string]): Promise<[total: number, read: string, pair: string, newest: Entry | []]>;
+}
