@@ -1,11 +1,26 @@
 import { TestClient, sleep, startRedisServer, startWebhookReceiver, waitFor, type ReceivedDelivery, type RedisServer, type WebhookReceiver } from '@chat/testkit';
-import { WEBHOOK_HEADERS, verifyWebhook } from '@chat/webhooks';
+import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { startCluster, startGateway, type Cluster, type GatewayProcess } from './helpers/gateways.js';
 
 const PRESENCE_TTL_MS = 1000;
 const RETRY_MS = 100;
+/** A plain secret, as deployments set before Standard Webhooks: receivers use whsec_ and the base64 of its UTF-8 bytes. */
 const SECRET = 'webhook-test-secret-0123456789';
+const SECRET_AS_WHSEC = `whsec_${Buffer.from(SECRET, 'utf8').toString('base64')}`;
+/** A Standard Webhooks secret, set as is on the gateways and in the receiver. */
+const WHSEC = `whsec_${Buffer.from('0123456789abcdef0123456789abcdef').toString('base64')}`;
+
+/** What a receiver built on the standardwebhooks library decides: whether `d` is genuine and recent under `secret`. */
+function verifies(secret: string, d: Pick<ReceivedDelivery, 'body' | 'headers'>): boolean {
+  const headers = Object.fromEntries(['webhook-id', 'webhook-timestamp', 'webhook-signature'].map((h) => [h, String(d.headers[h] ?? '')]));
+  try {
+    new Webhook(secret).verify(d.body, headers);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** One line per delivered event: what it says, not its id or time. */
 const described = (d: ReceivedDelivery): string => `${d.event!.type} ${JSON.stringify(d.event!.data)}`;
@@ -47,7 +62,8 @@ describe('webhooks from three gateways', () => {
     expect(receiver.deliveries).toHaveLength(1);
 
     let refusals = 3;
-    receiver.respond(() => (refusals-- > 0 ? 500 : 200));
+    // The receiver acknowledges only what it verifies, as a real one does.
+    receiver.respond((d) => (refusals-- > 0 ? 500 : verifies(SECRET_AS_WHSEC, d) ? 200 : 401));
     const killedAt = Date.now();
     await cluster!.gateways[1]!.kill();
     await waitFor(() => receiver.accepted().length === 2, { timeoutMs: 10_000, what: 'user.offline delivered' });
@@ -55,23 +71,26 @@ describe('webhooks from three gateways', () => {
     expect(attempts.map((d) => d.status)).toEqual([500, 500, 500, 200]);
     expect(attempts.map(described)).toEqual(Array(4).fill('user.offline {"user":"kim"}'));
     expect(new Set(attempts.map((d) => d.event!.id)).size).toBe(1);
-    for (const d of attempts) expect(d.headers[WEBHOOK_HEADERS.id]).toBe(d.event!.id);
+    for (const d of attempts) {
+      expect(d.headers['webhook-id']).toBe(d.event!.id);
+      expect(verifies(SECRET_AS_WHSEC, d)).toBe(true);
+    }
     // Recorded when found dead, within the presence bound; delivered after the retries.
     const offline = attempts.at(-1)!;
     expect(offline.event!.ts - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 250);
     expect(offline.at - killedAt).toBeLessThanOrEqual(PRESENCE_TTL_MS * 1.25 + 3 * RETRY_MS + 750);
     console.log(JSON.stringify({ presenceTtlMs: PRESENCE_TTL_MS, retryMs: RETRY_MS, offlineRecordedMs: offline.event!.ts - killedAt, offlineDeliveredMs: offline.at - killedAt }));
 
-    const signed = { body: offline.body, timestamp: offline.headers[WEBHOOK_HEADERS.timestamp] as string, signature: offline.headers[WEBHOOK_HEADERS.signature] as string };
-    expect(verifyWebhook({ secret: SECRET, ...signed })).toBe(true);
-    expect(verifyWebhook({ secret: 'not-the-secret-0123456789', ...signed })).toBe(false);
+    expect(verifies(WHSEC, offline)).toBe(false);
+    expect(verifies(SECRET_AS_WHSEC, { ...offline, body: offline.body.replace('"kim"', '"tim"') })).toBe(false);
 
     await sleep(1500); // sweeps and lease expiries later: nothing is delivered again
     expect(receiver.deliveries).toHaveLength(5);
   });
 
   it('fires every event type once per cluster, and room.vacated only once nobody is left anywhere', async () => {
-    await start({ WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated,member.joined,member.left,message.created' });
+    await start({ WEBHOOK_SECRET: WHSEC, WEBHOOK_EVENTS: 'user.online,user.offline,room.occupied,room.vacated,member.joined,member.left,message.created' });
+    receiver.respond((d) => (verifies(WHSEC, d) ? 200 : 401));
     const ann = [await connect(0, 'ann'), await connect(1, 'ann')];
     const bob = await connect(1, 'bob');
     const cid = await connect(2, 'cid');
@@ -91,6 +110,9 @@ describe('webhooks from three gateways', () => {
     await sleep(700); // a sweep later: nothing more
 
     const delivered = receiver.accepted();
+    // Every delivery verified under the whsec_ key the gateways were given, and under no other.
+    expect(receiver.deliveries.filter((d) => d.status !== 200)).toEqual([]);
+    expect(delivered.filter((d) => verifies(SECRET_AS_WHSEC, d))).toEqual([]);
     expect(new Set(delivered.map((d) => d.event!.id)).size).toBe(delivered.length);
     expect(delivered.map(described).sort()).toEqual([
       'member.joined {"room":"hall","user":"ann"}',

@@ -1,10 +1,10 @@
 import type { ClusterEventType, EventFeed, PendingEvent } from '@chat/broker';
-import { WEBHOOK_HEADERS, signWebhook } from './signature.js';
+import { WebhookSigner } from './signature.js';
 
 export interface WebhookSettings {
   /** Where every event is POSTed. */
   url: string;
-  /** Signs every delivery (see signWebhook). */
+  /** Signs every delivery: `whsec_<base64>`, or a plain string of 16+ characters standing for its UTF-8 bytes (see webhookKey). */
   secret: string;
   /** Which events are recorded and delivered. */
   events: readonly ClusterEventType[];
@@ -75,6 +75,7 @@ const EVENT_HEAD = /^\{"id":"([^"]+)","type":"([^"]+)","ts":(\d+),/;
  */
 export class WebhookDispatcher {
   readonly #o: WebhookDispatcherOptions;
+  readonly #signer: WebhookSigner;
   /** stream -> when to look at it next (ms). */
   readonly #due = new Map<string, number>();
   readonly #active = new Set<Promise<void>>();
@@ -90,6 +91,7 @@ export class WebhookDispatcher {
 
   constructor(options: WebhookDispatcherOptions) {
     this.#o = options;
+    this.#signer = new WebhookSigner(options.settings.secret);
     this.#stopped = new Promise((resolve) => (this.#wakeStop = resolve));
   }
 
@@ -228,8 +230,7 @@ export class WebhookDispatcher {
   }
 
   async #post(id: string, body: string): Promise<{ reason: FailureReason; detail: string } | undefined> {
-    const { url, secret, timeoutMs } = this.#o.settings;
-    const timestamp = Math.floor(Date.now() / 1000);
+    const { url, timeoutMs } = this.#o.settings;
     try {
       const response = await fetch(url, {
         method: 'POST',
@@ -237,9 +238,7 @@ export class WebhookDispatcher {
         headers: {
           'content-type': 'application/json',
           'user-agent': 'chat-webhooks/1',
-          [WEBHOOK_HEADERS.id]: id,
-          [WEBHOOK_HEADERS.timestamp]: String(timestamp),
-          [WEBHOOK_HEADERS.signature]: signWebhook(secret, timestamp, body),
+          ...this.#signer.headers(id, body),
         },
         signal: AbortSignal.timeout(timeoutMs),
       });

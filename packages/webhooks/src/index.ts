@@ -1,2 +1,2 @@
 export { WebhookDispatcher, type FailureReason, type WebhookDispatcherOptions, type WebhookLog, type WebhookObserver, type WebhookSettings, type WebhookStatus } from './dispatcher.js';
-export { WEBHOOK_HEADERS, signWebhook, verifyWebhook, type WebhookCheck } from './signature.js';
+export { WEBHOOK_HEADERS, WebhookSigner, webhookKey } from './signature.js';
