@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { TestClient, sleep, startRedisServer, startWebhookReceiver, waitFor, type ReceivedDelivery, type RedisServer, type WebhookReceiver } from '@chat/testkit';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { startCluster, startGateway, type Cluster, type GatewayProcess } from './helpers/gateways.js';
+import { GATEWAY_ENTRY, startCluster, startGateway, type Cluster, type GatewayProcess } from './helpers/gateways.js';
 
 const PRESENCE_TTL_MS = 1000;
 const RETRY_MS = 100;
@@ -173,6 +174,17 @@ describe('webhooks from three gateways', () => {
     } finally {
       await Promise.all(gateways.map((g) => g.stop()));
       await redis.cleanup();
+    }
+  });
+
+  it('a gateway refuses to start with a WEBHOOK_SECRET that is no key, naming the variable', () => {
+    for (const secret of ['whsec_short', `whsec_${Buffer.alloc(32).toString('base64url')}`, `whsec_${Buffer.alloc(16).toString('base64')}`, 'too-short']) {
+      const run = spawnSync(process.execPath, [GATEWAY_ENTRY], {
+        env: { PATH: process.env.PATH, DEV_IDENTITY: 'on', WEBHOOK_URL: 'http://127.0.0.1:9/hooks', WEBHOOK_SECRET: secret },
+        encoding: 'utf8', timeout: 10_000,
+      });
+      expect(run.status, secret).toBe(2);
+      expect(run.stderr).toMatch(/^configuration error: WEBHOOK_SECRET\b/m);
     }
   });
 });

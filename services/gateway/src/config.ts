@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CLUSTER_EVENT_TYPES, type ClusterEventType, type RedisTarget } from '@chat/broker';
-import type { WebhookSettings } from '@chat/webhooks';
+import { webhookKey, type WebhookSettings } from '@chat/webhooks';
 import { ConfigError, EnvReader, LOG_LEVELS, readRedisPrefix, readRedisTarget, type Env, type LogLevel } from '@chat/env';
 
 /** Validated, frozen settings. `loadConfig` is the only place that reads the environment. */
@@ -193,7 +193,12 @@ function readWebhooks(read: EnvReader): WebhookSettings | undefined {
     if (secret !== undefined) throw new ConfigError('WEBHOOK_SECRET is set but WEBHOOK_URL is not: set both, or neither');
     return undefined;
   }
-  if (secret === undefined || secret.length < 16) throw new ConfigError('WEBHOOK_SECRET must be set (at least 16 characters) with WEBHOOK_URL: every delivery is signed with it');
+  if (secret === undefined) throw new ConfigError('WEBHOOK_SECRET must be set with WEBHOOK_URL: every delivery is signed with it (whsec_<base64>, or a plain string of at least 16 characters)');
+  try {
+    webhookKey(secret);
+  } catch (err) {
+    throw new ConfigError(`WEBHOOK_SECRET ${(err as Error).message}`);
+  }
   const listed = read.optionalString('WEBHOOK_EVENTS')?.split(',').map((e) => e.trim()).filter(Boolean);
   for (const type of listed ?? []) {
     if (!(CLUSTER_EVENT_TYPES as readonly string[]).includes(type)) {
