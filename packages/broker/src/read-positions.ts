@@ -18,8 +18,11 @@ export interface ReadPositions {
   /** The read positions of `users` in `room` (a non-member: absent). */
   positions(room: string, users: readonly string[]): Promise<Map<string, ReadPosition>>;
 
-  /** The newest message id of each room ('0-0' for none): what orders a room list. */
-  activity(rooms: readonly string[]): Promise<string[]>;
+  /**
+   * When each room's newest message was posted, in microseconds (0 for none): what
+   * orders a room list (ids of two rooms posted in one millisecond do not).
+   */
+  activity(rooms: readonly string[]): Promise<number[]>;
 
   /** `user`'s state in `room`, for a room list entry; undefined when not a member. */
   state(room: string, user: string): Promise<ConversationState | undefined>;

@@ -1,7 +1,15 @@
 import type { StoredMessage } from '../broker.js';
-import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
+import { compareStreamIds } from '../ids.js';
 import type { ReadPosition } from '../read-positions.js';
 import { SortedNames } from './sorted-names.js';
+
+let lastMicroseconds = 0;
+
+/** Now in microseconds, never the same twice in this process. */
+function microseconds(): number {
+  lastMicroseconds = Math.max(lastMicroseconds + 1, Math.floor((performance.timeOrigin + performance.now()) * 1000));
+  return lastMicroseconds;
+}
 
 /**
  * A members-only room's stored state in the in-process broker, as the Redis
@@ -13,8 +21,8 @@ export class MemoryConversation {
   readonly reads = new Map<string, ReadPosition>();
   /** Messages posted since the room became members-only. */
   total = 0;
-  /** The newest message's id. */
-  last = MIN_STREAM_ID;
+  /** When the newest message was posted, in microseconds; strictly increasing across the hub's rooms. */
+  lastAt = 0;
   /** "a|b" for a direct conversation. */
   pair: string | undefined;
   /** message id -> its number, for the messages the room stores. */
@@ -45,7 +53,7 @@ export class MemoryConversation {
   count(id: string, user: string): number {
     const number = ++this.total;
     this.numbers.set(id, number);
-    this.last = id;
+    this.lastAt = microseconds();
     this.reads.set(user, { id, number });
     return number;
   }

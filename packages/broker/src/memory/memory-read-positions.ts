@@ -30,8 +30,8 @@ export class MemoryReadPositions implements ReadPositions {
     return found;
   }
 
-  async activity(rooms: readonly string[]): Promise<string[]> {
-    return rooms.map((room) => this.hub.room(room).conversation?.last ?? MIN_STREAM_ID);
+  async activity(rooms: readonly string[]): Promise<number[]> {
+    return rooms.map((room) => this.hub.room(room).conversation?.lastAt ?? 0);
   }
 
   async state(room: string, user: string): Promise<ConversationState | undefined> {

@@ -4,8 +4,10 @@ import { ID_ORDER, luaScript } from './lua.js';
  * Members-only rooms, on the room's slot, beside its stream. Per room:
  *   conv     hash: `mo` (set: the room is members-only; never unset), `n` (how
  *            many messages were posted since it became members-only: the room's
- *            message number), `last` (its newest message id), `pair` ("a|b" for
- *            a direct conversation);
+ *            message number), `last` (its newest message id), `at` (when it was
+ *            posted, in microseconds by Redis's clock: ids of two rooms posted in
+ *            one millisecond do not say which came first), `pair` ("a|b" for a
+ *            direct conversation);
  *   members  sorted set of the stored members, all scores 0, so it pages by id;
  *   reads    hash member -> "<id>|<number>": the member's read position and the
  *            number of the newest message at or before it.

@@ -36,10 +36,10 @@ export class RedisReadPositions implements ReadPositions {
     });
   }
 
-  activity(rooms: readonly string[]): Promise<string[]> {
+  activity(rooms: readonly string[]): Promise<number[]> {
     return this.#call(async () => {
-      const last = await Promise.all(rooms.map((room) => this.#command.hget(this.keys.roomConversation(room), 'last')));
-      return last.map((id) => id ?? '0-0');
+      const at = await Promise.all(rooms.map((room) => this.#command.hget(this.keys.roomConversation(room), 'at')));
+      return at.map((us) => Number(us ?? 0));
     });
   }
 

@@ -92,7 +92,8 @@ end
 local frame = A.head .. id .. A.body
 if number then
   redis.call('HSET', K.reads, A.user, id .. '|' .. number)
-  redis.call('HSET', K.conv, 'last', id)
+  local t = redis.call('TIME')
+  redis.call('HSET', K.conv, 'last', id, 'at', t[1] .. string.format('%06d', tonumber(t[2])))
   redis.call(A.publish, A.channel, 'n|' .. number .. '|' .. A.user .. '|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
 else
   redis.call(A.publish, A.channel, 'm|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
