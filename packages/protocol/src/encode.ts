@@ -99,6 +99,34 @@ export function encodeTyping(room: string, user: string): string {
   return `{"type":"typing","room":${q(room)},"user":${q(user)}}`;
 }
 
+export function encodeOpened(room: string, other: string, ref: string | undefined): string {
+  return `{"type":"opened","room":${q(room)},"with":${q(other)}${refField(ref)}}`;
+}
+
+/** `last`: an already-encoded message frame, when a new message changed the count. */
+export function encodeUnread(room: string, count: number, read: string, last: string | undefined, ref: string | undefined): string {
+  const message = last === undefined ? '' : `,"last":${last}`;
+  return `{"type":"unread","room":${q(room)},"count":${count},"read":${q(read)}${message}${refField(ref)}}`;
+}
+
+/** One entry of a `rooms` page; `last` is an already-encoded message frame or null. */
+export interface EncodedRoomEntry {
+  room: string;
+  unread: number;
+  read: string;
+  last: string | null;
+  with?: string;
+}
+
+export function encodeRooms(ref: string | undefined, rooms: readonly EncodedRoomEntry[], next: string | undefined): string {
+  const entries = rooms.map((r) => {
+    const other = r.with === undefined ? '' : `,"with":${q(r.with)}`;
+    return `{"room":${q(r.room)},"unread":${r.unread},"read":${q(r.read)},"last":${r.last ?? 'null'}${other}}`;
+  });
+  const more = next === undefined ? '' : `,"next":${q(next)}`;
+  return `{"type":"rooms"${refField(ref)},"rooms":[${entries.join(',')}]${more}}`;
+}
+
 export function encodeClientFrame(frame: ClientFrame): string {
   return JSON.stringify(frame);
 }

@@ -18,6 +18,13 @@ export interface PingFrame { type: 'ping'; ref?: string }
 /** Pages through a joined room's users, ascending by id (v1.1, "Rooms of any size"). */
 export interface MembersRequestFrame { type: 'members'; room: string; after?: string; limit?: number; ref?: string }
 
+/** Opens the direct conversation with `with` (v1.1, "Conversations"). */
+export interface OpenFrame { type: 'open'; with: string; ref?: string }
+/** Moves the sender's read position in members-only room `room` forward to `id` (v1.1). */
+export interface ReadFrame { type: 'read'; room: string; id: string; ref?: string }
+/** Lists the sender's members-only rooms, most recent activity first (v1.1); `before` is a `next` from an earlier page. */
+export interface RoomsRequestFrame { type: 'rooms'; limit?: number; before?: string; ref?: string }
+
 export type ClientFrame =
   | JoinFrame
   | LeaveFrame
@@ -26,12 +33,15 @@ export type ClientFrame =
   | TypingFrame
   | HistoryRequestFrame
   | PingFrame
-  | MembersRequestFrame;
+  | MembersRequestFrame
+  | OpenFrame
+  | ReadFrame
+  | RoomsRequestFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
 export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
-  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping', 'members',
+  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping', 'members', 'open', 'read', 'rooms',
 ];
 
 // ---- server -> client -------------------------------------------------------
@@ -73,6 +83,13 @@ export interface PongFrame { type: 'pong'; ref?: string; ts: number }
 export interface MembersFrame { type: 'members'; room: string; ref?: string; users: string[]; count: number; next?: string }
 /** Replaces per-user `presence` while a room has more users than the list limit (v1.1). */
 export interface OccupancyFrame { type: 'occupancy'; room: string; count: number }
+/** The direct conversation of the sender and `with` is room `room`, the same whoever opens it (v1.1). */
+export interface OpenedFrame { type: 'opened'; room: string; with: string; ref?: string }
+/** The user's unread count and read position in `room` changed (v1.1); `last` is the message that caused it, if one did. */
+export interface UnreadFrame { type: 'unread'; room: string; count: number; read: string; last?: MessageFrame; ref?: string }
+export interface RoomEntry { room: string; unread: number; read: string; last: MessageFrame | null; with?: string }
+/** A page of the user's members-only rooms, most recent activity first (v1.1): pass `next` as `before` for the following one. */
+export interface RoomsFrame { type: 'rooms'; ref?: string; rooms: RoomEntry[]; next?: string }
 export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; message: string }
 
 export type ServerFrame =
@@ -89,6 +106,9 @@ export type ServerFrame =
   | PongFrame
   | MembersFrame
   | OccupancyFrame
+  | OpenedFrame
+  | UnreadFrame
+  | RoomsFrame
   | ErrorFrame;
 
 export type ServerFrameType = ServerFrame['type'];

@@ -1,5 +1,5 @@
 import { CloseCode, type ErrorCode } from './codes.js';
-import type { ClientFrame, DirectSendFrame, HistoryRequestFrame, JoinFrame, MembersRequestFrame, SendFrame } from './frames.js';
+import type { ClientFrame, DirectSendFrame, HistoryRequestFrame, JoinFrame, MembersRequestFrame, RoomsRequestFrame, SendFrame } from './frames.js';
 import { isMessageId } from './ids.js';
 import { isValidName } from './names.js';
 
@@ -14,6 +14,10 @@ export const HISTORY_DEFAULT_LIMIT = 50;
 export const HISTORY_MAX_LIMIT = 100;
 export const MEMBERS_DEFAULT_LIMIT = 100;
 export const MEMBERS_MAX_LIMIT = 1000;
+export const ROOMS_DEFAULT_LIMIT = 50;
+export const ROOMS_MAX_LIMIT = 100;
+/** A `rooms` cursor: when the last entry of a page was active, and its room (see RoomsFrame.next). */
+const ROOMS_CURSOR = /^\d{1,20}~[A-Za-z0-9_.:-]{1,64}$/;
 
 export interface FrameError {
   code: ErrorCode;
@@ -171,5 +175,24 @@ const VALIDATORS = new Map<string, Validator>(Object.entries({
   },
   ping(o) {
     return withRef({ type: 'ping' }, o);
+  },
+  open(o) {
+    if (!isValidName(o.with)) return badField('with', 'a user id matching ^[A-Za-z0-9_.:-]{1,64}$');
+    return withRef({ type: 'open', with: o.with }, o);
+  },
+  read(o) {
+    const err = checkRoom(o);
+    if (err) return err;
+    if (!isMessageId(o.id)) return badField('id', 'a message id "<ms>-<seq>"');
+    return withRef({ type: 'read', room: o.room as string, id: o.id }, o);
+  },
+  rooms(o) {
+    if (o.before !== undefined && !(typeof o.before === 'string' && ROOMS_CURSOR.test(o.before))) return badField('before', 'a "next" from an earlier rooms page');
+    const limit = readLimit(o, ROOMS_MAX_LIMIT);
+    if (typeof limit === 'object') return limit;
+    const frame: RoomsRequestFrame = { type: 'rooms' };
+    if (o.before !== undefined) frame.before = o.before as string;
+    if (limit !== undefined) frame.limit = limit;
+    return withRef(frame, o);
   },
 } satisfies Record<ClientFrame['type'], Validator>));

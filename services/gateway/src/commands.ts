@@ -1,4 +1,4 @@
-import type { Broker } from '@chat/broker';
+import type { Broker, Membership } from '@chat/broker';
 import {
   DM_FRAME_HEAD,
   HISTORY_DEFAULT_LIMIT,
@@ -16,10 +16,13 @@ import {
   type HistoryRequestFrame,
   type JoinFrame,
   type MembersRequestFrame,
+  type ReadFrame,
   type SendFrame,
 } from '@chat/protocol';
 import { allowedBy } from './auth.js';
 import type { Config } from './config.js';
+import type { ConversationCommands } from './conversations/commands.js';
+import { isDirectRoom } from './conversations/direct-rooms.js';
 import { ChatError, toChatError } from './errors.js';
 import type { RoomHistory } from './history.js';
 import type { InFlight } from './in-flight.js';
@@ -32,6 +35,8 @@ import type { Session } from './session.js';
 export interface CommandDeps {
   config: Config;
   broker: Broker;
+  membership: Membership;
+  conversations: ConversationCommands;
   history: RoomHistory;
   rooms: RoomRegistry;
   inFlight: InFlight;
@@ -63,6 +68,12 @@ export class CommandHandler {
         return this.#run(session, frame.ref, this.#direct(session, frame));
       case 'members':
         return this.#run(session, frame.ref, this.#members(session, frame));
+      case 'open':
+        return this.#run(session, frame.ref, this.deps.conversations.open(session, frame));
+      case 'read':
+        return this.#run(session, frame.ref, this.#read(session, frame));
+      case 'rooms':
+        return this.#run(session, frame.ref, this.deps.conversations.rooms(session, frame));
       default:
         return assertNever(frame);
     }
@@ -100,7 +111,12 @@ export class CommandHandler {
 
   async #join(session: Session, { room, since, ref }: JoinFrame, authorize = true): Promise<void> {
     if (authorize) this.#authorize(session, room);
-    const { config, rooms } = this.deps;
+    const { config, rooms, membership } = this.deps;
+    // A members-only room refuses a non-member as the join writes presence; a direct
+    // conversation's name is also refused before `open` made it one, so nobody can claim it first.
+    if (isDirectRoom(room) && await membership.access(room, session.user) !== 'member') {
+      throw new ChatError('forbidden', `"${room}" is a direct conversation you are not part of`);
+    }
     if (!rooms.isIn(session, room) && rooms.countOf(session) >= config.maxRoomsPerConnection) {
       throw new ChatError('forbidden', `a connection may join at most ${config.maxRoomsPerConnection} rooms`);
     }
@@ -116,7 +132,7 @@ export class CommandHandler {
 
   async #send(session: Session, { room, text, key, ref }: SendFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
     this.#refuseWhileClosing(session);
     session.beginSend();
     try {
@@ -129,7 +145,7 @@ export class CommandHandler {
 
   /** Coalesced to one event per user and room per TYPING_MIN_INTERVAL_MS: clients send one per keystroke. */
   async #typing(session: Session, room: string): Promise<void> {
-    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
     if (!this.deps.rooms.claimTyping(room, session.user, Date.now())) return;
     await this.deps.broker.publishRoomEvent(room, session.user, encodeTyping(room, session.user));
   }
@@ -172,7 +188,7 @@ export class CommandHandler {
 
   async #history(session: Session, { room, before, limit, ref }: HistoryRequestFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
     const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
     const head = this.deps.rooms.head(room);
     session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
@@ -181,9 +197,27 @@ export class CommandHandler {
   /** A page of the room's users by id: one read of at most `limit` names, whatever the room's size. */
   async #members(session: Session, { room, after, limit, ref }: MembersRequestFrame): Promise<void> {
     this.#authorize(session, room);
-    if (!this.deps.rooms.isIn(session, room)) throw notJoined(room);
+    if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
     const page = await this.deps.inFlight.track(this.deps.broker.presence.members(room, after, limit ?? MEMBERS_DEFAULT_LIMIT));
     session.send(encodeMembers(room, ref, page.users, page.count, page.next));
+  }
+
+  /** `read` needs membership, not a join: a member marks a room read from the room list. */
+  async #read(session: Session, frame: ReadFrame): Promise<void> {
+    this.#authorize(session, frame.room);
+    await this.deps.conversations.read(session, frame);
+  }
+
+  /**
+   * Refuses a frame for a room the connection has not joined: `forbidden` when
+   * the room is members-only and the user not a member (so the answer does not
+   * depend on whether they tried to join), else `not_joined`. Only this refusal
+   * asks the broker; a joined room's frames never do.
+   */
+  async #notJoined(session: Session, room: string): Promise<never> {
+    const access = await this.deps.inFlight.track(this.deps.membership.access(room, session.user)).catch(() => 'open');
+    if (access === 'outsider') throw new ChatError('forbidden', `"${room}" is members-only and you are not a member`);
+    throw notJoined(room);
   }
 
   /** The token's `rooms` claim decides which rooms a user may join, read and post to. */

@@ -1,5 +1,5 @@
 import { ArchiveUnavailableError } from '@chat/archive';
-import { BrokerNotReplicatedError, BrokerUnavailableError } from '@chat/broker';
+import { BrokerNotReplicatedError, BrokerUnavailableError, ConversationConflictError, NotAMemberError, PositionAheadError } from '@chat/broker';
 import type { ErrorCode } from '@chat/protocol';
 
 /** A refusal the client is told about: its code goes on the wire, its message is for humans. */
@@ -20,6 +20,9 @@ export function toChatError(err: unknown): ChatError {
   if (err instanceof BrokerUnavailableError) {
     return new ChatError('unavailable', 'the message broker is unavailable; retry later', { cause: err });
   }
+  if (err instanceof NotAMemberError) return new ChatError('forbidden', `"${err.room}" is members-only and you are not a member`, { cause: err });
+  if (err instanceof PositionAheadError) return new ChatError('bad_request', `"id" is after the newest message of "${err.room}"`, { cause: err });
+  if (err instanceof ConversationConflictError) return new ChatError('forbidden', 'that conversation\'s room is used otherwise', { cause: err });
   if (err instanceof ArchiveUnavailableError) {
     return new ChatError('unavailable', 'the history archive is unavailable; retry later', { cause: err });
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { streamCapacity, type Broker, type Directory, type EventFeed, type TokenRevocations } from '@chat/broker';
+import { streamCapacity, type Broker, type Directory, type EventFeed, type Membership, type ReadPositions, type TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -16,7 +16,10 @@ import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Relay } from './relay.js';
 import { registerServerApi } from './api/server-api.js';
+import { RoomChannels } from './rooms/room-channels.js';
 import { RoomRegistry } from './rooms/registry.js';
+import { ConversationCommands } from './conversations/commands.js';
+import { UnreadRelay } from './conversations/unread-relay.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
 import type { AdmissionContext } from './transports/admission.js';
@@ -37,6 +40,9 @@ export interface GatewayOptions {
   directory: Directory;
   /** Token revocations every connect is checked against (server API: disconnect with revokeTokens). */
   revocations: TokenRevocations;
+  /** Members of members-only rooms, and their read positions; over the same state as the broker. */
+  membership: Membership;
+  reads: ReadPositions;
   /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
@@ -67,7 +73,7 @@ function createDispatcher(config: Config, events: EventFeed | undefined, registr
   return dispatcher;
 }
 
-export function createGateway({ config, broker, directory, revocations, events, archive, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway({ config, broker, directory, revocations, membership, reads, events, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -93,8 +99,9 @@ export function createGateway({ config, broker, directory, revocations, events, 
     devIdentity: () => config.devIdentity,
   });
   const history = new RoomHistory(broker, archive, log);
+  const channels = new RoomChannels(broker, log);
   const rooms = new RoomRegistry({
-    app, broker, log, metrics, history,
+    app, broker, channels, log, metrics, history,
     joinHistory: config.joinHistory,
     replayLimit: streamCapacity(config.historySize),
     joinReplayLimit: archive === undefined ? streamCapacity(config.historySize) : Math.max(streamCapacity(config.historySize), config.archiveReplayLimit),
@@ -103,8 +110,10 @@ export function createGateway({ config, broker, directory, revocations, events, 
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),
   });
-  const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation));
-  const commands = new CommandHandler({ config, broker, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
+  const unread: UnreadRelay = new UnreadRelay({ membership, reads, channels, sessionsOf: (user): Iterable<Session> => users.sessionsOf(user), log });
+  const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation), unread);
+  const conversations = new ConversationCommands({ broker, membership, reads, unread, inFlight, log });
+  const commands = new CommandHandler({ config, broker, membership, conversations, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
   const webhooks = createDispatcher(config, events, registry, log, bootId);
 
   const readiness = (): Readiness => ({
@@ -142,7 +151,7 @@ export function createGateway({ config, broker, directory, revocations, events, 
     registerNotFound(target);
   }
   slowConsumers.start();
-  broker.start(new Relay(rooms, users, new UserCommands(users, commands, log), postRelay, slowConsumers, metrics, log));
+  broker.start(new Relay(rooms, users, new UserCommands(users, commands, unread, log), unread, postRelay, slowConsumers, metrics, log));
   postRelay.start();
   webhooks?.start();
 

@@ -1,7 +1,8 @@
 import { ArchiveStore } from '@chat/archive';
 import {
-  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryRevocations, RedisBroker, RedisDirectory, RedisEventFeed, RedisRevocations,
-  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type RedisClients, type TokenRevocations,
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryReadPositions, MemoryRevocations,
+  RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisReadPositions, RedisRevocations,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type Membership, type ReadPositions, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
@@ -25,9 +26,9 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, directory, revocations, events, redis, closeChannels } = await createBroker(config, log);
+  const { broker, directory, revocations, membership, reads, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
-  const gateway = createGateway({ config, broker, directory, revocations, events, archive, log });
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -66,6 +67,8 @@ interface BrokerParts {
   broker: Broker;
   directory: Directory;
   revocations: TokenRevocations;
+  membership: Membership;
+  reads: ReadPositions;
   /** The recorded events, when webhooks are on. */
   events?: EventFeed;
   redis?: RedisClients;
@@ -79,7 +82,10 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
     const hub = new MemoryHub();
     const broker = new MemoryBroker({ hub, historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs, events: recording });
-    return { broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub), events: recording && new MemoryEventFeed(hub.events) };
+    return {
+      broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
+      membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), events: recording && new MemoryEventFeed(hub.events),
+    };
   }
   const brokerLog = log.child({ component: 'broker' });
   const redis = createRedisClients(config.redis, {
@@ -119,7 +125,9 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   const wake = recording && channel('webhook wake-up');
   const events = wake && new RedisEventFeed({ command: redis.command, subscriber: wake, keys, sharded: redis.mode === 'cluster', waitMs: config.brokerTimeoutMs });
   const closeChannels = (): Promise<unknown> => Promise.all([revocations.close(), ...[revocationChannel, wake].map((c) => c?.quit().catch(() => {}))]);
-  return { broker, directory, revocations, events, redis, closeChannels };
+  const membership = new RedisMembership(redis.command, keys, config.brokerTimeoutMs);
+  const reads = new RedisReadPositions(redis.command, keys, config.brokerTimeoutMs);
+  return { broker, directory, revocations, membership, reads, events, redis, closeChannels };
 }
 
 void main();

@@ -1,4 +1,5 @@
-import type { BrokerListener, PresenceChange } from '@chat/broker';
+import type { BrokerListener, CountedMessage, PresenceChange } from '@chat/broker';
+import type { UnreadRelay } from './conversations/unread-relay.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { RoomRegistry } from './rooms/registry.js';
@@ -19,15 +20,17 @@ export class Relay implements BrokerListener {
     private readonly rooms: RoomRegistry,
     private readonly users: UserRegistry,
     private readonly userCommands: UserCommands,
+    private readonly unread: UnreadRelay,
     private readonly posts: PostRelay,
     private readonly slowConsumers: SlowConsumerGuard,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
 
-  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string): void {
+  onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string, counted?: CountedMessage): void {
     if (this.metrics.enabled) this.metrics.relayLatencySeconds.observe(Math.max(0, Date.now() - ts) / 1000);
     this.rooms.deliver(room, id, frame, prev);
+    if (counted !== undefined) this.unread.messageArrived(room, id, frame, counted);
     this.slowConsumers.wrote(frame.byteLength);
   }
 
@@ -67,6 +70,7 @@ export class Relay implements BrokerListener {
     if (!this.#missedSomething) return;
     this.#missedSomething = false;
     this.metrics.brokerReconnects.inc();
+    this.unread.forgetPositions();
     this.rooms.catchUpAll().catch((err: unknown) => this.log.error({ err }, 'catch-up failed'));
   }
 }

@@ -10,8 +10,16 @@ import type { Session } from './session.js';
 export class UserRegistry {
   readonly #users = new Map<string, Set<Session>>();
 
-  /** `track`: keeps shutdown waiting for the presence writes of the connections it closes. */
-  constructor(private readonly broker: Broker, private readonly log: Logger, private readonly track: <T>(operation: Promise<T>) => Promise<T>) {}
+  /**
+   * `track`: keeps shutdown waiting for the presence writes of the connections it closes.
+   * `arrivals`: told of a user's first connection here (welcome waits for it) and of their last one gone.
+   */
+  constructor(
+    private readonly broker: Broker,
+    private readonly log: Logger,
+    private readonly track: <T>(operation: Promise<T>) => Promise<T>,
+    private readonly arrivals: { userArrived(user: string): Promise<void>; userLeft(user: string): void },
+  ) {}
 
   /**
    * Resolves once frames for the user reach this node and the connection is
@@ -25,7 +33,9 @@ export class UserRegistry {
     const counted = this.#count(session.user, sessions.size);
     const subscribed = sessions.size > 1 ? undefined : this.broker.subscribeUser(session.user)
       .catch((err: unknown) => this.log.warn({ err, user: session.user }, 'user subscription failed; retried on reconnect'));
-    if (this.broker.up) await Promise.all([counted, subscribed]);
+    const arrived = sessions.size > 1 ? undefined : this.arrivals.userArrived(session.user)
+      .catch((err: unknown) => this.log.warn({ err, user: session.user }, 'the user\'s conversations are not counted here until they reconnect'));
+    if (this.broker.up) await Promise.all([counted, subscribed, arrived]);
   }
 
   remove(session: Session): void {
@@ -34,6 +44,7 @@ export class UserRegistry {
     void this.#count(session.user, sessions.size);
     if (sessions.size > 0) return;
     this.#users.delete(session.user);
+    this.arrivals.userLeft(session.user);
     this.broker.unsubscribeUser(session.user).catch((err: unknown) => this.log.warn({ err }, 'user unsubscribe failed'));
   }
 

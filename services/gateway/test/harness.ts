@@ -1,4 +1,4 @@
-import { MemoryBroker, MemoryDirectory, MemoryRevocations, MemoryEventFeed, MemoryHub } from '@chat/broker';
+import { MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryReadPositions, MemoryRevocations } from '@chat/broker';
 import { TestClient } from '@chat/testkit';
 import { afterEach } from 'vitest';
 import { pino } from 'pino';
@@ -23,7 +23,8 @@ export async function startTestGateway(
   const recording = config.webhooks && { types: config.webhooks.events, backlogLimit: config.webhooks.backlogLimit };
   const broker = new MemoryBroker({ historySize: config.historySize, hub, deliveryDelayMs, events: recording });
   const gateway = createGateway({
-    config, broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub), events: recording && new MemoryEventFeed(hub.events), log: pino({ level: 'silent' }),
+    config, broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
+    membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), events: recording && new MemoryEventFeed(hub.events), log: pino({ level: 'silent' }),
   });
   const port = await gateway.listen();
   const wsUrl = `ws://127.0.0.1:${port}/ws`;

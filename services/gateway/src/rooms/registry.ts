@@ -9,6 +9,7 @@ import { CatchUp, type ResyncReason } from './catch-up.js';
 import { PendingJoin, type Frame, type Held } from './join-sync.js';
 import { LocalRoom } from './local-room.js';
 import { OccupancyAnnouncer } from './occupancy-announcer.js';
+import type { RoomChannels } from './room-channels.js';
 import { CROWD_WINDOW_MS } from './occupancy.js';
 
 interface JoinRead {
@@ -22,6 +23,8 @@ interface JoinRead {
 export interface RoomRegistryOptions {
   app: TemplatedApp;
   broker: Broker;
+  /** The room subscriptions this node shares. */
+  channels: RoomChannels;
   log: Logger;
   metrics: Metrics;
   /** Messages in `joined` without `since`. */
@@ -342,8 +345,8 @@ export class RoomRegistry {
   #acquire(name: string): LocalRoom {
     let room = this.#rooms.get(name);
     if (room === undefined) {
-      const { broker } = this.#options;
-      const created: LocalRoom = new LocalRoom(name, broker.subscribeRoom(name)
+      const { broker, channels } = this.#options;
+      const created: LocalRoom = new LocalRoom(name, channels.hold(name)
         .then(() => broker.streamHead(name))
         .then(({ newest, lost }) => {
           created.advance(newest);
@@ -368,7 +371,7 @@ export class RoomRegistry {
 
   /** Counts the user's sessions here down, withdraws their presence when none is left, and the room when it is empty. */
   #release(room: LocalRoom, session: Session): void {
-    const { broker, log, track } = this.#options;
+    const { broker, channels, log, track } = this.#options;
     this.#forget(session, room.name);
     const left = room.release(session);
     if (left !== undefined) {
@@ -377,7 +380,7 @@ export class RoomRegistry {
     }
     if (room.holders.size > 0 || this.#rooms.get(room.name) !== room) return;
     this.#rooms.delete(room.name);
-    broker.unsubscribeRoom(room.name).catch((err: unknown) => log.warn({ err, room: room.name }, 'unsubscribe failed'));
+    channels.release(room.name);
   }
 }
 

@@ -1,0 +1,150 @@
+import type { CountedMessage, Membership, ReadPosition, ReadPositions } from '@chat/broker';
+import { compareIds, encodeUnread } from '@chat/protocol';
+import type { Logger } from '../logger.js';
+import type { RoomChannels } from '../rooms/room-channels.js';
+import type { Session } from '../session.js';
+
+export interface UnreadRelayOptions {
+  membership: Membership;
+  reads: ReadPositions;
+  channels: RoomChannels;
+  /** The user's connections on this node. */
+  sessionsOf(user: string): Iterable<Session>;
+  log: Logger;
+}
+
+/** A local member's read position, once known here (loaded when the room's first message needs it). */
+type Members = Map<string, ReadPosition | undefined>;
+
+const decoder = new TextDecoder();
+
+/**
+ * Tells every connection of a members-only room's members their unread count
+ * as it changes, whether or not they joined the room. This node listens to the
+ * room's channel while one of its users is a member: a new message carries its
+ * number, and the number minus a member's read position is their count. So a
+ * message costs one publish whatever the room's size, and each node writes one
+ * frame per local member, as it would deliver the message to joined ones.
+ * Reads on other devices arrive as user commands (see UserCommands).
+ */
+export class UnreadRelay {
+  /** room -> its local members and their read positions */
+  readonly #rooms = new Map<string, Members>();
+  /** local user -> their members-only rooms; the set is made when the user's first connection arrives */
+  readonly #roomsOf = new Map<string, Set<string>>();
+  /** room -> its newest message number seen here */
+  readonly #totals = new Map<string, number>();
+
+  constructor(private readonly o: UnreadRelayOptions) {}
+
+  /** The user's first connection here: resolves once their rooms' counts reach it. */
+  async userArrived(user: string): Promise<void> {
+    const rooms = new Set<string>();
+    this.#roomsOf.set(user, rooms);
+    const names = await this.o.membership.roomsOf(user);
+    if (this.#roomsOf.get(user) !== rooms) return; // gone meanwhile
+    await Promise.all(names.map((room) => this.#watch(user, room, rooms)));
+  }
+
+  /** The user's last connection here closed. */
+  userLeft(user: string): void {
+    const rooms = this.#roomsOf.get(user);
+    if (rooms === undefined) return;
+    this.#roomsOf.delete(user);
+    for (const room of rooms) this.#unwatch(user, room);
+  }
+
+  /** `user` became a member of `room` (on some node): counts start reaching their connections here. */
+  async memberAdded(user: string, room: string): Promise<void> {
+    const rooms = this.#roomsOf.get(user);
+    if (rooms !== undefined) await this.#watch(user, room, rooms);
+  }
+
+  memberRemoved(user: string, room: string): void {
+    if (this.#roomsOf.get(user)?.delete(room)) this.#unwatch(user, room);
+  }
+
+  /** A members-only room's message: a count for every local member (none for the sender, whose position moved to it). */
+  messageArrived(room: string, id: string, frame: Uint8Array, { number, user: sender }: CountedMessage): void {
+    const members = this.#rooms.get(room);
+    if (members === undefined) return;
+    const total = this.#raiseTotal(room, number);
+    const last = decoder.decode(frame);
+    let unknown: string[] | undefined;
+    for (const [user, at] of members) {
+      if (user === sender) members.set(user, { id, number });
+      else if (at === undefined) {
+        (unknown ??= []).push(user);
+        continue;
+      }
+      this.#tell(user, room, members.get(user)!, total, last);
+    }
+    if (unknown !== undefined) void this.#load(room, unknown, last);
+  }
+
+  /**
+   * A member's read position moved (a `read` on any device): every local connection of theirs but
+   * `except` is told. Positions only move forward, so an older one arriving late changes nothing here.
+   */
+  readMoved(user: string, room: string, read: ReadPosition, total: number, except?: string): void {
+    const members = this.#rooms.get(room);
+    const known = members?.get(user);
+    const at = known !== undefined && compareIds(known.id, read.id) >= 0 ? known : read;
+    if (members?.has(user)) members.set(user, at);
+    this.#tell(user, room, at, members === undefined ? total : this.#raiseTotal(room, total), undefined, except);
+  }
+
+  /** After a broker outage positions may have moved unheard: they are read again when next needed. */
+  forgetPositions(): void {
+    for (const members of this.#rooms.values()) for (const user of members.keys()) members.set(user, undefined);
+  }
+
+  async #watch(user: string, room: string, rooms: Set<string>): Promise<void> {
+    if (rooms.has(room)) return;
+    rooms.add(room);
+    let members = this.#rooms.get(room);
+    if (members === undefined) this.#rooms.set(room, (members = new Map()));
+    members.set(user, undefined);
+    if (members.size === 1) {
+      await this.o.channels.hold(room).catch((err: unknown) => this.o.log.warn({ err, room }, 'no unread counts for this room until the broker is back'));
+    }
+  }
+
+  #unwatch(user: string, room: string): void {
+    const members = this.#rooms.get(room);
+    if (members === undefined || !members.delete(user) || members.size > 0) return;
+    this.#rooms.delete(room);
+    this.#totals.delete(room);
+    this.o.channels.release(room);
+  }
+
+  async #load(room: string, users: string[], last: string): Promise<void> {
+    try {
+      const positions = await this.o.reads.positions(room, users);
+      const members = this.#rooms.get(room);
+      if (members === undefined) return;
+      const total = this.#totals.get(room) ?? 0;
+      for (const [user, at] of positions) {
+        if (!members.has(user)) continue;
+        const known = members.get(user);
+        const newest = known !== undefined && compareIds(known.id, at.id) >= 0 ? known : at;
+        members.set(user, newest);
+        this.#tell(user, room, newest, total, last);
+      }
+    } catch (err) {
+      this.o.log.warn({ err, room }, 'read positions unavailable; unread counts follow with the next message');
+    }
+  }
+
+  #raiseTotal(room: string, total: number): number {
+    const known = this.#totals.get(room) ?? 0;
+    if (total <= known) return known;
+    this.#totals.set(room, total);
+    return total;
+  }
+
+  #tell(user: string, room: string, at: ReadPosition, total: number, last: string | undefined, except?: string): void {
+    const frame = encodeUnread(room, Math.max(0, total - at.number), at.id, last, undefined);
+    for (const session of this.o.sessionsOf(user)) if (session.id !== except) session.send(frame);
+  }
+}
