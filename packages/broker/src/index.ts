@@ -7,7 +7,7 @@ export { pairOf, type Membership, type RoomAccess } from './membership.js';
 export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
 export { MemoryMembership } from './memory/memory-membership.js';
 export { MemoryReadPositions } from './memory/memory-read-positions.js';
-export { RedisMembership } from './redis/membership.js';
+export { RedisMembership, UNLIST_GRACE_MS } from './redis/membership.js';
 export { RedisReadPositions } from './redis/read-positions.js';
 export { MemoryBroker, MemoryHub, type MemoryBrokerOptions } from './memory/memory-broker.js';
 export { RedisBroker, type RedisBrokerOptions } from './redis/redis-broker.js';

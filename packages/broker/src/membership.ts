@@ -6,9 +6,11 @@ import type { MemberPage } from './presence.js';
  * have none and behave as before. A room's members live beside its stream, on
  * its slot; each user also has an index of their rooms on their own slot.
  *
- * One change writes two slots (the room, then each user's index): in between,
- * the room already admits (or refuses) the user while their index does not
- * list it yet. The room is the truth; the index only says where to look.
+ * One change writes two slots: the room's record, which decides, and each
+ * user's index, which only says where to look. An add lists first and a removal
+ * unlists last, so in between (or after a crash in between) an index can name a
+ * room that does not admit the user, never miss one that does. Readers skip
+ * such a room and `unlist` drops it once the grace has passed.
  *
  * Appends and presence ask the same record in the same atomic step: a
  * non-member's message is refused (NotAMemberError) and a non-member never
@@ -39,8 +41,15 @@ export interface Membership {
   /** Stored members by id after `after` (exclusive), up to `limit`; `count` is all of them. */
   members(room: string, after: string | undefined, limit: number): Promise<MemberPage>;
 
-  /** The user's members-only rooms, from their index. */
+  /** The user's members-only rooms, from their index: possibly with some that no longer (or do not yet) admit them. */
   roomsOf(user: string): Promise<string[]>;
+
+  /**
+   * Drops from `user`'s index those of `rooms` listed longer than the grace
+   * ago (a minute): the caller found they do not admit the user, so they are
+   * what a crash between an add's or a removal's two writes left behind.
+   */
+  unlist(user: string, rooms: readonly string[]): Promise<void>;
 }
 
 export type RoomAccess = 'open' | 'member' | 'outsider';

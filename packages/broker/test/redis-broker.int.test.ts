@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
+import { sleep, startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
   BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisReadPositions, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
 } from '../src/index.js';
@@ -270,5 +270,41 @@ describe('RedisBroker cluster events when a node dies without a word', () => {
     await survivor.close();
     await survivorClients.close();
     await reader.quit();
+  });
+});
+
+describe('RedisMembership after a crash between its two writes', () => {
+  it('leaves at most a listing whose room does not admit the user, which readers skip and unlist drops after the grace', async () => {
+    const url = inject('redisUrl');
+    const keys = new KeySpace(uniquePrefix('crash'));
+    const redis = new Redis(url);
+    const membership = new RedisMembership(redis, keys, 2000, 100);
+    try {
+      // An add that crashed after listing, before the room's write:
+      await redis.zadd(keys.userConversations('bob'), Date.now(), 'half-added');
+      expect(await membership.roomsOf('bob')).toEqual(['half-added']);
+      expect(await membership.access('half-added', 'bob')).toBe('open');
+      await membership.unlist('bob', ['half-added']);
+      expect(await membership.roomsOf('bob')).toEqual(['half-added']); // an add may still be under way
+      await sleep(150);
+      await membership.unlist('bob', ['half-added']);
+      expect(await membership.roomsOf('bob')).toEqual([]);
+      // A removal that crashed after the room's write, before unlisting, leaves the same kind of listing:
+      await membership.add('crew', ['bob']);
+      await redis.zrem(keys.roomMembers('crew'), 'bob');
+      expect(await membership.access('crew', 'bob')).toBe('outsider');
+      await sleep(150);
+      await membership.unlist('bob', ['crew']);
+      expect(await membership.roomsOf('bob')).toEqual([]);
+      // And a listing is never dropped while its add completes: the add writes it afresh.
+      await redis.zadd(keys.userConversations('bob'), Date.now() - 10_000, 'again');
+      await membership.add('again', ['bob']);
+      await membership.unlist('bob', ['again']);
+      expect(await membership.roomsOf('bob')).toEqual(['again']);
+    } finally {
+      const left = await redis.keys(`${keys.prefix}*`);
+      if (left.length > 0) await redis.del(...left);
+      await redis.quit();
+    }
   });
 });

@@ -48,6 +48,9 @@ export class MemoryMembership implements Membership {
     return [...(this.hub.findUser(user)?.conversations ?? [])];
   }
 
+  /** One process writes both at once: nothing is ever left behind. */
+  async unlist(): Promise<void> {}
+
   #admit(room: string, users: readonly string[]): string[] {
     const state = this.hub.room(room);
     const conversation = state.membersOnly();

@@ -135,7 +135,30 @@ local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1] or {}
 return { total(), redis.call('HGET', K.reads, A.user) or '', redis.call('HGET', K.conv, 'pair') or '', newest }
 `);
 
+/* Lists a room in a user's index, scored with Redis's clock (ms) so `unlist` can tell how long ago. */
+const INDEX_LIST = luaScript(['index'], ['room'], `
+local t = redis.call('TIME')
+return redis.call('ZADD', K.index, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), A.room)
+`);
+
+/*
+ * Drops from a user's index the given rooms listed longer ago than `grace` ms
+ * (Redis's clock); a fresher listing may belong to an add under way. Returns how many went.
+ */
+const INDEX_UNLIST = luaScript(['index'], ['grace'], `
+local t = redis.call('TIME')
+local before = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(A.grace)
+local gone = 0
+for i = 2, #ARGV do
+  local at = redis.call('ZSCORE', K.index, ARGV[i])
+  if at and tonumber(at) <= before then gone = gone + redis.call('ZREM', K.index, ARGV[i]) end
+end
+return gone
+`);
+
 export const CONVERSATION_SCRIPTS = {
+  chatIndexList: INDEX_LIST,
+  chatIndexUnlist: INDEX_UNLIST,
   chatMembersAdd: MEMBERS_ADD,
   chatMembersRemove: MEMBERS_REMOVE,
   chatMemberAccess: MEMBER_ACCESS,
@@ -149,6 +172,8 @@ export type RoomKeys = [conv: string, members: string, reads: string, stream: st
 type Entry = [id: string, fields: string[]];
 
 export interface ConversationScripts {
+  chatIndexList(index: string, room: string): Promise<number>;
+  chatIndexUnlist(index: string, graceMs: number, ...rooms: string[]): Promise<number>;
   chatMembersAdd(...args: [...RoomKeys, users: string, pair: string]): Promise<[-1] | [1, ...added: string[]]>;
   chatMembersRemove(...args: [...RoomKeys, users: string]): Promise<string[]>;
   chatMemberAccess(...args: [...RoomKeys, user: string]): Promise<0 | 1 | 2>;

@@ -8,27 +8,38 @@ import { defineScripts, type ChatScripts } from './scripts.js';
 
 const ACCESS: readonly RoomAccess[] = ['open', 'member', 'outsider'];
 
+/** Longer than any add takes between its two writes; a listing this old whose room does not admit the user is a leftover. */
+export const UNLIST_GRACE_MS = 60_000;
+
 /**
- * Membership in Redis (see conversation-scripts.ts): the room's record first,
- * then each user's index. Between the two a user's index may lack a room they
- * already are a member of (or list one they left); the room decides.
+ * Membership in Redis (see conversation-scripts.ts). A change writes two slots:
+ * the room's record, which decides, and each user's index, which only says
+ * where to look. An add lists the room first and a removal unlists it last, so
+ * in between, or after a crash between the two, an index can only name a room
+ * that does not admit the user: never miss one that does. Readers skip such a
+ * room, and `unlist` drops it once it is older than the grace.
  */
 export class RedisMembership implements Membership {
   readonly #command: (Redis | Cluster) & ChatScripts;
 
-  /** `waitMs`: how long a call waits for a (re)connecting Redis before it fails as unavailable. */
-  constructor(command: Redis | Cluster, private readonly keys: KeySpace, private readonly waitMs = 2000) {
+  /**
+   * `waitMs`: how long a call waits for a (re)connecting Redis before it fails as unavailable.
+   * `graceMs`: how long a listing may wait for its room's write before `unlist` takes it for a crash's leftover.
+   */
+  constructor(command: Redis | Cluster, private readonly keys: KeySpace, private readonly waitMs = 2000, private readonly graceMs = UNLIST_GRACE_MS) {
     this.#command = defineScripts(command);
   }
 
+  /** Listed first: until the room's write lands, the index names a room that does not admit the user yet (see unlist). */
   add(room: string, users: readonly string[]): Promise<string[]> {
     return this.#call(async () => {
+      await this.#index(users, room, true);
       const [, ...added] = await this.#command.chatMembersAdd(...this.keys.conversation(room), users.join(','), '');
-      await this.#index(added, room, true);
       return added as string[];
     });
   }
 
+  /** Unlisted last, for the same reason. */
   remove(room: string, users: readonly string[]): Promise<string[]> {
     return this.#call(async () => {
       const removed = await this.#command.chatMembersRemove(...this.keys.conversation(room), users.join(','));
@@ -39,10 +50,15 @@ export class RedisMembership implements Membership {
 
   openPair(room: string, a: string, b: string): Promise<void> {
     return this.#call(async () => {
+      await this.#index([a, b], room, true);
       const [status] = await this.#command.chatMembersAdd(...this.keys.conversation(room), `${a},${b}`, pairOf(a, b));
       if (status === -1) throw new ConversationConflictError(`room "${room}" is already used otherwise`);
-      // Every time, not only when the room was new: a crash between the room's write and these is repaired by the next open.
-      await this.#index([a, b], room, true);
+    });
+  }
+
+  unlist(user: string, rooms: readonly string[]): Promise<void> {
+    return this.#call(async () => {
+      if (rooms.length > 0) await this.#command.chatIndexUnlist(this.keys.userConversations(user), this.graceMs, ...rooms);
     });
   }
 
@@ -61,11 +77,10 @@ export class RedisMembership implements Membership {
     return this.#call(() => this.#command.zrange(this.keys.userConversations(user), 0, -1));
   }
 
-  /** Each user's index is on that user's slot: one command per user. */
+  /** Each user's index is on that user's slot: one command per user. A listing's score is when it was last written. */
   async #index(users: readonly string[], room: string, member: boolean): Promise<void> {
-    const now = Date.now();
     await Promise.all(users.map((user) => (member
-      ? this.#command.zadd(this.keys.userConversations(user), 'NX', now, room)
+      ? this.#command.chatIndexList(this.keys.userConversations(user), room)
       : this.#command.zrem(this.keys.userConversations(user), room))));
   }
 

@@ -45,12 +45,17 @@ export async function listRooms(
   const page = start < 0 ? [] : ranked.slice(start, start + limit);
   const states = await Promise.all(page.map((r) => reads.state(r.room, user)));
   const rooms: EncodedRoomEntry[] = [];
+  const leftovers: string[] = [];
   page.forEach(({ room }, i) => {
     const state = states[i];
-    if (state === undefined) return; // the index still lists a room the user left; the room decides
+    if (state === undefined) {
+      leftovers.push(room); // listed, but the room does not admit the user: see Membership.unlist
+      return;
+    }
     const last = state.last === null ? null : messageFrameHead(room) + state.last.id + state.last.body;
     rooms.push({ room, unread: Math.max(0, state.total - state.read.number), read: state.read.id, last, ...(state.pair !== undefined && { with: otherOf(state.pair, user) }) });
   });
+  if (leftovers.length > 0) await membership.unlist(user, leftovers);
   const more = start >= 0 && start + limit < ranked.length;
   return more ? { rooms, next: cursorOf(page.at(-1)!) } : { rooms };
 }
