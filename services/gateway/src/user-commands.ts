@@ -1,39 +1,11 @@
-import { CloseCode, isMessageId, isValidName } from '@chat/protocol';
+import { CloseCode } from '@chat/protocol';
 import type { CommandHandler } from './commands.js';
 import type { UnreadRelay } from './conversations/unread-relay.js';
 import type { Logger } from './logger.js';
+import { decodeUserCommand } from './user-command.js';
 import type { UserRegistry } from './users.js';
 
-/** What the server API asks of every node with a connection of the user (carried by Broker.sendUserCommand). */
-export type UserCommand =
-  | { op: 'disconnect'; reason: string }
-  | { op: 'join'; room: string }
-  | { op: 'leave'; room: string }
-  /** The user became a member of members-only `room` (or was removed: the connections leave it too). */
-  | { op: 'member' | 'unmember'; room: string }
-  /** The user's read position in `room` moved; `except` is the connection already answered. */
-  | { op: 'read'; room: string; id: string; number: number; total: number; except: string };
-
-export function encodeUserCommand(command: UserCommand): string {
-  return JSON.stringify(command);
-}
-
-function decodeUserCommand(raw: string): UserCommand | undefined {
-  try {
-    const value = JSON.parse(raw) as Partial<Record<string, unknown>>;
-    const { op, room } = value;
-    if (op === 'disconnect' && typeof value.reason === 'string') return { op, reason: value.reason };
-    if (!isValidName(room)) return undefined;
-    if (op === 'join' || op === 'leave' || op === 'member' || op === 'unmember') return { op, room };
-    const { id, number, total, except } = value;
-    if (op === 'read' && isMessageId(id) && Number.isInteger(number) && Number.isInteger(total) && typeof except === 'string') {
-      return { op, room, id, number: number as number, total: total as number, except };
-    }
-  } catch {
-    // fall through: logged below
-  }
-  return undefined;
-}
+export { encodeUserCommand, type UserCommand } from './user-command.js';
 
 /** Carries out user commands on this node's connections of the user. */
 export class UserCommands {

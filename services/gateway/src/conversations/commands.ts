@@ -5,7 +5,7 @@ import { ChatError } from '../errors.js';
 import type { InFlight } from '../in-flight.js';
 import type { Logger } from '../logger.js';
 import type { Session } from '../session.js';
-import { encodeUserCommand } from '../user-commands.js';
+import { encodeUserCommand } from '../user-command.js';
 import { directRoomName } from './direct-rooms.js';
 import { listRooms } from './room-list.js';
 import type { UnreadRelay } from './unread-relay.js';
