@@ -34,6 +34,10 @@ export class UnreadRelay {
   readonly #roomsOf = new Map<string, Set<string>>();
   /** room -> its newest message number seen here */
   readonly #totals = new Map<string, number>();
+  /** room -> its newest message's frame, for the counts told when a position comes in */
+  readonly #lastFrames = new Map<string, string>();
+  /** room -> local members whose position is being read; they are told once it is in */
+  readonly #loading = new Map<string, Set<string>>();
 
   constructor(private readonly o: UnreadRelayOptions) {}
 
@@ -70,16 +74,18 @@ export class UnreadRelay {
     if (members === undefined) return;
     const total = this.#raiseTotal(room, number);
     const last = decoder.decode(frame);
+    this.#lastFrames.set(room, last);
+    const loading = this.#loading.get(room);
     let unknown: string[] | undefined;
     for (const [user, at] of members) {
       if (user === sender) members.set(user, { id, number });
       else if (at === undefined) {
-        (unknown ??= []).push(user);
+        if (loading?.has(user) !== true) (unknown ??= []).push(user);
         continue;
       }
       this.#tell(user, room, members.get(user)!, total, last);
     }
-    if (unknown !== undefined) void this.#load(room, unknown, last);
+    if (unknown !== undefined) void this.#load(room, unknown);
   }
 
   /**
@@ -115,24 +121,31 @@ export class UnreadRelay {
     if (members === undefined || !members.delete(user) || members.size > 0) return;
     this.#rooms.delete(room);
     this.#totals.delete(room);
+    this.#lastFrames.delete(room);
     this.o.channels.release(room);
   }
 
-  async #load(room: string, users: string[], last: string): Promise<void> {
+  /** Reads positions not known here yet, then tells each of those members their count as of the newest message. */
+  async #load(room: string, users: string[]): Promise<void> {
+    let loading = this.#loading.get(room);
+    if (loading === undefined) this.#loading.set(room, (loading = new Set()));
+    for (const user of users) loading.add(user);
     try {
       const positions = await this.o.reads.positions(room, users);
       const members = this.#rooms.get(room);
       if (members === undefined) return;
-      const total = this.#totals.get(room) ?? 0;
       for (const [user, at] of positions) {
         if (!members.has(user)) continue;
         const known = members.get(user);
         const newest = known !== undefined && compareIds(known.id, at.id) >= 0 ? known : at;
         members.set(user, newest);
-        this.#tell(user, room, newest, total, last);
+        this.#tell(user, room, newest, this.#totals.get(room) ?? 0, this.#lastFrames.get(room));
       }
     } catch (err) {
       this.o.log.warn({ err, room }, 'read positions unavailable; unread counts follow with the next message');
+    } finally {
+      for (const user of users) loading.delete(user);
+      if (loading.size === 0 && this.#loading.get(room) === loading) this.#loading.delete(room);
     }
   }
 
