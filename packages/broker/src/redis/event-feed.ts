@@ -27,6 +27,7 @@ export class RedisEventFeed implements EventFeed {
   readonly #keys: KeySpace;
   readonly #streams: SlotKeys;
   readonly #waitMs: number;
+  #listening = false;
 
   constructor(options: RedisEventFeedOptions) {
     this.#command = defineScripts(options.command);
@@ -40,11 +41,15 @@ export class RedisEventFeed implements EventFeed {
     return this.#command.status === 'ready';
   }
 
+  /** Safe to call again after a failure (the dispatcher retries it): the handler is registered once. */
   async listen(onStream: (stream: string) => void): Promise<void> {
     const channel = this.#keys.eventsWake();
-    this.#subscriber.on('message', (from: string, stream: string) => {
-      if (from === channel) onStream(stream);
-    });
+    if (!this.#listening) {
+      this.#listening = true;
+      this.#subscriber.on('message', (from: string, stream: string) => {
+        if (from === channel) onStream(stream);
+      });
+    }
     await this.#subscriber.subscribe(channel);
   }
 
