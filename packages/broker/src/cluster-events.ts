@@ -12,6 +12,7 @@ export const CLUSTER_EVENT_TYPES = [
   'member.joined',
   'member.left',
   'message.created',
+  'member.unread',
 ] as const;
 
 export type ClusterEventType = (typeof CLUSTER_EVENT_TYPES)[number];

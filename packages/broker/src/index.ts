@@ -5,6 +5,9 @@ export { compareUserIds, type MemberPage, type Presence, type PresenceChange, ty
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, BrokerRefusal, ConversationConflictError, NotAMemberError, PositionAheadError } from './errors.js';
 export { pairOf, type Membership, type RoomAccess } from './membership.js';
 export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
+export type { OfflineNotices } from './offline-notices.js';
+export { MemoryOfflineNotices } from './memory/memory-offline-notices.js';
+export { RedisOfflineNotices, type RedisOfflineNoticesOptions } from './redis/offline-notices.js';
 export { MemoryMembership } from './memory/memory-membership.js';
 export { MemoryReadPositions } from './memory/memory-read-positions.js';
 export { RedisMembership, UNLIST_GRACE_MS } from './redis/membership.js';

@@ -1,11 +1,14 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed, type TokenRevocations } from '../src/index.js';
+import { CLUSTER_EVENT_TYPES, type Broker, type Directory, type EventFeed, type Membership, type OfflineNotices, type TokenRevocations } from '../src/index.js';
 import { RecordingListener, eventually, twoNodes } from './contract.js';
 
 /** Nodes of one cluster, with the directory and event feed over their shared state. */
 export interface ClusterStateHarness {
-  /** A node recording every cluster event type. */
+  /** A node recording every cluster event type, marking members-only rooms due UNREAD_WINDOW_MS after a message. */
   create(): Broker;
+  membership(): Membership;
+  /** One node's view of the due rooms. */
+  notices(): Promise<OfflineNotices>;
   directory(): Directory;
   feed(): EventFeed;
   /** One node's view of the token revocations, started. */
@@ -36,6 +39,8 @@ async function drain(feed: EventFeed): Promise<Event[]> {
   }
   return out;
 }
+
+export const UNREAD_WINDOW_MS = 300;
 
 /** What Directory and EventFeed promise over the state every node writes (see directory.ts, event-feed.ts). */
 export function clusterStateContract(name: string, makeHarness: () => Promise<ClusterStateHarness>): void {
@@ -158,6 +163,36 @@ export function clusterStateContract(name: string, makeHarness: () => Promise<Cl
       expect(lb.nodeMessages).toEqual(['first ✓', 'second']);
       expect(la.nodeMessages).toEqual([]);
       expect(await a.sendToNode('inbox-gone', 'third')).toBe(0);
+    });
+
+    it('tells each offline member with unread messages once per window, from one node, never the sender or a connected member', async () => {
+      const membership = harness.membership();
+      const [na, nb] = [await harness.notices(), await harness.notices()];
+      const feed = harness.feed();
+      await membership.add('club', ['alice', 'bob', 'carol']);
+      await b.presence.setUserConnections('bob', 1);
+      const post = (text: string, key?: string) => a.append({
+        room: 'club', user: 'alice', head: '{"type":"message","room":"club","id":"', body: `","user":"alice","text":"${text}","ts":5}`, ts: 5,
+        ...(key !== undefined && { idempotencyKey: key }),
+      });
+      await post('one', 'k');
+      await post('one', 'k');
+      const { id } = await post('two');
+      expect(await na.claimDue(10)).toEqual([]); // the window has not passed
+      await new Promise((resolve) => setTimeout(resolve, UNREAD_WINDOW_MS + 50));
+      const claims = await Promise.all([na.claimDue(10), nb.claimDue(10)]);
+      expect(claims.flat()).toEqual(['club']);
+      const head = '{"type":"message","room":"club","id":"';
+      expect(await na.notify('club', head)).toBe(1);
+      const told = (await drain(feed)).filter((e) => e.type === 'member.unread').map((e) => e.data);
+      expect(told).toEqual([{ room: 'club', user: 'carol', unread: 2, read: '0-0', last: { type: 'message', room: 'club', id, user: 'alice', text: 'two', ts: 5 } }]);
+      await post('three');
+      expect(await na.claimDue(10)).toEqual([]);
+      await new Promise((resolve) => setTimeout(resolve, UNREAD_WINDOW_MS + 50));
+      expect(await nb.claimDue(10)).toEqual(['club']);
+      await nb.notify('club', head);
+      expect((await drain(feed)).filter((e) => e.type === 'member.unread').map((e) => [e.data.user, e.data.unread])).toEqual([['carol', 3]]);
+      await b.presence.setUserConnections('bob', 0);
     });
   });
 }

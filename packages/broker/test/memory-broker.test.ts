@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryReadPositions, MemoryRevocations,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
 } from '../src/index.js';
-import { clusterStateContract } from './cluster-state-contract.js';
+import { UNREAD_WINDOW_MS, clusterStateContract } from './cluster-state-contract.js';
 import { conversationContract } from './conversation-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
 
@@ -14,7 +14,9 @@ brokerContract('MemoryBroker', async () => {
 clusterStateContract('MemoryBroker', async () => {
   const hub = new MemoryHub();
   return {
-    create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } }),
+    create: () => new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 }, unreadWindowMs: UNREAD_WINDOW_MS }),
+    membership: () => new MemoryMembership(hub),
+    notices: async () => new MemoryOfflineNotices(hub, { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 }),
     directory: () => new MemoryDirectory(hub),
     feed: () => new MemoryEventFeed(hub.events),
     revocations: async () => new MemoryRevocations(hub),

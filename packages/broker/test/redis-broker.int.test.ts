@@ -2,9 +2,9 @@ import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { sleep, startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisReadPositions, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
 } from '../src/index.js';
-import { clusterStateContract } from './cluster-state-contract.js';
+import { UNREAD_WINDOW_MS, clusterStateContract } from './cluster-state-contract.js';
 import { conversationContract } from './conversation-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract, eventually } from './contract.js';
 
@@ -70,7 +70,13 @@ clusterStateContract('RedisBroker', async () => {
     create() {
       const c = createRedisClients(url, { commandTimeoutMs: 2000 });
       clients.push(c);
-      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
+      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 }, unreadWindowMs: UNREAD_WINDOW_MS });
+    },
+    membership: () => new RedisMembership(connection(), keys),
+    notices: async () => {
+      const notices = new RedisOfflineNotices({ command: connection(), subscriber: connection(), keys, sharded: false, recording: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
+      await notices.listen(() => {});
+      return notices;
     },
     directory: () => new RedisDirectory(connection(), keys),
     feed: () => new RedisEventFeed({ command: connection(), subscriber: connection(), keys, sharded: false }),

@@ -77,6 +77,12 @@ export interface Config {
   readonly tokenRevocationTtlMs: number;
   /** Unset: no events are recorded or delivered. */
   readonly webhooks: WebhookSettings | undefined;
+  /**
+   * How long after a message in a members-only room its offline members are told
+   * of their unread messages (`member.unread`, at most once per window); unset
+   * unless webhooks deliver that event.
+   */
+  readonly unreadWindowMs: number | undefined;
   readonly redisTlsCa: string | undefined;
 }
 
@@ -85,6 +91,7 @@ export { ConfigError, type LogLevel };
 export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env);
   const historySize = read.int('HISTORY_SIZE', 1000, 1, 1_000_000);
+  const webhooks = readWebhooks(read);
   const config: Config = {
     port: read.int('PORT', 8080, 0, 65535),
     host: read.string('HOST', '0.0.0.0'),
@@ -120,7 +127,8 @@ export function loadConfig(env: Env = process.env): Config {
     apiRateLimitPerSec: read.number('API_RATE_LIMIT_PER_SEC', 100, 0.001, 10_000_000),
     apiRateLimitBurst: read.int('API_RATE_LIMIT_BURST', 200, 1, 100_000_000),
     tokenRevocationTtlMs: read.int('TOKEN_REVOCATION_TTL_S', 24 * 3600, 1, 365 * 24 * 3600) * 1000,
-    webhooks: readWebhooks(read),
+    webhooks,
+    unreadWindowMs: webhooks?.events.includes('member.unread') ? read.int('WEBHOOK_UNREAD_WINDOW_MS', 10_000, 100, 24 * 3_600_000) : undefined,
   };
   if (config.databaseUrl !== undefined && config.redis === undefined) {
     throw new ConfigError('DATABASE_URL needs a Redis (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): the archiver reads messages from Redis');

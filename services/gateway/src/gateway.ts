@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { streamCapacity, type Broker, type Directory, type EventFeed, type Membership, type ReadPositions, type TokenRevocations } from '@chat/broker';
+import { streamCapacity, type Broker, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -19,6 +19,7 @@ import { registerServerApi } from './api/server-api.js';
 import { RoomChannels } from './rooms/room-channels.js';
 import { RoomRegistry } from './rooms/registry.js';
 import { ConversationCommands } from './conversations/commands.js';
+import { OfflineNotifier } from './conversations/offline-notifier.js';
 import { UnreadRelay } from './conversations/unread-relay.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
@@ -43,6 +44,8 @@ export interface GatewayOptions {
   /** Members of members-only rooms, and their read positions; over the same state as the broker. */
   membership: Membership;
   reads: ReadPositions;
+  /** Due rooms whose offline members the `member.unread` webhook tells; when webhooks deliver that event. */
+  notices?: OfflineNotices;
   /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
@@ -73,7 +76,7 @@ function createDispatcher(config: Config, events: EventFeed | undefined, registr
   return dispatcher;
 }
 
-export function createGateway({ config, broker, directory, revocations, membership, reads, events, archive, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -115,6 +118,9 @@ export function createGateway({ config, broker, directory, revocations, membersh
   const conversations = new ConversationCommands({ broker, membership, reads, unread, inFlight, log });
   const commands = new CommandHandler({ config, broker, membership, conversations, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
   const webhooks = createDispatcher(config, events, registry, log, bootId);
+  const offlineNotifier = notices && config.unreadWindowMs !== undefined && config.webhooks !== undefined
+    ? new OfflineNotifier(notices, config.unreadWindowMs, config.webhooks.sweepMs, log)
+    : undefined;
 
   const readiness = (): Readiness => ({
     ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining,
@@ -154,6 +160,7 @@ export function createGateway({ config, broker, directory, revocations, membersh
   broker.start(new Relay(rooms, users, new UserCommands(users, commands, unread, log), unread, postRelay, slowConsumers, metrics, log));
   postRelay.start();
   webhooks?.start();
+  offlineNotifier?.start();
 
   return {
     metrics,
@@ -174,6 +181,7 @@ export function createGateway({ config, broker, directory, revocations, membersh
         await drainSessions([...sessions], config.drainSpreadMs, CloseCode.GOING_AWAY, 'server shutting down');
         refusingWork = true;
         slowConsumers.stop();
+        offlineNotifier?.stop();
         streams.stop();
         rooms.stop();
         await inFlight.idle(); // presence withdrawals of the sockets just closed

@@ -1,8 +1,8 @@
 import { ArchiveStore } from '@chat/archive';
 import {
-  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryReadPositions, MemoryRevocations,
-  RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisReadPositions, RedisRevocations,
-  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type Membership, type ReadPositions, type RedisClients, type TokenRevocations,
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
+  RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
@@ -26,9 +26,9 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, directory, revocations, membership, reads, events, redis, closeChannels } = await createBroker(config, log);
+  const { broker, directory, revocations, membership, reads, notices, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
-  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, events, archive, log });
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -69,6 +69,8 @@ interface BrokerParts {
   revocations: TokenRevocations;
   membership: Membership;
   reads: ReadPositions;
+  /** When webhooks deliver member.unread. */
+  notices?: OfflineNotices;
   /** The recorded events, when webhooks are on. */
   events?: EventFeed;
   redis?: RedisClients;
@@ -81,10 +83,11 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   if (config.redis === undefined) {
     log.warn('REDIS_URL is not set: running as a single node on the in-process broker');
     const hub = new MemoryHub();
-    const broker = new MemoryBroker({ hub, historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs, events: recording });
+    const broker = new MemoryBroker({ hub, historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs, events: recording, unreadWindowMs: config.unreadWindowMs });
     return {
       broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
       membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), events: recording && new MemoryEventFeed(hub.events),
+      notices: recording && config.unreadWindowMs !== undefined ? new MemoryOfflineNotices(hub, recording) : undefined,
     };
   }
   const brokerLog = log.child({ component: 'broker' });
@@ -111,6 +114,7 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,
     events: recording,
+    unreadWindowMs: config.unreadWindowMs,
     log: brokerLog,
   });
   const directory = new RedisDirectory(redis.command, keys, config.brokerTimeoutMs);
@@ -124,10 +128,14 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   await revocations.start();
   const wake = recording && channel('webhook wake-up');
   const events = wake && new RedisEventFeed({ command: redis.command, subscriber: wake, keys, sharded: redis.mode === 'cluster', waitMs: config.brokerTimeoutMs });
-  const closeChannels = (): Promise<unknown> => Promise.all([revocations.close(), ...[revocationChannel, wake].map((c) => c?.quit().catch(() => {}))]);
+  const unreadWake = recording && config.unreadWindowMs !== undefined ? channel('unread wake-up') : undefined;
+  const notices = unreadWake && new RedisOfflineNotices({
+    command: redis.command, subscriber: unreadWake, keys, sharded: redis.mode === 'cluster', recording: recording!, waitMs: config.brokerTimeoutMs,
+  });
+  const closeChannels = (): Promise<unknown> => Promise.all([revocations.close(), ...[revocationChannel, wake, unreadWake].map((c) => c?.quit().catch(() => {}))]);
   const membership = new RedisMembership(redis.command, keys, config.brokerTimeoutMs);
   const reads = new RedisReadPositions(redis.command, keys, config.brokerTimeoutMs);
-  return { broker, directory, revocations, membership, reads, events, redis, closeChannels };
+  return { broker, directory, revocations, membership, reads, notices, events, redis, closeChannels };
 }
 
 void main();

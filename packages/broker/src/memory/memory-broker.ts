@@ -117,6 +117,8 @@ export class MemoryHub {
   /** node inbox -> the broker subscribed to it */
   readonly nodes = new Map<string, MemoryBroker>();
   readonly once = new OnceRecords();
+  /** Members-only rooms -> when their offline members are due to be told of unread messages (see OfflineNotices). */
+  readonly unreadDue = new Map<string, number>();
   readonly events = new MemoryEventLog();
   readonly revocations = new RevocationTable();
 
@@ -168,6 +170,8 @@ export interface MemoryBrokerOptions {
   idempotencyTtlMs?: number;
   /** Cluster events to record in the hub's log (see MemoryEventFeed); none by default. */
   events?: EventRecording;
+  /** Mark members-only rooms due for telling offline members of unread messages, this long after a message. */
+  unreadWindowMs?: number;
 }
 
 /** A single-process broker: used when no Redis is configured, and in unit tests. */
@@ -182,6 +186,7 @@ export class MemoryBroker implements Broker {
   readonly #historySize: number;
   readonly #trimBatch: number;
   readonly #deliveryDelayMs: number;
+  readonly #unreadWindowMs: number | undefined;
   readonly #idempotencyTtlMs: number;
   readonly #rooms = new Set<string>();
   readonly #users = new Set<string>();
@@ -202,6 +207,7 @@ export class MemoryBroker implements Broker {
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
     this.#deliveryDelayMs = options.deliveryDelayMs ?? 0;
+    this.#unreadWindowMs = options.unreadWindowMs;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
     this.#events = new MemoryEventRecorder(this.#hub.events, options.events);
   }
@@ -277,6 +283,9 @@ export class MemoryBroker implements Broker {
     if (message.lastDelivered !== undefined && compareStreamIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
     room.messages.push({ id, body: message.body });
     const counted = room.conversation === undefined ? undefined : { number: room.conversation.count(id, message.user), user: message.user };
+    if (counted !== undefined && this.#unreadWindowMs !== undefined && !this.#hub.unreadDue.has(message.room)) {
+      this.#hub.unreadDue.set(message.room, Date.now() + this.#unreadWindowMs);
+    }
     const excess = room.messages.length - this.#historySize;
     if (excess >= this.#trimBatch) {
       const cut = room.messages.splice(0, excess);

@@ -1,3 +1,4 @@
+import { EVENTS } from './event-scripts.js';
 import { ID_ORDER, luaScript } from './lua.js';
 
 /*
@@ -156,7 +157,50 @@ end
 return gone
 `);
 
+/* Takes up to `limit` rooms whose time has come (Redis clock) out of a due set: {left in the set, rooms}. */
+const UNREAD_CLAIM = luaScript(['due'], ['limit'], `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rooms = redis.call('ZRANGE', K.due, '-inf', now, 'BYSCORE', 'LIMIT', 0, tonumber(A.limit))
+if #rooms > 0 then redis.call('ZREM', K.due, unpack(rooms)) end
+return { redis.call('ZCARD', K.due), rooms }
+`);
+
+/*
+ * Records member.unread for each of `users` (',' separated: members with no
+ * connection anywhere, as the caller found) who is a member with unread
+ * messages. `head` + the newest message's id and body is its frame. Returns how many.
+ */
+const UNREAD_NOTIFY = luaScript([...ROOM_KEYS, 'events'], ['room', 'head', 'users'], CONVERSATION, EVENTS, `
+local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
+if not newest then return 0 end
+local total = total()
+local pair = redis.call('HGET', K.conv, 'pair')
+local last = A.head .. newest[1] .. (field(newest[2], 'b') or '')
+local ev = events(K.events, ARGV, EVENT_ARGS)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local told = 0
+for user in string.gmatch(A.users, '[^,]+') do
+  local at = position(user)
+  if at and total > at[2] then
+    local with = ''
+    if pair then
+      local bar = string.find(pair, '|', 1, true)
+      local first = string.sub(pair, 1, bar - 1)
+      with = ',"with":' .. cjson.encode(first == user and string.sub(pair, bar + 1) or first)
+    end
+    emit(ev, now, 'member.unread', '{"room":' .. cjson.encode(A.room) .. ',"user":' .. cjson.encode(user) .. ',"unread":' .. (total - at[2])
+      .. ',"read":"' .. at[1] .. '","last":' .. last .. with .. '}')
+    told = told + 1
+  end
+end
+return told
+`);
+
 export const CONVERSATION_SCRIPTS = {
+  chatUnreadClaim: UNREAD_CLAIM,
+  chatUnreadNotify: UNREAD_NOTIFY,
   chatIndexList: INDEX_LIST,
   chatIndexUnlist: INDEX_UNLIST,
   chatMembersAdd: MEMBERS_ADD,
@@ -172,6 +216,8 @@ export type RoomKeys = [conv: string, members: string, reads: string, stream: st
 type Entry = [id: string, fields: string[]];
 
 export interface ConversationScripts {
+  chatUnreadClaim(due: string, limit: number): Promise<[left: number, rooms: string[]]>;
+  chatUnreadNotify(...args: [...RoomKeys, events: string, room: string, head: string, users: string, ...eventArgs: [string, string, number | '', string]]): Promise<number>;
   chatIndexList(index: string, room: string): Promise<number>;
   chatIndexUnlist(index: string, graceMs: number, ...rooms: string[]): Promise<number>;
   chatMembersAdd(...args: [...RoomKeys, users: string, pair: string]): Promise<[-1] | [1, ...added: string[]]>;

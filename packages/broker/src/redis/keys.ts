@@ -48,6 +48,19 @@ export class KeySpace {
     return slotTag === undefined ? `${this.prefix}archive:dirty` : `${this.prefix}archive:dirty:{${slotTag}}`;
   }
 
+  /**
+   * Sorted set: members-only rooms -> when (ms, Redis clock) their offline members
+   * are due to be told of unread messages. One per slot on a Redis Cluster, like the archive's sets.
+   */
+  unreadDue(slotTag?: string): string {
+    return slotTag === undefined ? `${this.prefix}unread:due` : `${this.prefix}unread:due:{${slotTag}}`;
+  }
+
+  /** Plain (cluster-wide) channel: a due set just got its first room (the payload names the set). */
+  unreadWake(): string {
+    return `${this.prefix}unread:wake`;
+  }
+
   /** Plain (cluster-wide) channel: a room just became dirty. */
   archiveWake(): string {
     return `${this.prefix}archive:wake`;

@@ -51,6 +51,8 @@ export interface RedisBrokerOptions {
   archive?: { hold: number };
   /** Cluster events to record for an EventFeed reader (webhooks); none by default. */
   events?: EventRecording;
+  /** Mark members-only rooms due for telling offline members of unread messages (see OfflineNotices), this long after a message. */
+  unreadWindowMs?: number;
   log?: BrokerLog;
 }
 
@@ -69,6 +71,8 @@ export class RedisBroker implements Broker {
   readonly #idempotencyTtlMs: number;
   readonly #archiveSets: SlotKeys | undefined;
   readonly #archiveHold: number | '';
+  readonly #unreadDue: SlotKeys | undefined;
+  readonly #unreadWindowMs: number | '';
   readonly #keys: KeySpace;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -105,6 +109,8 @@ export class RedisBroker implements Broker {
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
     this.#archiveHold = options.archive?.hold ?? '';
     this.#archiveSets = options.archive ? new SlotKeys((tag) => options.keys.archiveDirty(tag), options.pubsub.publishCommand === 'SPUBLISH') : undefined;
+    this.#unreadWindowMs = options.unreadWindowMs ?? '';
+    this.#unreadDue = options.unreadWindowMs === undefined ? undefined : new SlotKeys((tag) => options.keys.unreadDue(tag), options.pubsub.publishCommand === 'SPUBLISH');
     this.#keys = options.keys;
     this.#historySize = options.historySize;
     this.#trimBatch = trimBatch(options.historySize);
@@ -200,14 +206,15 @@ export class RedisBroker implements Broker {
       idempotencyKey === undefined ? stream : keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
       archive === undefined ? stream : keys.roomArchived(room),
-      this.#events.streamOf(stream), conv, members, reads,
+      this.#events.streamOf(stream), conv, members, reads, this.#unreadDue?.of(stream) ?? stream,
     ];
     const argv: AppendArgv = [
       keys.roomChannel(room), this.#historySize, this.#trimBatch,
       message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
       idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
       archive === undefined ? '' : keys.archiveWake(), room, this.#archiveHold, message.user,
-      (idempotencyKey === undefined ? '' : 'k') + (archive === undefined ? '' : 'a'),
+      (idempotencyKey === undefined ? '' : 'k') + (archive === undefined ? '' : 'a') + (this.#unreadDue === undefined ? '' : 'u'),
+      this.#unreadWindowMs, keys.unreadWake(),
     ];
     const send = (target: ChatScripts) => target.chatAppend(...appendKeys, ...argv, ...this.#events.args());
     const result = this.#waitReplicas === 0

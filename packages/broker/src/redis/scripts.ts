@@ -46,7 +46,9 @@ end
  * When the sender's node delivered an id newer than anything stored, the stream
  * lost it (a restart, a failover): that is marked, and announced, first.
  *
- * flags: `k` the append has an idempotency key, `a` the archive is on.
+ * flags: `k` the append has an idempotency key, `a` the archive is on, `u` offline
+ * members are told of unread messages (a members-only room becomes due for that
+ * `unreadWindow` ms after its first message since it was last due; see offline-notices.ts).
  * With an idempotency key already recorded, nothing is appended: the first
  * message's id and ts come back, and the record's expiry is renewed (a write,
  * so a WAIT after the script also covers the first append). Returns {id, ts, 0},
@@ -64,8 +66,11 @@ end
  * message.created is recorded when event recording asks for it.
  */
 export const APPEND = luaScript(
-  ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads'],
-  ['channel', 'historySize', 'trimBatch', 'ts', 'head', 'body', 'publish', 'lastDelivered', 'onceTtl', 'archiveWake', 'room', 'hold', 'user', 'flags'],
+  ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads', 'unreadDue'],
+  [
+    'channel', 'historySize', 'trimBatch', 'ts', 'head', 'body', 'publish', 'lastDelivered', 'onceTtl', 'archiveWake', 'room', 'hold', 'user', 'flags',
+    'unreadWindow', 'unreadWake',
+  ],
   LOST, ONCE, EVENTS, MEMBERS_ONLY, `
 local function flag(f) return string.find(A.flags, f, 1, true) ~= nil end
 local counted = membersOnly()
@@ -95,6 +100,12 @@ if number then
   local t = redis.call('TIME')
   redis.call('HSET', K.conv, 'last', id, 'at', t[1] .. string.format('%06d', tonumber(t[2])))
   redis.call(A.publish, A.channel, 'n|' .. number .. '|' .. A.user .. '|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
+  if flag('u') then
+    local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(A.unreadWindow)
+    if redis.call('ZADD', K.unreadDue, 'NX', due, A.room) == 1 and redis.call('ZCARD', K.unreadDue) == 1 then
+      redis.call('PUBLISH', A.unreadWake, K.unreadDue)
+    end
+  end
 else
   redis.call(A.publish, A.channel, 'm|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
 end
@@ -196,11 +207,12 @@ export type RawEntry = [id: string, fields: string[]];
 
 export type AppendKeys = [
   stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string, events: string,
-  conv: string, members: string, reads: string,
+  conv: string, members: string, reads: string, unreadDue: string,
 ];
 export type AppendArgv = [
   channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
   lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, archiveHold: number | '', user: string, flags: string,
+  unreadWindowMs: number | '', unreadWake: string,
 ];
 
 /** Keys and arguments of the room presence scripts (see presence-scripts.ts). */
