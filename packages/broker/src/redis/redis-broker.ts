@@ -18,10 +18,15 @@ import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserComman
 import type { KeySpace } from './keys.js';
 import type { PubSub } from './pubsub.js';
 import { callRedis, toBrokerError } from './ready.js';
-import { defineScripts, type AppendArgv, type AppendKeys, type ChatScripts, type RawEntry } from './scripts.js';
+import { appendScript, type AppendArgs } from './append-script.js';
+import { defineScripts, type ChatScripts, type EventArgs, type RawEntry } from './scripts.js';
 
 export interface RedisBrokerOptions {
-  /** Owned by the caller, who also closes them (see createRedisClients). */
+  /**
+   * Owned by the caller, who also closes them (see createRedisClients). One
+   * broker per command connection: the broker defines its append script on it,
+   * with its settings in it.
+   */
   command: Redis | Cluster;
   pubsub: PubSub;
   keys: KeySpace;
@@ -59,7 +64,11 @@ export interface RedisBrokerOptions {
 const DIRECT_SEQUENCE_TTL_MS = 24 * 3600 * 1000;
 
 type Subscription = { kind: 'room' | 'user' | 'node'; name: string };
-type Command = (Redis | Cluster) & ChatScripts;
+/** The append script, defined by each broker with its settings (see append-script.ts); repeat 2 is a refusal. */
+interface AppendCommand {
+  chatAppend(...args: AppendArgs | [...AppendArgs, ...EventArgs]): Promise<[id: string, ts: string, repeat: number]>;
+}
+type Command = (Redis | Cluster) & ChatScripts & AppendCommand;
 
 export class RedisBroker implements Broker {
   readonly #command: Command;
@@ -70,12 +79,8 @@ export class RedisBroker implements Broker {
   readonly #waitTimeoutMs: number;
   readonly #idempotencyTtlMs: number;
   readonly #archiveSets: SlotKeys | undefined;
-  readonly #archiveHold: number | '';
   readonly #unreadDue: SlotKeys | undefined;
-  readonly #unreadWindowMs: number | '';
   readonly #keys: KeySpace;
-  readonly #historySize: number;
-  readonly #trimBatch: number;
   readonly #incarnation: string;
   readonly #presenceTtlMs: number;
   readonly #healthCheckMs: number;
@@ -101,25 +106,30 @@ export class RedisBroker implements Broker {
   readonly #counts = { probeFailures: 0, replicationTimeouts: 0 };
 
   constructor(options: RedisBrokerOptions) {
-    this.#command = defineScripts(options.command);
+    const { keys } = options;
+    const sharded = options.pubsub.publishCommand === 'SPUBLISH';
+    this.#command = defineScripts(options.command) as Command;
+    this.#command.defineCommand('chatAppend', appendScript({
+      historySize: options.historySize,
+      trimBatch: trimBatch(options.historySize),
+      publish: options.pubsub.publishCommand,
+      onceTtlMs: options.idempotencyTtlMs ?? 600_000,
+      archive: options.archive && { wake: keys.archiveWake(), hold: options.archive.hold },
+      unread: options.unreadWindowMs === undefined ? undefined : { windowMs: options.unreadWindowMs, wake: keys.unreadWake() },
+    }));
     this.#pubsub = options.pubsub;
     this.#publish = options.pubsub.publishCommand;
     this.#waitReplicas = options.waitReplicas ?? 0;
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1000;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
-    this.#archiveHold = options.archive?.hold ?? '';
-    this.#archiveSets = options.archive ? new SlotKeys((tag) => options.keys.archiveDirty(tag), options.pubsub.publishCommand === 'SPUBLISH') : undefined;
-    this.#unreadWindowMs = options.unreadWindowMs ?? '';
-    this.#unreadDue = options.unreadWindowMs === undefined ? undefined : new SlotKeys((tag) => options.keys.unreadDue(tag), options.pubsub.publishCommand === 'SPUBLISH');
-    this.#keys = options.keys;
-    this.#historySize = options.historySize;
-    this.#trimBatch = trimBatch(options.historySize);
+    this.#archiveSets = options.archive ? new SlotKeys((tag) => keys.archiveDirty(tag), sharded) : undefined;
+    this.#unreadDue = options.unreadWindowMs === undefined ? undefined : new SlotKeys((tag) => keys.unreadDue(tag), sharded);
+    this.#keys = keys;
     this.#incarnation = `${options.nodeId ?? 'node'}.${randomBytes(4).toString('hex')}`;
     this.#presenceTtlMs = options.presenceTtlMs ?? 10_000;
     this.#healthCheckMs = options.healthCheckMs ?? 1000;
     this.#connectWaitMs = options.connectWaitMs ?? 2000;
     this.#log = options.log ?? silentLog;
-    const sharded = options.pubsub.publishCommand === 'SPUBLISH';
     this.#events = new EventRecorder(options.keys, options.events, sharded, this.#incarnation);
     const presence = {
       command: this.#command, keys: options.keys, incarnation: this.#incarnation, ttlMs: this.#presenceTtlMs, events: this.#events, log: this.#log,
@@ -201,44 +211,33 @@ export class RedisBroker implements Broker {
     const stream = keys.roomStream(room);
     const archive = this.#archiveSets;
     const [conv, members, reads] = keys.conversation(room);
-    const appendKeys: AppendKeys = [
+    const args: AppendArgs = [
       stream, keys.roomTrimmed(room), keys.roomLost(room),
       idempotencyKey === undefined ? stream : keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
       archive === undefined ? stream : keys.roomArchived(room),
       this.#events.streamOf(stream), conv, members, reads, this.#unreadDue?.of(stream) ?? stream,
+      keys.roomChannel(room), message.ts, message.head, message.body, message.lastDelivered ?? '', room, message.user,
+      idempotencyKey === undefined ? '' : 'k',
     ];
-    const argv: AppendArgv = [
-      keys.roomChannel(room), this.#historySize, this.#trimBatch,
-      message.ts, message.head, message.body, this.#publish, message.lastDelivered ?? '',
-      idempotencyKey === undefined ? '' : this.#idempotencyTtlMs,
-      archive === undefined ? '' : keys.archiveWake(), room, this.#archiveHold, message.user,
-      (idempotencyKey === undefined ? '' : 'k') + (archive === undefined ? '' : 'a') + (this.#unreadDue === undefined ? '' : 'u'),
-      this.#unreadWindowMs, keys.unreadWake(),
-    ];
-    const send = (target: ChatScripts) => target.chatAppend(...appendKeys, ...argv, ...this.#events.args());
-    const result = this.#waitReplicas === 0
-      ? this.#call(async () => appendResult(await send(this.#command)))
-      : this.#call(() => this.#appendReplicated(send));
-    return result.then((r) => {
-      if (r === REFUSED) throw new NotAMemberError(room, message.user);
-      return r;
-    });
+    // Without recording the four event arguments are left out: every argument costs Redis a little on each append.
+    const send = (target: AppendCommand) => (this.#events.on ? target.chatAppend(...args, ...this.#events.args()) : target.chatAppend(...args));
+    if (this.#waitReplicas === 0) return this.#call(async () => appendResult(await send(this.#command), message));
+    return this.#call(() => this.#appendReplicated(send, message));
   }
 
   /**
    * The append and a WAIT in one pipeline: same connection, same primary (on a
    * cluster the pipeline goes to the room's shard), so WAIT covers this write.
    */
-  async #appendReplicated(send: (target: ChatScripts) => unknown): Promise<AppendResult> {
-    const pipeline = this.#command.pipeline() as unknown as ChatScripts & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
+  async #appendReplicated(send: (target: AppendCommand) => unknown, message: AppendRequest): Promise<AppendResult> {
+    const pipeline = this.#command.pipeline() as unknown as AppendCommand & { wait(n: number, ms: number): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
     send(pipeline);
     pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
     const [[appendError, reply], [waitError, replicas]] = (await pipeline.exec()) as [[Error | null, [string, string, number]], [Error | null, number]];
     if (appendError !== null) throw appendError;
     if (waitError !== null) throw waitError;
-    const result = appendResult(reply);
-    if (result === REFUSED) return result; // nothing was written
+    const result = appendResult(reply, message); // a refusal wrote nothing: no replica to wait for
     if (replicas < this.#waitReplicas) {
       this.#counts.replicationTimeouts++;
       throw new BrokerNotReplicatedError(result.id,
@@ -397,11 +396,10 @@ export class RedisBroker implements Broker {
   }
 }
 
-/** The append script's answer when the sender is not a member of a members-only room. */
-const REFUSED: AppendResult = Object.freeze({ id: '', ts: 0, repeat: false });
-
-function appendResult([id, ts, repeat]: [string, string, number]): AppendResult {
-  return repeat === 2 ? REFUSED : { id, ts: Number(ts), repeat: repeat === 1 };
+/** The append script's answer; `repeat` 2 means the sender is not a member of a members-only room. */
+function appendResult([id, ts, repeat]: [string, string, number], { room, user }: AppendRequest): AppendResult {
+  if (repeat === 2) throw new NotAMemberError(room, user);
+  return { id, ts: Number(ts), repeat: repeat === 1 };
 }
 
 function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {

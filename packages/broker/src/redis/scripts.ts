@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
-import { CONVERSATION_SCRIPTS, MEMBERS_ONLY, type ConversationScripts } from './conversation-scripts.js';
+import { CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
 import { ID_ORDER, luaScript, type LuaScript } from './lua.js';
 import {
@@ -12,7 +12,7 @@ import {
  * raiseLost raises a room's lost-marker to an id (never lowers it) and, when it
  * rose, tells the room's subscribers, ahead of anything published after it.
  */
-const LOST = ID_ORDER + `
+export const LOST = ID_ORDER + `
 local function raiseLost(key, id, pub, channel)
   local current = redis.call('GET', key)
   if current and not newer(id, current) then return 0 end
@@ -26,7 +26,7 @@ end
  * seen(key, ttl) is the record of an idempotency key: {id, ts, 1} of the first
  * message when there is one (its expiry renewed), else nil.
  */
-const ONCE = `
+export const ONCE = `
 local function seen(key, ttl)
   local first = redis.call('GET', key)
   if not first then return nil end
@@ -35,88 +35,6 @@ local function seen(key, ttl)
   return { string.sub(first, 1, bar - 1), string.sub(first, bar + 1), 1 }
 end
 `;
-
-/*
- * Appends a message and publishes it in one atomic step, with the id of the
- * message before it, so a subscriber can tell it missed one. The publish order
- * of a room is its stream order. Trims in batches and records the newest
- * trimmed id: MAXLEN trimming does not update the stream's own
- * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
- * Every stream entry is a message, so the stream's length counts messages.
- * When the sender's node delivered an id newer than anything stored, the stream
- * lost it (a restart, a failover): that is marked, and announced, first.
- *
- * flags: `k` the append has an idempotency key, `a` the archive is on, `u` offline
- * members are told of unread messages (a members-only room becomes due for that
- * `unreadWindow` ms after its first message since it was last due; see offline-notices.ts).
- * With an idempotency key already recorded, nothing is appended: the first
- * message's id and ts come back, and the record's expiry is renewed (a write,
- * so a WAIT after the script also covers the first append). Returns {id, ts, 0},
- * {id, ts, 1} for a repeat, {'', '', 2} when the sender is not a member of a members-only room.
- *
- * In a members-only room the message is numbered (see conversation-scripts.ts), the
- * sender's read position moves to it, and it is published as
- * `n|<number>|<user>|...` so nodes can tell members their unread counts.
- *
- * With the archive on, the room joins its slot's set of rooms to archive, and a
- * room that was not in it is announced on the archive's wake channel. Trimming
- * then keeps what the archive has not taken yet (up to its watermark), up to
- * `hold` messages beyond the history size: an archiver that is behind or down
- * loses nothing until then, and what it finds trimmed it records as lost.
- * message.created is recorded when event recording asks for it.
- */
-export const APPEND = luaScript(
-  ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads', 'unreadDue'],
-  [
-    'channel', 'historySize', 'trimBatch', 'ts', 'head', 'body', 'publish', 'lastDelivered', 'onceTtl', 'archiveWake', 'room', 'hold', 'user', 'flags',
-    'unreadWindow', 'unreadWake',
-  ],
-  LOST, ONCE, EVENTS, MEMBERS_ONLY, `
-local function flag(f) return string.find(A.flags, f, 1, true) ~= nil end
-local counted = membersOnly()
-if counted and not isMember(A.user) then return { '', '', 2 } end
-local first = flag('k') and seen(K.once, A.onceTtl)
-if first then return first end
-local last = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
-local prev = last and last[1] or '0-0'
-if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, A.publish, A.channel) end
-local number = counted and redis.call('HINCRBY', K.conv, 'n', 1)
-local id = number and redis.call('XADD', K.stream, '*', 'b', A.body, 'n', number) or redis.call('XADD', K.stream, '*', 'b', A.body)
-local excess = redis.call('XLEN', K.stream) - tonumber(A.historySize)
-if excess >= tonumber(A.trimBatch) then
-  if flag('a') then
-    local archived = #redis.call('XRANGE', K.stream, '-', redis.call('GET', K.archived) or '0-0', 'COUNT', excess)
-    excess = math.max(archived, excess - tonumber(A.hold))
-  end
-  if excess >= tonumber(A.trimBatch) then
-    local cut = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', excess + 1)
-    redis.call('XTRIM', K.stream, 'MINID', cut[#cut][1])
-    redis.call('SET', K.trimmed, cut[#cut - 1][1])
-  end
-end
-local frame = A.head .. id .. A.body
-if number then
-  redis.call('HSET', K.reads, A.user, id .. '|' .. number)
-  local t = redis.call('TIME')
-  redis.call('HSET', K.conv, 'last', id, 'at', t[1] .. string.format('%06d', tonumber(t[2])))
-  redis.call(A.publish, A.channel, 'n|' .. number .. '|' .. A.user .. '|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
-  if flag('u') then
-    local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(A.unreadWindow)
-    if redis.call('ZADD', K.unreadDue, 'NX', due, A.room) == 1 and redis.call('ZCARD', K.unreadDue) == 1 then
-      redis.call('PUBLISH', A.unreadWake, K.unreadDue)
-    end
-  end
-else
-  redis.call(A.publish, A.channel, 'm|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. frame)
-end
-if flag('k') then redis.call('SET', K.once, id .. '|' .. A.ts, 'PX', A.onceTtl) end
-if flag('a') and redis.call('SADD', K.archiveSet, A.room) == 1 then redis.call('PUBLISH', A.archiveWake, A.room) end
-local ev = events(K.events, ARGV, EVENT_ARGS)
-if wants(ev, 'message.created') then
-  emit(ev, tonumber(A.ts), 'message.created', '{"room":' .. cjson.encode(A.room) .. ',"message":' .. frame .. '}')
-end
-return { id, A.ts, 0 }
-`);
 
 /*
  * Reads the newest messages after an id atomically with what proves (or
@@ -205,16 +123,6 @@ return { id, ARGV[6], 0, receivers }
 
 export type RawEntry = [id: string, fields: string[]];
 
-export type AppendKeys = [
-  stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string, events: string,
-  conv: string, members: string, reads: string, unreadDue: string,
-];
-export type AppendArgv = [
-  channel: string, historySize: number, trimBatch: number, ts: number, head: string, body: string, publish: string,
-  lastDelivered: string, onceTtlMs: number | '', archiveWake: string, room: string, archiveHold: number | '', user: string, flags: string,
-  unreadWindowMs: number | '', unreadWake: string,
-];
-
 /** Keys and arguments of the room presence scripts (see presence-scripts.ts). */
 export type PresenceKeys = [present: string, conns: string, hold: string, state: string, events: string];
 export type PresenceArgv = [channel: string, publish: string, room: string, stateTtlMs: number];
@@ -223,8 +131,6 @@ export type PresenceArgv = [channel: string, publish: string, room: string, stat
 export type EventArgs = [types: string, wake: string, limit: number | '', nonce: string];
 
 export interface ChatScripts extends ConversationScripts {
-  /** repeat: 0 stored, 1 a repeat of a stored one, 2 refused (not a member of a members-only room). */
-  chatAppend(...args: [...keys: AppendKeys, ...argv: AppendArgv, ...eventArgs: EventArgs]): Promise<[id: string, ts: string, repeat: number]>;
   chatAfter(
     stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
@@ -270,7 +176,6 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
   redis.defineCommand('chatArchiveClaim', { numberOfKeys: 5, lua: ARCHIVE_CLAIM });
   redis.defineCommand('chatArchiveDone', { numberOfKeys: 4, lua: ARCHIVE_DONE });
   const named: Record<string, LuaScript> = {
-    chatAppend: APPEND,
     ...CONVERSATION_SCRIPTS,
     chatPresenceSet: PRESENCE_SET,
     chatPresenceSync: PRESENCE_SYNC,
