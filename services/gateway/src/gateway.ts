@@ -150,7 +150,7 @@ export function createGateway({ config, broker, directory, revocations, membersh
   app.ws('/ws', createSocketBehavior(config, admission, connections));
   registerEventStreams(app, { admission, connections, streams, relay: postRelay, cors: new Cors(config.allowedOrigins), metrics, log, maxFrameBytes: config.maxFrameBytes });
   registerWebPage(app, new URL('./public/', import.meta.url));
-  registerServerApi(app, { config, broker, directory, revocations, rooms, history, inFlight, metrics, log });
+  registerServerApi(app, { config, broker, directory, revocations, membership, reads, rooms, history, inFlight, metrics, log });
   for (const target of new Set([app, metricsApp])) {
     registerHealthRoutes(target, readiness);
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);

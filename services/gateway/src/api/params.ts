@@ -25,3 +25,22 @@ export function optionalParam(query: URLSearchParams, key: string, kind: 'name' 
   if (valid) return { ok: true, value: raw };
   return { ok: false, reply: apiError(400, 'bad_request', kind === 'name' ? `${key} must match ${NAME_PATTERN.source}` : `${key} must be a message id <ms>-<seq>`) };
 }
+
+/** The `next` of a room-list page: `<activity>~<room>`, as the protocol's `rooms` takes it (RoomsRequestFrame.before). */
+const ROOMS_CURSOR = /^\d{1,20}~[A-Za-z0-9_.:-]{1,64}$/;
+
+/** An optional room-list cursor (before=). */
+export function roomsCursor(query: URLSearchParams, key: string): Checked<string | undefined> {
+  const raw = query.get(key);
+  if (raw === null) return { ok: true, value: undefined };
+  if (ROOMS_CURSOR.test(raw)) return { ok: true, value: raw };
+  return { ok: false, reply: apiError(400, 'bad_request', `${key} must be the "next" of an earlier page`) };
+}
+
+/** A list of distinct user names in the body, at most `max` of them. */
+export function userList(value: unknown, field: string, max: number): Checked<string[]> {
+  if (!Array.isArray(value) || value.length > max || !value.every((user) => isValidName(user))) {
+    return { ok: false, reply: apiError(400, 'bad_request', `"${field}" must be a list of at most ${max} user ids matching ${NAME_PATTERN.source}`) };
+  }
+  return { ok: true, value: [...new Set(value as string[])] };
+}

@@ -1,4 +1,4 @@
-import type { Broker, Directory, TokenRevocations } from '@chat/broker';
+import type { Broker, Directory, Membership, ReadPositions, TokenRevocations } from '@chat/broker';
 import type { Config } from '../config.js';
 import type { RoomHistory } from '../history.js';
 import type { InFlight } from '../in-flight.js';
@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.js';
 import type { RoomRegistry } from '../rooms/registry.js';
 import type { ApiReply } from './http.js';
 
-// What a route of the server API is, and what it works with (routes are listed in rooms-api.ts and users-api.ts).
+// What a route of the server API is, and what it works with (routes are listed in rooms-api.ts, users-api.ts and conversations-api.ts).
 
 export type { ApiReply };
 
@@ -16,6 +16,8 @@ export interface ApiDeps {
   broker: Broker;
   directory: Directory;
   revocations: TokenRevocations;
+  membership: Membership;
+  reads: ReadPositions;
   rooms: RoomRegistry;
   history: RoomHistory;
   inFlight: InFlight;

@@ -4,6 +4,7 @@ import { toChatError } from '../errors.js';
 import { bearerToken, watchAbort } from '../http/request.js';
 import type { Logger } from '../logger.js';
 import { TokenBucket } from '../token-bucket.js';
+import { conversationRoutes } from './conversations-api.js';
 import { apiError, readBody, send, type ApiReply } from './http.js';
 import { roomRoutes } from './rooms-api.js';
 import type { ApiDeps, ApiRoute } from './routes.js';
@@ -29,7 +30,7 @@ export function registerServerApi(app: TemplatedApp, deps: ApiDeps): void {
     if (bucket === undefined) buckets.set(key, (bucket = new TokenBucket(config.apiRateLimitBurst, config.apiRateLimitPerSec, Date.now())));
     return bucket;
   };
-  const routes = [...roomRoutes(deps), ...userRoutes(deps)];
+  const routes = [...roomRoutes(deps), ...userRoutes(deps), ...conversationRoutes(deps)];
   for (const route of routes) {
     app[route.method](route.path, (res, req) => {
       const aborted = watchAbort(res);
