@@ -1,5 +1,6 @@
+import { SignJWT } from 'jose';
 import type { AckFrame, JoinedFrame, OpenedFrame, RoomsFrame, ServerFrame, UnreadFrame } from '@chat/protocol';
-import { TestClient, sleep, startRedisCluster, startRedisServer, waitFor, type RedisClusterHandle, type RedisServer } from '@chat/testkit';
+import { TestClient, sleep, startRedisCluster, startRedisServer, uniquePrefix, waitFor, type RedisClusterHandle, type RedisServer } from '@chat/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, startGateway, type GatewayProcess } from './helpers/gateways.js';
 
@@ -174,6 +175,35 @@ describe('conversations across three gateways on one Redis', () => {
     await countsSettle(devices, room, 1);
     await sleep(300); // a late frame for the older read would show now
     for (const d of devices) expect(lastUnread(d, room)).toMatchObject({ count: 1, read: ids[4] });
+  });
+});
+
+describe('conversations with tokens: the rooms and dm claims', () => {
+  const SECRET = 'conversations-test-secret-at-least-32-characters';
+  let gateway: GatewayProcess;
+  const open: TestClient[] = [];
+  beforeAll(async () => {
+    gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('convjwt'), JWT_SECRET: SECRET });
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await gateway?.stop();
+  });
+  const as = async (claims: Record<string, unknown>) => {
+    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(SECRET));
+    const client = await TestClient.connect(`${gateway.wsUrl}?token=${token}`, null);
+    open.push(client);
+    return client;
+  };
+
+  it('refuses open when the token\'s rooms claim does not admit direct conversations, or its dm claim the other user', async () => {
+    const teamOnly = await as({ sub: 'tess', rooms: ['team-*'] });
+    expect(await teamOnly.request({ type: 'open', with: 'uma' })).toMatchObject({ type: 'error', code: 'forbidden' });
+    const direct = await as({ sub: 'tess', rooms: ['team-*', 'dm:*'], dm: ['uma'] });
+    expect(await direct.request({ type: 'open', with: 'uma' })).toMatchObject({ type: 'opened', with: 'uma' });
+    expect(await direct.request({ type: 'open', with: 'vic' })).toMatchObject({ type: 'error', code: 'forbidden' });
+    const anyone = await as({ sub: 'tess' });
+    expect(await anyone.request({ type: 'open', with: 'vic' })).toMatchObject({ type: 'opened', with: 'vic' });
   });
 });
 
