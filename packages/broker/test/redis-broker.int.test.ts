@@ -28,9 +28,10 @@ brokerContract('RedisBroker', async () => {
   };
 });
 
-conversationContract('RedisBroker', async () => {
+/** The Redis connections of one harness under its own key prefix, and its cleanup: keys deleted, connections closed. */
+function redisHarness(name: string) {
   const url = inject('redisUrl');
-  const keys = new KeySpace(uniquePrefix('conv'));
+  const keys = new KeySpace(uniquePrefix(name));
   const clients: RedisClients[] = [];
   const connections: Redis[] = [];
   const connection = () => {
@@ -39,13 +40,13 @@ conversationContract('RedisBroker', async () => {
     return redis;
   };
   return {
-    create() {
+    keys,
+    connection,
+    brokerClients() {
       const c = createRedisClients(url, { commandTimeoutMs: 2000 });
       clients.push(c);
-      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE });
+      return c;
     },
-    membership: () => new RedisMembership(connection(), keys),
-    readPositions: () => new RedisReadPositions(connection(), keys),
     async cleanup() {
       const admin = connection();
       const keysLeft = await admin.keys(`${keys.prefix}*`);
@@ -54,27 +55,26 @@ conversationContract('RedisBroker', async () => {
       await Promise.all(connections.map((r) => r.quit().catch(() => {})));
     },
   };
+}
+
+conversationContract('RedisBroker', async () => {
+  const { keys, connection, brokerClients, cleanup } = redisHarness('conv');
+  return {
+    create: () => new RedisBroker({ ...brokerClients(), keys, historySize: HISTORY_SIZE }),
+    membership: () => new RedisMembership(connection(), keys),
+    readPositions: () => new RedisReadPositions(connection(), keys),
+    cleanup,
+  };
 });
 
 clusterStateContract('RedisBroker', async () => {
-  const url = inject('redisUrl');
-  const keys = new KeySpace(uniquePrefix('state'));
-  const clients: RedisClients[] = [];
-  const connections: Redis[] = [];
-  const connection = () => {
-    const redis = new Redis(url);
-    connections.push(redis);
-    return redis;
-  };
+  const { keys, connection, brokerClients, cleanup } = redisHarness('state');
+  const recording = { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 };
   return {
-    create() {
-      const c = createRedisClients(url, { commandTimeoutMs: 2000 });
-      clients.push(c);
-      return new RedisBroker({ ...c, keys, historySize: HISTORY_SIZE, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 }, unreadWindowMs: UNREAD_WINDOW_MS });
-    },
+    create: () => new RedisBroker({ ...brokerClients(), keys, historySize: HISTORY_SIZE, events: recording, unreadWindowMs: UNREAD_WINDOW_MS }),
     membership: () => new RedisMembership(connection(), keys),
     notices: async () => {
-      const notices = new RedisOfflineNotices({ command: connection(), subscriber: connection(), keys, sharded: false, recording: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
+      const notices = new RedisOfflineNotices({ command: connection(), subscriber: connection(), keys, sharded: false, recording });
       await notices.listen(() => {});
       return notices;
     },
@@ -85,13 +85,7 @@ clusterStateContract('RedisBroker', async () => {
       await revocations.start();
       return revocations;
     },
-    async cleanup() {
-      const admin = connection();
-      const keysLeft = await admin.keys(`${keys.prefix}*`);
-      if (keysLeft.length > 0) await admin.del(...keysLeft);
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all(connections.map((r) => r.quit().catch(() => {})));
-    },
+    cleanup,
   };
 });
 
