@@ -105,6 +105,13 @@ describe('the server API', () => {
         },
       },
       { path: '/api/rooms/{room}/messages', method: 'post', status: 413, send: () => api('/api/rooms/api-hall/messages', { method: 'POST', body: JSON.stringify({ text: big }) }) },
+      {
+        path: '/api/rooms/{room}/messages', method: 'post', status: 403,
+        send: async () => {
+          await api('/api/rooms/api-club/membership', { method: 'PUT', body: JSON.stringify({ members: ['alice'] }) });
+          return api('/api/rooms/api-club/messages', { method: 'POST', body: JSON.stringify({ user: 'mallory', text: 'let me in' }) });
+        },
+      },
       { path: '/api/users/{user}', method: 'get', status: 400, send: () => api(`/api/users/${'u'.repeat(65)}`) },
       { path: '/api/users/{user}/disconnect', method: 'post', status: 400, send: () => api('/api/users/x/disconnect', { method: 'POST', body: '{"revokeTokens":"yes"}' }) },
       { path: '/api/users/{user}/disconnect', method: 'post', status: 413, send: () => api('/api/users/x/disconnect', { method: 'POST', body: JSON.stringify({ reason: big }) }) },

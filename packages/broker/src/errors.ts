@@ -22,11 +22,11 @@ export class BrokerNotReplicatedError extends BrokerUnavailableError {
 /** The store's answer that the request is not allowed as asked: not a failure, so nothing to retry. */
 export class BrokerRefusal extends Error {}
 
-/** The room is members-only and the user is not a member: nothing was stored, written or delivered. */
+/** The user is not a member of the room (a members-only room's, or an open room, which has none): nothing was stored, written or delivered. */
 export class NotAMemberError extends BrokerRefusal {
   override readonly name = 'NotAMemberError';
   constructor(readonly room: string, readonly user: string) {
-    super(`"${user}" is not a member of members-only room "${room}"`);
+    super(`"${user}" is not a member of "${room}"`);
   }
 }
 

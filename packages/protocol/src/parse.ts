@@ -19,6 +19,11 @@ export const ROOMS_MAX_LIMIT = 100;
 /** A `rooms` cursor: when the last entry of a page was active, and its room (see RoomsFrame.next). */
 const ROOMS_CURSOR = /^\d{1,20}~[A-Za-z0-9_.:-]{1,64}$/;
 
+/** Whether `value` is a `next` a `rooms` page could have given (what `before` takes). */
+export function isRoomsCursor(value: unknown): value is string {
+  return typeof value === 'string' && ROOMS_CURSOR.test(value);
+}
+
 export interface FrameError {
   code: ErrorCode;
   message: string;
@@ -187,7 +192,7 @@ const VALIDATORS = new Map<string, Validator>(Object.entries({
     return withRef({ type: 'read', room: o.room as string, id: o.id }, o);
   },
   rooms(o) {
-    if (o.before !== undefined && !(typeof o.before === 'string' && ROOMS_CURSOR.test(o.before))) return badField('before', 'a "next" from an earlier rooms page');
+    if (o.before !== undefined && !isRoomsCursor(o.before)) return badField('before', 'a "next" from an earlier rooms page');
     const limit = readLimit(o, ROOMS_MAX_LIMIT);
     if (typeof limit === 'object') return limit;
     const frame: RoomsRequestFrame = { type: 'rooms' };

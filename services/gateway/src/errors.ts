@@ -20,7 +20,7 @@ export function toChatError(err: unknown): ChatError {
   if (err instanceof BrokerUnavailableError) {
     return new ChatError('unavailable', 'the message broker is unavailable; retry later', { cause: err });
   }
-  if (err instanceof NotAMemberError) return new ChatError('forbidden', `"${err.room}" is members-only and you are not a member`, { cause: err });
+  if (err instanceof NotAMemberError) return new ChatError('forbidden', `you are not a member of "${err.room}"`, { cause: err });
   if (err instanceof PositionAheadError) return new ChatError('bad_request', `"id" is after the newest message of "${err.room}"`, { cause: err });
   if (err instanceof ConversationConflictError) return new ChatError('forbidden', 'that conversation\'s room is used otherwise', { cause: err });
   if (err instanceof ArchiveUnavailableError) {

@@ -1,4 +1,4 @@
-import { isMessageId, isValidName, NAME_PATTERN } from '@chat/protocol';
+import { isMessageId, isRoomsCursor, isValidName, NAME_PATTERN } from '@chat/protocol';
 import { apiError, type ApiReply } from './http.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reply: ApiReply };
@@ -26,14 +26,11 @@ export function optionalParam(query: URLSearchParams, key: string, kind: 'name' 
   return { ok: false, reply: apiError(400, 'bad_request', kind === 'name' ? `${key} must match ${NAME_PATTERN.source}` : `${key} must be a message id <ms>-<seq>`) };
 }
 
-/** The `next` of a room-list page: `<activity>~<room>`, as the protocol's `rooms` takes it (RoomsRequestFrame.before). */
-const ROOMS_CURSOR = /^\d{1,20}~[A-Za-z0-9_.:-]{1,64}$/;
-
 /** An optional room-list cursor (before=). */
 export function roomsCursor(query: URLSearchParams, key: string): Checked<string | undefined> {
   const raw = query.get(key);
   if (raw === null) return { ok: true, value: undefined };
-  if (ROOMS_CURSOR.test(raw)) return { ok: true, value: raw };
+  if (isRoomsCursor(raw)) return { ok: true, value: raw }; // as the protocol's `rooms` takes it
   return { ok: false, reply: apiError(400, 'bad_request', `${key} must be the "next" of an earlier page`) };
 }
 

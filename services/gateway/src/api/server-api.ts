@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { ErrorCode } from '@chat/protocol';
 import type { HttpRequest, TemplatedApp } from 'uWebSockets.js';
 import { toChatError } from '../errors.js';
 import { bearerToken, watchAbort } from '../http/request.js';
@@ -65,10 +66,13 @@ export function registerServerApi(app: TemplatedApp, deps: ApiDeps): void {
   app.any('/api/*', (res, req) => send(res, { value: false }, apiError(404, 'bad_request', `no such route: ${req.getMethod().toUpperCase()} ${req.getUrl()}`)));
 }
 
+/** The HTTP status of a refusal a route did not answer itself; anything else is 500. */
+const STATUS_OF: Partial<Record<ErrorCode, number>> = { bad_request: 400, forbidden: 403, payload_too_large: 413, rate_limited: 429, unavailable: 503 };
+
 function failure(err: unknown, log: Logger, path: string): ApiReply {
   const error = toChatError(err);
   if (error.code === 'internal') log.error({ err, path }, 'server API request failed');
-  return apiError(error.code === 'unavailable' ? 503 : 500, error.code, error.message);
+  return apiError(STATUS_OF[error.code] ?? 500, error.code, error.message);
 }
 
 function presentedKey(req: HttpRequest): string {

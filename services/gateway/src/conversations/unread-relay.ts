@@ -1,5 +1,5 @@
 import type { CountedMessage, Membership, ReadPosition, ReadPositions } from '@chat/broker';
-import { compareIds, encodeUnread } from '@chat/protocol';
+import { compareIds, encodeUnread, messageFrameHead } from '@chat/protocol';
 import type { Logger } from '../logger.js';
 import type { RoomChannels } from '../rooms/room-channels.js';
 import type { Session } from '../session.js';
@@ -58,10 +58,28 @@ export class UnreadRelay {
     for (const room of rooms) this.#unwatch(user, room);
   }
 
-  /** `user` became a member of `room` (on some node): counts start reaching their connections here. */
+  /**
+   * `user` became a member of `room` (on some node): counts start reaching their
+   * connections here, and they are told the count now, which also covers a message
+   * posted between the change and this node listening to the room.
+   */
   async memberAdded(user: string, room: string): Promise<void> {
     const rooms = this.#roomsOf.get(user);
-    if (rooms !== undefined) await this.#watch(user, room, rooms);
+    if (rooms === undefined) return;
+    await this.#watch(user, room, rooms);
+    try {
+      const state = await this.o.reads.state(room, user);
+      const members = this.#rooms.get(room);
+      if (state === undefined || members?.has(user) !== true) return;
+      const known = members.get(user);
+      const at = known !== undefined && compareIds(known.id, state.read.id) >= 0 ? known : state.read;
+      members.set(user, at);
+      const last = state.last === null ? undefined : messageFrameHead(room) + state.last.id + state.last.body;
+      if (last !== undefined && !this.#lastFrames.has(room)) this.#lastFrames.set(room, last);
+      this.#tell(user, room, at, this.#raiseTotal(room, state.total), this.#lastFrames.get(room));
+    } catch (err) {
+      this.o.log.warn({ err, room }, 'read position unavailable; the count follows with the next message');
+    }
   }
 
   memberRemoved(user: string, room: string): void {
