@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { joinId, splitId } from './ids.js';
+import { ConversationStore } from './conversation-store.js';
 import { migrate } from './migrate.js';
 import { nextWeek, partitionName, weeksBetween } from './partitions.js';
 
@@ -7,6 +8,8 @@ import { nextWeek, partitionName, weeksBetween } from './partitions.js';
 export interface ArchivedMessage {
   id: string;
   body: string;
+  /** Its number in a members-only room (see the broker's conversation scripts). */
+  number?: number;
 }
 
 /** Messages of one room to archive, oldest first, and the id the room is archived through once they are in. */
@@ -66,8 +69,12 @@ export class ArchiveStore {
   /** Week starts whose partition exists (or was just made by this process). */
   readonly #weeks = new Set<number>();
 
+  /** Members-only rooms' members and read positions, in the same database. */
+  readonly conversations: ConversationStore;
+
   private constructor(pool: pg.Pool) {
     this.#pool = pool;
+    this.conversations = new ConversationStore(pool);
   }
 
   /** A pool; nothing is connected until the first query (PostgreSQL may come later). */
@@ -143,6 +150,7 @@ export class ArchiveStore {
     const ms: string[] = [];
     const seq: string[] = [];
     const bodies: string[] = [];
+    const numbers: Array<number | null> = [];
     let lowest = Number.POSITIVE_INFINITY;
     let highest = 0;
     for (const batch of batches) {
@@ -152,6 +160,7 @@ export class ArchiveStore {
         ms.push(a);
         seq.push(b);
         bodies.push(m.body);
+        numbers.push(m.number ?? null);
         lowest = Math.min(lowest, Number(a));
         highest = Math.max(highest, Number(a));
       }
@@ -161,8 +170,8 @@ export class ArchiveStore {
     // One statement, so one round trip and its own transaction: the rows and the watermarks together.
     const { rows: [result] } = await this.#pool.query<{ inserted: string }>(
       `WITH rows AS (
-         INSERT INTO chat_messages (room, ms, seq, body)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
+         INSERT INTO chat_messages (room, ms, seq, body, number)
+         SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $9::bigint[])
          ON CONFLICT DO NOTHING RETURNING 1),
        marks AS (
          INSERT INTO chat_archive_rooms (room, ms, seq, from_start)
@@ -170,7 +179,7 @@ export class ArchiveStore {
          ON CONFLICT (room) DO UPDATE SET ms = EXCLUDED.ms, seq = EXCLUDED.seq, updated_at = now()
          WHERE (chat_archive_rooms.ms, chat_archive_rooms.seq) < (EXCLUDED.ms, EXCLUDED.seq) RETURNING 1)
        SELECT (SELECT count(*) FROM rows) AS inserted, (SELECT count(*) FROM marks) AS marked`,
-      [rooms, ms, seq, bodies, batches.map((b) => b.room), marks.map(([a]) => a), marks.map(([, b]) => b), batches.map((b) => b.fromStart)]);
+      [rooms, ms, seq, bodies, batches.map((b) => b.room), marks.map(([a]) => a), marks.map(([, b]) => b), batches.map((b) => b.fromStart), numbers]);
     return Number(result!.inserted);
   }
 

@@ -1,3 +1,4 @@
 export { ArchiveStore, ArchiveUnavailableError, type ArchiveBatch, type ArchiveRange, type ArchivedMessage, type ArchiveStoreOptions } from './archive-store.js';
 export { MIGRATIONS } from './migrations.js';
 export { migrate } from './migrate.js';
+export { ConversationStore, type StoredConversation, type StoredMember } from './conversation-store.js';

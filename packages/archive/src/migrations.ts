@@ -33,4 +33,30 @@ CREATE TABLE chat_archive_rooms (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'conversations: message numbers, members and read positions',
+    sql: `
+-- A members-only room's message number (see the broker's conversation scripts),
+-- null for messages of open rooms: after Redis lost its counters, the newest
+-- archived number is where the room's numbering goes on.
+ALTER TABLE chat_messages ADD COLUMN number bigint;
+
+-- Members-only rooms; pair is "a|b" for a direct conversation.
+CREATE TABLE chat_conversations (
+  room text PRIMARY KEY,
+  pair text
+);
+
+-- Their stored members, each with the read position they moved to themselves
+-- (positions their own messages moved are in chat_messages).
+CREATE TABLE chat_conversation_members (
+  room     text   NOT NULL,
+  user_id  text   NOT NULL,
+  read_ms  bigint NOT NULL,
+  read_seq bigint NOT NULL,
+  PRIMARY KEY (room, user_id)
+);
+`,
+  },
 ];

@@ -156,6 +156,8 @@ export interface DirectResult {
 export interface StoredMessage {
   id: string;
   body: string;
+  /** Its number in a members-only room; read by the archive feed only. */
+  number?: number;
 }
 
 export interface StreamHead {

@@ -6,6 +6,9 @@ export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, B
 export { pairOf, type Membership, type RoomAccess } from './membership.js';
 export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
 export type { OfflineNotices } from './offline-notices.js';
+export type { ConversationRecord, ConversationRestore } from './conversation-restore.js';
+export { MemoryConversationRestore } from './memory/memory-conversation-restore.js';
+export { RedisConversationRestore } from './redis/conversation-restore.js';
 export { MemoryOfflineNotices } from './memory/memory-offline-notices.js';
 export { RedisOfflineNotices, type RedisOfflineNoticesOptions } from './redis/offline-notices.js';
 export { MemoryMembership } from './memory/memory-membership.js';

@@ -44,6 +44,8 @@ export interface CommandDeps {
   metrics: Metrics;
   /** True once shutdown closes the last sockets: new work is refused so in-flight work can finish. */
   refusingWork(): boolean;
+  /** Undefined when conversations can be used; else resolves once they can (see ConversationRestorer). */
+  conversationsReady(): Promise<void> | undefined;
 }
 
 /** Carries out decoded client frames. Every refusal becomes an `error` frame, never an exception. */
@@ -51,6 +53,13 @@ export class CommandHandler {
   constructor(private readonly deps: CommandDeps) {}
 
   handle(session: Session, frame: ClientFrame): void {
+    const waiting = ROOM_FRAMES.has(frame.type) ? this.deps.conversationsReady() : undefined;
+    if (waiting === undefined) return this.#dispatch(session, frame);
+    // In order: a session's frames that wait resume in the order they came.
+    this.#run(session, frame.ref, waiting.then(() => this.#dispatch(session, frame)));
+  }
+
+  #dispatch(session: Session, frame: ClientFrame): void {
     switch (frame.type) {
       case 'join':
         return this.#run(session, frame.ref, session.serialize(frame.room, () => this.#join(session, frame)));
@@ -229,6 +238,13 @@ export class CommandHandler {
     if (session.leaving || this.deps.refusingWork()) throw new ChatError('unavailable', 'this node is shutting down; reconnect');
   }
 }
+
+/**
+ * Frames whose answer depends on who may use a room: they wait while
+ * conversations are checked or restored, since until then a members-only room
+ * Redis lost looks open.
+ */
+const ROOM_FRAMES: ReadonlySet<ClientFrame['type']> = new Set(['join', 'leave', 'send', 'typing', 'history', 'members', 'open', 'read', 'rooms']);
 
 function notJoined(room: string): ChatError {
   return new ChatError('not_joined', `not joined to "${room}"`);

@@ -20,6 +20,7 @@ import { RoomChannels } from './rooms/room-channels.js';
 import { RoomRegistry } from './rooms/registry.js';
 import { ConversationCommands } from './conversations/commands.js';
 import { OfflineNotifier } from './conversations/offline-notifier.js';
+import type { ConversationRestorer } from './conversations/restorer.js';
 import { UnreadRelay } from './conversations/unread-relay.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
@@ -46,6 +47,8 @@ export interface GatewayOptions {
   reads: ReadPositions;
   /** Due rooms whose offline members the `member.unread` webhook tells; when webhooks deliver that event. */
   notices?: OfflineNotices;
+  /** With the archive: puts conversations back after Redis lost them, and holds their use until then. */
+  restorer?: ConversationRestorer;
   /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
@@ -76,7 +79,7 @@ function createDispatcher(config: Config, events: EventFeed | undefined, registr
   return dispatcher;
 }
 
-export function createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway({ config, broker, directory, revocations, membership, reads, notices, restorer, events, archive, log, registry: injected }: GatewayOptions): Gateway {
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -116,20 +119,25 @@ export function createGateway({ config, broker, directory, revocations, membersh
   const unread: UnreadRelay = new UnreadRelay({ membership, reads, channels, sessionsOf: (user): Iterable<Session> => users.sessionsOf(user), log });
   const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation), unread);
   const conversations = new ConversationCommands({ broker, membership, reads, unread, inFlight, log });
-  const commands = new CommandHandler({ config, broker, membership, conversations, history, rooms, inFlight, log, metrics, refusingWork: () => refusingWork });
+  const commands = new CommandHandler({
+    config, broker, membership, conversations, history, rooms, inFlight, log, metrics,
+    refusingWork: () => refusingWork,
+    conversationsReady: () => (restorer === undefined || restorer.ready ? undefined : restorer.whenReady(config.brokerTimeoutMs)),
+  });
   const webhooks = createDispatcher(config, events, registry, log, bootId);
   const offlineNotifier = notices && config.unreadWindowMs !== undefined && config.webhooks !== undefined
     ? new OfflineNotifier(notices, config.unreadWindowMs, config.webhooks.sweepMs, log)
     : undefined;
 
   const readiness = (): Readiness => ({
-    ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining,
+    ready: broker.up && rooms.catchingUp === 0 && listenSockets.length > 0 && !draining && (restorer?.ready ?? true),
     broker: broker.up ? 'up' : 'down',
     deafSubscribers: broker.stats().deafSubscribers,
     draining,
     catchingUp: rooms.catchingUp,
     devIdentity: config.devIdentity,
     ...(webhooks !== undefined && { webhooks: webhooks.status }),
+    ...(restorer !== undefined && { conversations: restorer.ready ? 'ready' : 'checking' }),
   });
 
   const slowConsumers = new SlowConsumerGuard(sessions, config.sendBufferBytes, metrics.backpressureCloses);
@@ -157,7 +165,7 @@ export function createGateway({ config, broker, directory, revocations, membersh
     registerNotFound(target);
   }
   slowConsumers.start();
-  broker.start(new Relay(rooms, users, new UserCommands(users, commands, unread, log), unread, postRelay, slowConsumers, metrics, log));
+  broker.start(new Relay(rooms, users, new UserCommands(users, commands, unread, log), unread, postRelay, slowConsumers, metrics, log, restorer));
   postRelay.start();
   webhooks?.start();
   offlineNotifier?.start();

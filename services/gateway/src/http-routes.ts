@@ -17,6 +17,8 @@ export interface Readiness {
   devIdentity: boolean;
   /** When webhooks are on: the cluster's undelivered events (a failing receiver does not make the node unready). */
   webhooks?: WebhookStatus;
+  /** With the archive: `checking` until Redis is known to hold its conversations (restored from the archive if it lost them). */
+  conversations?: 'ready' | 'checking';
 }
 
 export function registerHealthRoutes(app: TemplatedApp, readiness: () => Readiness): void {

@@ -1,12 +1,14 @@
 import { ArchiveStore } from '@chat/archive';
 import {
   KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
-  RedisBroker, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
-  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
+  RedisBroker, RedisConversationRestore, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type ConversationRestore, type Membership, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
 import { loadConfig, type Config } from './config.js';
+import { DurableMembership, DurableReadPositions } from './conversations/durable.js';
+import { ConversationRestorer } from './conversations/restorer.js';
 import { createGateway } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 
@@ -26,9 +28,15 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, directory, revocations, membership, reads, notices, events, redis, closeChannels } = await createBroker(config, log);
+  const { broker, directory, revocations, membership, reads, restore, notices, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
-  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log });
+  // With the archive, membership and read positions are kept there too, and put back from there.
+  const durable = archive === undefined || restore === undefined ? undefined : {
+    membership: new DurableMembership(membership, reads, archive.conversations),
+    reads: new DurableReadPositions(reads, archive.conversations),
+    restorer: new ConversationRestorer(restore, archive.conversations, log.child({ component: 'conversations' })),
+  };
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log, ...durable });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -69,6 +77,8 @@ interface BrokerParts {
   revocations: TokenRevocations;
   membership: Membership;
   reads: ReadPositions;
+  /** Redis only: what puts conversations back after Redis lost them. */
+  restore?: ConversationRestore;
   /** When webhooks deliver member.unread. */
   notices?: OfflineNotices;
   /** The recorded events, when webhooks are on. */
@@ -135,7 +145,8 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   const closeChannels = (): Promise<unknown> => Promise.all([revocations.close(), ...[revocationChannel, wake, unreadWake].map((c) => c?.quit().catch(() => {}))]);
   const membership = new RedisMembership(redis.command, keys, config.brokerTimeoutMs);
   const reads = new RedisReadPositions(redis.command, keys, config.brokerTimeoutMs);
-  return { broker, directory, revocations, membership, reads, notices, events, redis, closeChannels };
+  const restore = new RedisConversationRestore(redis.command, keys, config.brokerTimeoutMs);
+  return { broker, directory, revocations, membership, reads, restore, notices, events, redis, closeChannels };
 }
 
 void main();

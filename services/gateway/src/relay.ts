@@ -1,4 +1,5 @@
 import type { BrokerListener, CountedMessage, PresenceChange } from '@chat/broker';
+import type { ConversationRestorer } from './conversations/restorer.js';
 import type { UnreadRelay } from './conversations/unread-relay.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -25,6 +26,8 @@ export class Relay implements BrokerListener {
     private readonly slowConsumers: SlowConsumerGuard,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** With the archive: checks, after every (re)connection, that Redis still holds its conversations. */
+    private readonly restorer?: ConversationRestorer,
   ) {}
 
   onRoomMessage(room: string, id: string, ts: number, frame: Uint8Array, prev: string, counted?: CountedMessage): void {
@@ -62,6 +65,7 @@ export class Relay implements BrokerListener {
   }
 
   onStatus(up: boolean): void {
+    if (up) this.restorer?.reconnected();
     if (!up) {
       this.#missedSomething = this.#wasUp || this.#missedSomething;
       return;

@@ -95,7 +95,10 @@ export class RedisArchiveFeed {
     );
     if (reply[0] === 0) return null;
     const [, trimmed, lost, newest, stored, raw] = reply;
-    const messages = raw.map(([id, fields]) => ({ id, body: fields[fields.indexOf('b') + 1] ?? '' }));
+    const messages = raw.map(([id, fields]): StoredMessage => {
+      const n = fields.indexOf('n');
+      return n < 0 ? { id, body: fields[fields.indexOf('b') + 1] ?? '' } : { id, body: fields[fields.indexOf('b') + 1] ?? '', number: Number(fields[n + 1]) };
+    });
     const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, 0, limit);
     return gap === undefined ? { messages, lost, trimmed, newest } : { messages, gap, lost, trimmed, newest };
   }

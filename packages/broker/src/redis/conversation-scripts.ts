@@ -198,7 +198,30 @@ end
 return told
 `);
 
+/*
+ * Writes a room back as `record` says, only if the room has no record here:
+ * `pair` ('' if none), `total`, `last` ('' if none), then `user|id|number`
+ * per member. Returns 1 when it wrote.
+ */
+const CONVERSATION_RESTORE = luaScript(['conv', 'members', 'reads'], ['pair', 'total', 'last'], `
+if redis.call('EXISTS', K.conv) == 1 then return 0 end
+redis.call('HSET', K.conv, 'mo', '1', 'n', A.total)
+if A.pair ~= '' then redis.call('HSET', K.conv, 'pair', A.pair) end
+if A.last ~= '' then
+  local dash = string.find(A.last, '-', 1, true)
+  redis.call('HSET', K.conv, 'last', A.last, 'at', string.sub(A.last, 1, dash - 1) .. '000')
+end
+for i = 4, #ARGV do
+  local a, b = string.find(ARGV[i], '|', 1, true)
+  local user = string.sub(ARGV[i], 1, a - 1)
+  redis.call('ZADD', K.members, 0, user)
+  redis.call('HSET', K.reads, user, string.sub(ARGV[i], b + 1))
+end
+return 1
+`);
+
 export const CONVERSATION_SCRIPTS = {
+  chatConversationRestore: CONVERSATION_RESTORE,
   chatUnreadClaim: UNREAD_CLAIM,
   chatUnreadNotify: UNREAD_NOTIFY,
   chatIndexList: INDEX_LIST,
@@ -216,6 +239,7 @@ export type RoomKeys = [conv: string, members: string, reads: string, stream: st
 type Entry = [id: string, fields: string[]];
 
 export interface ConversationScripts {
+  chatConversationRestore(conv: string, members: string, reads: string, pair: string, total: number, last: string, ...entries: string[]): Promise<number>;
   chatUnreadClaim(due: string, limit: number): Promise<[left: number, rooms: string[]]>;
   chatUnreadNotify(...args: [...RoomKeys, events: string, room: string, head: string, users: string, ...eventArgs: [string, string, number | '', string]]): Promise<number>;
   chatIndexList(index: string, room: string): Promise<number>;

@@ -86,6 +86,11 @@ export class KeySpace {
     return [this.roomConversation(room), this.roomMembers(room), this.roomReads(room), this.roomStream(room)];
   }
 
+  /** Set while Redis holds its members-only rooms (see ConversationRestore); gone with a Redis that lost them. */
+  conversationsIntact(): string {
+    return `${this.prefix}{conv}:intact`;
+  }
+
   /** Sorted set: the members-only rooms of `user` -> when they became a member (ms); on the user's slot. */
   userConversations(user: string): string {
     return `${this.prefix}user:{${user}}:convs`;
