@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { streamCapacity, type Broker, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type TokenRevocations } from '@chat/broker';
+import type { ConversationStore } from '@chat/archive';
+import { streamCapacity, type Broker, type ConversationRestore, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -20,7 +21,8 @@ import { RoomChannels } from './rooms/room-channels.js';
 import { RoomRegistry } from './rooms/registry.js';
 import { ConversationCommands } from './conversations/commands.js';
 import { OfflineNotifier } from './conversations/offline-notifier.js';
-import type { ConversationRestorer } from './conversations/restorer.js';
+import { DurableMembership, DurableReadPositions } from './conversations/durable.js';
+import { ConversationRestorer } from './conversations/restorer.js';
 import { UnreadRelay } from './conversations/unread-relay.js';
 import type { Session } from './session.js';
 import { SlowConsumerGuard } from './slow-consumers.js';
@@ -47,8 +49,11 @@ export interface GatewayOptions {
   reads: ReadPositions;
   /** Due rooms whose offline members the `member.unread` webhook tells; when webhooks deliver that event. */
   notices?: OfflineNotices;
-  /** With the archive: puts conversations back after Redis lost them, and holds their use until then. */
-  restorer?: ConversationRestorer;
+  /**
+   * With the archive: membership and read positions are kept in it too, and put
+   * back from it when Redis comes back without them (see ConversationRestorer).
+   */
+  durable?: { store: ConversationStore; restore: ConversationRestore };
   /** The recorded cluster events, delivered by this node's webhook dispatcher when webhooks are on. */
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
@@ -79,7 +84,10 @@ function createDispatcher(config: Config, events: EventFeed | undefined, registr
   return dispatcher;
 }
 
-export function createGateway({ config, broker, directory, revocations, membership, reads, notices, restorer, events, archive, log, registry: injected }: GatewayOptions): Gateway {
+export function createGateway(options: GatewayOptions): Gateway {
+  const { config, broker, directory, revocations, notices, durable, events, archive, log, registry: injected } = options;
+  const membership = durable === undefined ? options.membership : new DurableMembership(options.membership, options.reads, durable.store);
+  const reads = durable === undefined ? options.reads : new DurableReadPositions(options.reads, durable.store);
   const app = uWS.App();
   const registry = config.metricsEnabled ? (injected ?? new Registry()) : null;
   // With METRICS_PORT set, /metrics lives on a listener of its own, off the public port.
@@ -104,6 +112,7 @@ export function createGateway({ config, broker, directory, revocations, membersh
     brokerStats: () => broker.stats(),
     devIdentity: () => config.devIdentity,
   });
+  const restorer = durable && new ConversationRestorer(durable.restore, durable.store, log.child({ component: 'conversations' }), metrics.conversationsRestored);
   const history = new RoomHistory(broker, archive, log);
   const channels = new RoomChannels(broker, log);
   const rooms = new RoomRegistry({
@@ -116,7 +125,9 @@ export function createGateway({ config, broker, directory, revocations, membersh
     liveWaitMs: config.brokerTimeoutMs,
     track: (operation) => inFlight.track(operation),
   });
-  const unread: UnreadRelay = new UnreadRelay({ membership, reads, channels, sessionsOf: (user): Iterable<Session> => users.sessionsOf(user), log });
+  const unread: UnreadRelay = new UnreadRelay({
+    membership, reads, channels, sessionsOf: (user): Iterable<Session> => users.sessionsOf(user), written: metrics.unreadFrames, log,
+  });
   const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation), unread);
   const conversations = new ConversationCommands({ broker, membership, reads, unread, inFlight, log });
   const commands = new CommandHandler({

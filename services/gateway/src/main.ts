@@ -7,8 +7,6 @@ import {
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
 import { loadConfig, type Config } from './config.js';
-import { DurableMembership, DurableReadPositions } from './conversations/durable.js';
-import { ConversationRestorer } from './conversations/restorer.js';
 import { createGateway } from './gateway.js';
 import { createLogger, type Logger } from './logger.js';
 
@@ -31,12 +29,8 @@ async function main(): Promise<void> {
   const { broker, directory, revocations, membership, reads, restore, notices, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
   // With the archive, membership and read positions are kept there too, and put back from there.
-  const durable = archive === undefined || restore === undefined ? undefined : {
-    membership: new DurableMembership(membership, reads, archive.conversations),
-    reads: new DurableReadPositions(reads, archive.conversations),
-    restorer: new ConversationRestorer(restore, archive.conversations, log.child({ component: 'conversations' })),
-  };
-  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, events, archive, log, ...durable });
+  const durable = archive === undefined || restore === undefined ? undefined : { store: archive.conversations, restore };
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, durable, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 

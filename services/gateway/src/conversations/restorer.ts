@@ -18,7 +18,13 @@ export class ConversationRestorer {
   #readied: Promise<void>;
   #markReady: () => void = () => {};
 
-  constructor(private readonly restore: ConversationRestore, private readonly store: ConversationStore, private readonly log: Logger) {
+  /** `restored` counts the rooms this node wrote back. */
+  constructor(
+    private readonly restore: ConversationRestore,
+    private readonly store: ConversationStore,
+    private readonly log: Logger,
+    private readonly restored: { inc(n?: number): void } = { inc() {} },
+  ) {
     this.#readied = new Promise((resolve) => (this.#markReady = resolve));
   }
 
@@ -76,6 +82,7 @@ export class ConversationRestorer {
       if (record !== undefined && await this.restore.restore(record)) written++;
     }
     await this.restore.markIntact();
+    this.restored.inc(written);
     this.log.info({ rooms: rooms.length, written }, 'conversations restored from the archive');
   }
 }

@@ -10,6 +10,8 @@ export interface UnreadRelayOptions {
   channels: RoomChannels;
   /** The user's connections on this node. */
   sessionsOf(user: string): Iterable<Session>;
+  /** Counts the unread frames written. */
+  written: { inc(n?: number): void };
   log: Logger;
 }
 
@@ -176,6 +178,12 @@ export class UnreadRelay {
 
   #tell(user: string, room: string, at: ReadPosition, total: number, last: string | undefined, except?: string): void {
     const frame = encodeUnread(room, Math.max(0, total - at.number), at.id, last, undefined);
-    for (const session of this.o.sessionsOf(user)) if (session.id !== except) session.send(frame);
+    let written = 0;
+    for (const session of this.o.sessionsOf(user)) {
+      if (session.id === except) continue;
+      session.send(frame);
+      written++;
+    }
+    this.o.written.inc(written);
   }
 }
