@@ -176,7 +176,7 @@ export class CommandHandler {
   }
 
   async #deliverDirect(session: Session, { to, text, key, ref }: DirectSendFrame): Promise<void> {
-    const { broker, inFlight, log } = this.deps;
+    const { broker, inFlight } = this.deps;
     const sentAt = Date.now();
     const body = dmFrameBody(session.user, to, text, sentAt);
     const idempotencyKey = key === undefined ? undefined : scopedKey(session.user, key);

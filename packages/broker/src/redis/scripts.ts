@@ -1,8 +1,8 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
 import { CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
-import { EVENTS, EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
-import { ID_ORDER, luaScript, type LuaScript } from './lua.js';
+import { EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
+import { ID_ORDER, type LuaScript } from './lua.js';
 import {
   NODES_FORGET, NODES_HEARTBEAT, PRESENCE_PAGE, PRESENCE_SET, PRESENCE_SYNC, PRESENCE_WITHDRAW,
   ROOM_INDEX_ADD, ROOM_INDEX_PRUNE, ROOM_OCCUPANCY, USER_PRESENCE, USER_SET,

@@ -1,10 +1,10 @@
 import { ConversationConflictError, NotAMemberError, PositionAheadError, unreadOf } from '@chat/broker';
-import { MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT, ROOMS_DEFAULT_LIMIT, ROOMS_MAX_LIMIT, isMessageId, isValidName, NAME_PATTERN } from '@chat/protocol';
+import { MEMBERS_MAX_LIMIT, ROOMS_DEFAULT_LIMIT, ROOMS_MAX_LIMIT, isMessageId, isValidName, NAME_PATTERN } from '@chat/protocol';
 import { directRoomName, isDirectRoom } from '../conversations/direct-rooms.js';
 import { listRooms } from '../conversations/room-list.js';
 import { encodeUserCommand, type UserCommand } from '../user-command.js';
 import { apiError, jsonObject, type ApiReply } from './http.js';
-import { intParam, name, optionalParam, roomsCursor, userList, type Checked } from './params.js';
+import { intParam, memberPage, name, roomsCursor, userList, type Checked } from './params.js';
 import type { ApiDeps, ApiInput, ApiRoute } from './routes.js';
 
 /**
@@ -30,15 +30,12 @@ export function conversationRoutes(deps: ApiDeps): ApiRoute[] {
 
 /** A page of the stored members by id, as the protocol's `members` pages; `membersOnly` says whether the room has a member list at all. */
 async function storedMembers({ membership }: ApiDeps, { params, query }: ApiInput): Promise<ApiReply> {
-  const room = name(params[0]!, 'room');
-  if (!room.ok) return room.reply;
-  const limit = intParam(query, 'limit', MEMBERS_DEFAULT_LIMIT, 1, MEMBERS_MAX_LIMIT);
-  if (!limit.ok) return limit.reply;
-  const after = optionalParam(query, 'after', 'name');
-  if (!after.ok) return after.reply;
+  const asked = memberPage(params, query);
+  if (!asked.ok) return asked.reply;
+  const { room, after, limit } = asked.value;
   // '' is nobody's id: its access is 'open' exactly when the room is not members-only.
-  const [page, access] = await Promise.all([membership.members(room.value, after.value, limit.value), membership.access(room.value, '')]);
-  return { status: 200, body: { room: room.value, membersOnly: access !== 'open', members: page.users, count: page.count, next: page.next ?? null } };
+  const [page, access] = await Promise.all([membership.members(room, after, limit), membership.access(room, '')]);
+  return { status: 200, body: { room, membersOnly: access !== 'open', members: page.users, count: page.count, next: page.next ?? null } };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { isMessageId, isRoomsCursor, isValidName, NAME_PATTERN } from '@chat/protocol';
+import { MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT, isMessageId, isRoomsCursor, isValidName, NAME_PATTERN } from '@chat/protocol';
 import { apiError, type ApiReply } from './http.js';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reply: ApiReply };
@@ -40,4 +40,15 @@ export function userList(value: unknown, field: string, max: number): Checked<st
     return { ok: false, reply: apiError(400, 'bad_request', `"${field}" must be a list of at most ${max} user ids matching ${NAME_PATTERN.source}`) };
   }
   return { ok: true, value: [...new Set(value as string[])] };
+}
+
+/** A room route's room and a page of its users (`after`, `limit`), with the limits of the protocol's `members`. */
+export function memberPage(params: readonly string[], query: URLSearchParams): Checked<{ room: string; after: string | undefined; limit: number }> {
+  const room = name(params[0]!, 'room');
+  if (!room.ok) return room;
+  const limit = intParam(query, 'limit', MEMBERS_DEFAULT_LIMIT, 1, MEMBERS_MAX_LIMIT);
+  if (!limit.ok) return limit;
+  const after = optionalParam(query, 'after', 'name');
+  if (!after.ok) return after;
+  return { ok: true, value: { room: room.value, after: after.value, limit: limit.value } };
 }

@@ -1,8 +1,8 @@
-import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT, isValidName } from '@chat/protocol';
+import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, isValidName } from '@chat/protocol';
 import { postRoomMessage } from '../room-messages.js';
 import { encodeUserCommand } from '../user-commands.js';
 import { apiError, jsonObject, type ApiReply } from './http.js';
-import { intParam, name, optionalParam } from './params.js';
+import { intParam, memberPage, name, optionalParam } from './params.js';
 import type { ApiDeps, ApiInput, ApiRoute } from './routes.js';
 
 /** Rooms: which are active, who is in one, its history; post to it; put a user in or take them out. */
@@ -28,14 +28,11 @@ async function listRooms({ directory }: ApiDeps, { query }: ApiInput): Promise<A
 
 /** A page of the room's members by user id, with their connections: the same order and limits as the protocol's `members`. */
 async function members({ directory }: ApiDeps, { params, query }: ApiInput): Promise<ApiReply> {
-  const room = name(params[0]!, 'room');
-  if (!room.ok) return room.reply;
-  const limit = intParam(query, 'limit', MEMBERS_DEFAULT_LIMIT, 1, MEMBERS_MAX_LIMIT);
-  if (!limit.ok) return limit.reply;
-  const after = optionalParam(query, 'after', 'name');
-  if (!after.ok) return after.reply;
-  const page = await directory.roomMembers(room.value, after.value, limit.value);
-  return { status: 200, body: { room: room.value, members: page.members, count: page.count, next: page.next ?? null } };
+  const asked = memberPage(params, query);
+  if (!asked.ok) return asked.reply;
+  const { room, after, limit } = asked.value;
+  const page = await directory.roomMembers(room, after, limit);
+  return { status: 200, body: { room, members: page.members, count: page.count, next: page.next ?? null } };
 }
 
 /** Every connection of the user, on every node, joins (or leaves) as if it had asked. */

@@ -8,7 +8,7 @@ import { TokenBucket } from '../token-bucket.js';
 import { conversationRoutes } from './conversations-api.js';
 import { apiError, readBody, send, type ApiReply } from './http.js';
 import { roomRoutes } from './rooms-api.js';
-import type { ApiDeps, ApiRoute } from './routes.js';
+import type { ApiDeps } from './routes.js';
 import { userRoutes } from './users-api.js';
 
 /**
