@@ -14,15 +14,20 @@ import {
   type MembersFrame,
   type MessageFrame,
   type OccupancyFrame,
+  type OpenedFrame,
   type PresenceFrame,
+  type RoomsFrame,
   type ServerFrame,
   type TypingEventFrame,
+  type UnreadFrame,
   type WelcomeFrame,
+  ROOMS_MAX_LIMIT,
 } from './protocol.js';
 import { RoomRoster, type MemberList, type RosterEffect } from './roster.js';
 import { EventStreamConnection, type FetchLike } from './sse-transport.js';
 import { ABNORMAL_CLOSURE, type Connection, type ConnectionHandlers, type TransportName } from './transport.js';
 import { TransportChoice, defaultStorage, type StorageLike } from './transport-choice.js';
+import { UnreadBook, type RoomUnread } from './unread-book.js';
 import { WebSocketConnection, globalWebSocket, type WebSocketFactory } from './websocket-transport.js';
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'closed';
@@ -124,9 +129,31 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   left(frame: LeftFrame): void;
   /** An `error` frame that answered no pending request. */
   error(error: ErrorFrame): void;
+  /**
+   * A members-only room's unread count or read position changed: a message by
+   * someone else (`last` is it), a read on another device or connection, or the
+   * answer to this client's own `read()`. `unreadOf()` and `unreadTotal`
+   * already include it. A frame older than what the client knows (see
+   * `unreadOf`) is not emitted: it would put an older count back.
+   */
+  unread(frame: UnreadFrame): void;
+  /**
+   * A page of the user's members-only rooms was read: one the application asked
+   * for with `listRooms()`, or one the client read by itself after a reconnect
+   * (`refresh` true; see `listRooms`). Its entries are in `unreadOf()` already.
+   */
+  rooms(page: RoomsFrame, info: { refresh: boolean }): void;
+  /** The sum of the known rooms' unread counts changed. */
+  unreadTotal(total: number): void;
 }
 
-export { ChatRequestError, type MemberList };
+export { ChatRequestError, type MemberList, type RoomUnread };
+
+/** What `read()` resolves with: the user's count and read position in the room after it. */
+export interface ReadResult {
+  count: number;
+  read: string;
+}
 
 /** Options of one `send` or `dm`. */
 export interface SendOptions {
@@ -199,6 +226,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   #attempt = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #ready = false;
+  /** The unread counts of the user's members-only rooms, as last told. */
+  readonly #unread = new UnreadBook();
+  /** Bumped by every connection's refresh of the room list: an older refresh stops. */
+  #refreshes = 0;
 
   constructor(options: ChatClientOptions) {
     super();
@@ -294,12 +325,82 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   /** Resolves with the `ack`, once, however often it had to be sent; queued while disconnected. */
-  send(room: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
-    return this.#deliver({ type: 'send', room, text, key: options.key ?? newKey(), ref: this.#nextRef() });
+  async send(room: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    return (await this.#deliver({ type: 'send', room, text, key: options.key ?? newKey(), ref: this.#nextRef() })) as AckFrame;
   }
 
-  dm(to: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
-    return this.#deliver({ type: 'dm', to, text, key: options.key ?? newKey(), ref: this.#nextRef() });
+  /** An ephemeral direct message (not stored for an offline user); `open()` makes a stored conversation. */
+  async dm(to: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
+    return (await this.#deliver({ type: 'dm', to, text, key: options.key ?? newKey(), ref: this.#nextRef() })) as AckFrame;
+  }
+
+  // ---- conversations ---------------------------------------------------------------
+
+  /**
+   * Opens the direct conversation with `user` (who may never have connected):
+   * resolves with its room, the same whoever of the two opens it. It is a
+   * members-only room of the two: `join` it to read its history and messages,
+   * `send` to it; messages are stored for a user who is offline. Queued while
+   * disconnected, and sent again if the connection drops before the answer.
+   */
+  async open(user: string): Promise<string> {
+    this.#unread.use();
+    const opened = (await this.#deliver({ type: 'open', with: user, ref: this.#nextRef() })) as OpenedFrame;
+    this.#unread.name(opened.room, opened.with);
+    return opened.room;
+  }
+
+  /**
+   * Moves the user's read position in members-only room `room` forward to
+   * message `id` (an older id changes nothing); resolves with the count and
+   * position after it. Every other connection of the user, on any gateway, is
+   * told (`unread`), so their badges clear too. Queued while disconnected, and
+   * sent again if the connection drops before the answer.
+   */
+  async read(room: string, id: string): Promise<ReadResult> {
+    this.#unread.use();
+    const answer = (await this.#deliver({ type: 'read', room, id, ref: this.#nextRef() })) as UnreadFrame;
+    return { count: answer.count, read: answer.read };
+  }
+
+  /**
+   * A page of the user's members-only rooms, most recent activity first, each
+   * with its unread count, read position, newest message and (a direct
+   * conversation) the other user: pass the answer's `next` as `before` for the
+   * following page (absent on the last). `limit`: 50 by default, at most 100.
+   *
+   * The counts become the client's (`unreadOf`, `unreadTotal`), kept current
+   * from then on by `unread` frames. After every reconnect the client reads
+   * the list again by itself, from the start, until it has seen every room it
+   * knew (or the list ended: a room not in it is no longer the user's): the
+   * frames sent while it was away are lost, so the counts would be stale.
+   */
+  async listRooms(options: { limit?: number; before?: string } = {}): Promise<RoomsFrame> {
+    this.#unread.use();
+    return (await this.#request({ type: 'rooms', ...options }, (answer) => {
+      if (answer.type === 'rooms') this.#takeRooms(answer, false);
+    })) as RoomsFrame;
+  }
+
+  /** The sum of the unread counts of the rooms the client knows (from `listRooms` pages and `unread` frames). */
+  get unreadTotal(): number {
+    return this.#unread.total;
+  }
+
+  /**
+   * What the client knows of a members-only room: its latest count, read
+   * position and newest message. "Latest" by position, not arrival: a state
+   * whose read position or newest message is behind the one kept is older (a
+   * page read before a message, arriving after that message's frame) and is
+   * not taken.
+   */
+  unreadOf(room: string): RoomUnread | undefined {
+    return this.#unread.get(room);
+  }
+
+  /** Every members-only room the client knows, newest message first. */
+  conversations(): RoomUnread[] {
+    return this.#unread.all();
   }
 
   /** Best effort: dropped while disconnected. */
@@ -529,6 +630,60 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.#ready = true;
     this.#setState('connected', { node: this.#welcome?.node, transport: conn.transport });
     this.#outbox.open((frame) => conn.send(frame));
+    if (this.#unread.used) void this.#refreshRooms(conn);
+  }
+
+  /**
+   * After a (re)connect: the list from its start, in the largest pages, until
+   * every room known before is in it, or the list ends; then a known room not
+   * listed, and not told of since the refresh began (a conversation opened
+   * meanwhile), is no longer the user's. Stops when the connection changes
+   * (the next one refreshes) or a request fails (the counts stay as they were).
+   */
+  async #refreshRooms(conn: Connection): Promise<void> {
+    const refresh = ++this.#refreshes;
+    const since = this.#unread.mark();
+    const unseen = new Set(this.#unread.rooms());
+    let before: string | undefined;
+    try {
+      do {
+        const frame = { type: 'rooms' as const, limit: ROOMS_MAX_LIMIT, ...(before !== undefined && { before }) };
+        const page = (await this.#request(frame, (answer) => {
+          if (answer.type === 'rooms' && refresh === this.#refreshes) this.#takeRooms(answer, true);
+        })) as RoomsFrame;
+        if (refresh !== this.#refreshes || conn !== this.#conn) return;
+        for (const entry of page.rooms) unseen.delete(entry.room);
+        before = page.next;
+      } while (before !== undefined && unseen.size > 0);
+    } catch {
+      return;
+    }
+    const gone = [...unseen].filter((room) => !this.#unread.changedSince(room, since));
+    this.#forgetRooms(gone);
+  }
+
+  #takeRooms(page: RoomsFrame, refresh: boolean): void {
+    const before = this.#unread.total;
+    for (const entry of page.rooms) this.#unread.takeEntry(entry);
+    this.emit('rooms', page, { refresh });
+    this.#emitTotal(before);
+  }
+
+  #onUnread(frame: UnreadFrame): void {
+    const before = this.#unread.total;
+    if (!this.#unread.takeFrame(frame)) return;
+    this.emit('unread', frame);
+    this.#emitTotal(before);
+  }
+
+  #forgetRooms(rooms: string[]): void {
+    const before = this.#unread.total;
+    for (const room of rooms) this.#unread.forget(room);
+    this.#emitTotal(before);
+  }
+
+  #emitTotal(before: number): void {
+    if (this.#unread.total !== before) this.emit('unreadTotal', this.#unread.total);
   }
 
   /**
@@ -561,6 +716,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         return this.emit('typing', frame);
       case 'dm':
         return this.emit('dm', frame);
+      case 'unread':
+        this.#onUnread(frame); // and, with a ref, the answer to a read below
+        break;
       default:
         break;
     }
@@ -569,9 +727,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (ref === undefined && frame.type === 'left') {
       this.#rooms.delete(frame.room);
       this.#rosters.delete(frame.room);
+      // The backend took the user out: of a members-only room, that is its membership gone.
+      this.#forgetRooms([frame.room]);
       return this.emit('left', frame);
     }
-    if (ref !== undefined && (frame.type === 'ack' || frame.type === 'error') && this.#outbox.answer(ref, frame)) return;
+    if (ref !== undefined && this.#outbox.answer(ref, frame)) return;
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (pending === undefined) {
       if (frame.type === 'error') this.emit('error', frame);
@@ -689,7 +849,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     });
   }
 
-  #deliver(frame: Outgoing): Promise<AckFrame> {
+  #deliver(frame: Outgoing): Promise<ServerFrame> {
     if (this.#state === 'closed' || this.#state === 'offline') {
       return Promise.reject(new ChatRequestError('disconnected', `client is ${this.#state}`));
     }

@@ -1,15 +1,20 @@
-import type { AckFrame, DirectSendFrame, ErrorFrame, SendFrame } from './protocol.js';
+import type { DirectSendFrame, ErrorFrame, OpenFrame, ReadFrame, SendFrame, ServerFrame } from './protocol.js';
 import { ChatRequestError, failDisconnected } from './errors.js';
 
-/** A `send` or `dm` as it goes out: with its ref, and the idempotency key that makes resending safe. */
-export type Outgoing = (SendFrame | DirectSendFrame) & { ref: string; key: string };
+/**
+ * A request that may go out more than once, as it goes out, with its ref: a
+ * `send` or `dm` with the idempotency key that makes resending it safe, or an
+ * `open` or `read`, which are safe by nature (the same pair always has the
+ * same room; a read position never moves back).
+ */
+export type Outgoing = ((SendFrame | DirectSendFrame) & { key: string } | OpenFrame | ReadFrame) & { ref: string };
 
 export interface OutboxOptions {
-  /** Sends waiting for a connection, at most; more are refused at once (`queue_full`). */
+  /** Requests waiting for a connection, at most; more are refused at once (`queue_full`). */
   queueLimit: number;
   /** An attempt without an answer in this time fails with `timeout`. */
   requestTimeoutMs: number;
-  /** A send refused as `unavailable` or `rate_limited` is tried again until this long after its first attempt. */
+  /** A request refused as `unavailable` or `rate_limited` is tried again until this long after its first attempt. */
   retryForMs: number;
   /** Retry backoff: the first delay, and the cap; each delay is jittered. */
   retryMinMs: number;
@@ -18,9 +23,9 @@ export interface OutboxOptions {
 
 interface Delivery {
   readonly frame: Outgoing;
-  /** Order of the `send()` calls: what waits goes out in this order. */
+  /** Order of the calls: what waits goes out in this order. */
   readonly seq: number;
-  resolve(ack: AckFrame): void;
+  resolve(answer: ServerFrame): void;
   reject(err: Error): void;
   /** When the first attempt went out. */
   firstSentAt: number | undefined;
@@ -29,16 +34,17 @@ interface Delivery {
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
-/** Codes after which the same send may well succeed a little later. */
+/** Codes after which the same request may well succeed a little later. */
 const RETRYABLE = new Set<ErrorFrame['code']>(['unavailable', 'rate_limited']);
 
 /**
- * Sends and direct messages until their ack. Each carries an idempotency key,
- * so a resend can never store a message twice: one whose connection dropped
- * before its ack goes out again once the client is connected and has
- * rejoined, and one refused as temporarily impossible is retried with
- * backoff. The server answers every attempt of a key with the same ack, so
- * each `send()` resolves once, with the message's one id.
+ * Requests safe to repeat, until their answer. Sends and direct messages carry
+ * an idempotency key, so a resend can never store a message twice; `open` and
+ * `read` change nothing the second time. One whose connection dropped before
+ * its answer goes out again once the client is connected and has rejoined, and
+ * one refused as temporarily impossible is retried with backoff. The server
+ * answers every attempt of a key with the same ack, so each `send()` resolves
+ * once, with the message's one id.
  */
 export class Outbox {
   /** Waiting for a connection. */
@@ -52,10 +58,11 @@ export class Outbox {
 
   constructor(private readonly options: OutboxOptions) {}
 
-  add(frame: Outgoing): Promise<AckFrame> {
+  /** Resolves with the answer (`ack`, `opened`, `unread`), rejects with an `error` that retrying cannot fix. */
+  add(frame: Outgoing): Promise<ServerFrame> {
     return new Promise((resolve, reject) => {
       if (this.#write === null && this.#waiting.length >= this.options.queueLimit) {
-        reject(new ChatRequestError('queue_full', `${this.options.queueLimit} sends already wait for the connection`));
+        reject(new ChatRequestError('queue_full', `${this.options.queueLimit} requests already wait for the connection`));
         return;
       }
       const delivery: Delivery = { frame, seq: ++this.#seq, resolve, reject, firstSentAt: undefined, retries: 0, timer: undefined };
@@ -83,18 +90,18 @@ export class Outbox {
     this.#backingOff.clear();
   }
 
-  /** Settles the delivery `ref` belongs to with its `ack` or `error`; false when `ref` is not one. */
-  answer(ref: string, frame: AckFrame | ErrorFrame): boolean {
+  /** Settles the delivery `ref` belongs to with its answer or `error`; false when `ref` is not one. */
+  answer(ref: string, frame: ServerFrame): boolean {
     const delivery = this.#inFlight.get(ref);
     if (delivery === undefined) return false;
     this.#inFlight.delete(ref);
     clearTimeout(delivery.timer);
-    if (frame.type === 'ack') delivery.resolve(frame);
+    if (frame.type !== 'error') delivery.resolve(frame);
     else if (!this.#retry(delivery, frame)) delivery.reject(new ChatRequestError(frame.code, frame.message));
     return true;
   }
 
-  /** Fails every send not yet acknowledged. */
+  /** Fails every request not yet answered. */
   failAll(reason: string): void {
     const all = [...this.#waiting, ...this.#inFlight.values(), ...this.#backingOff];
     this.#waiting = [];
