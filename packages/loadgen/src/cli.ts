@@ -3,11 +3,13 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runLoad, type LoadOptions, type LoadReport, type Scenario } from './coordinator.js';
+import { CONVERSATIONS_USAGE, conversationsMain } from './conversations-cli.js';
 import { describeRooms, runRooms, transportRows, type RoomsOptions } from './rooms.js';
 import { STORM_USAGE, stormMain } from './storm-cli.js';
 import type { TransportName } from './transport.js';
 
-const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms> [options]   (storm: npm run load -- storm --help)
+const USAGE = `Usage: npm run load -- <connect|fanout|churn|big-room|many-rooms> [options]   (storm: npm run load -- storm --help;
+       conversations: npm run load -- conversations --help)
 
   big-room              one room of --members (default 1000); the fill stops at each
                         --checkpoints size C with C - 1 members, where --probe-joins
@@ -214,6 +216,10 @@ function table(report: LoadReport, options: LoadOptions): string {
 async function main(): Promise<void> {
   if (process.argv[2] === 'storm') return stormMain(process.argv.slice(3), (message) => {
     process.stderr.write(`${message}\n\n${STORM_USAGE}\n`);
+    process.exit(2);
+  });
+  if (process.argv[2] === 'conversations') return conversationsMain(process.argv.slice(3), (message) => {
+    process.stderr.write(`${message}\n\n${CONVERSATIONS_USAGE}\n`);
     process.exit(2);
   });
   const options = parseOptions(process.argv.slice(2));

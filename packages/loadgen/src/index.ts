@@ -4,3 +4,7 @@ export { parseInfo, sampleRedis, type RedisSample } from './redis-info.js';
 export { Histogram } from './histogram.js';
 export { makeText, readHeader, type Header } from './payload.js';
 export { runStorm, describeStorm, type StormOptions, type StormReport } from './storm.js';
+export {
+  runConversations, describeConversations, planConversations, checkCounts, directPairs, groupMembers,
+  type ConversationsOptions, type ConversationsReport, type CountCheck,
+} from './conversations.js';
