@@ -1,6 +1,12 @@
 import { ChatClient, type ConnectionState, type DirectMessageFrame, type MessageFrame, type StateDetail, type TransportName } from '@chat/client';
+import { ConversationList } from './conversations.js';
 
-/** The chat page: one ChatClient, a little state per room, plain DOM. */
+/**
+ * The chat page: one ChatClient, a little state per room, plain DOM. Open
+ * rooms are joined by name; conversations (members-only rooms, direct ones
+ * opened by clicking a user's name) are listed with unread badges that every
+ * tab of the user shares.
+ */
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -31,8 +37,11 @@ const NEAR_BOTTOM_PX = 300;
 const rooms = new Map<string, RoomView>();
 const directs = new Map<string, DirectMessageFrame[]>();
 let me = '';
-let current = ''; // a room, or "@user" for a direct conversation
+let current = ''; // a room, or "@user" for an ephemeral direct message (`dm`, not kept)
 let client: ChatClient;
+let conversations: ConversationList;
+/** Narrow enough that the list covers the room when shown (style.css). */
+const phone = matchMedia('(max-width: 700px)');
 
 $('login').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -48,13 +57,21 @@ function start(firstRoom: string): void {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   // A WebSocket first; where one cannot get through (or stalls), the event stream and POSTs (/sse).
   client = new ChatClient({ url: `${scheme}://${location.host}/ws`, user: me });
+  conversations = new ConversationList({
+    client,
+    me,
+    onScreen,
+    newestShown,
+    pick: (name) => void enter(name),
+    current: () => current,
+  });
   client.on('state', (state, detail) => showState(state, detail));
   client.on('message', (m) => {
     const view = room(m.room);
     view.messages.push(m);
     clearTyping(view, m.user);
-    if (current === m.room) renderMessages();
-    else { view.unread++; renderRooms(); }
+    if (current === m.room) { renderMessages(); conversations.markRead(m.room); }
+    else if (!conversations.has(m.room)) { view.unread++; renderRooms(); } // a conversation's badge is the gateway's count
   });
   client.on('joined', (frame, info) => {
     room(frame.room);
@@ -71,7 +88,7 @@ function start(firstRoom: string): void {
     rooms.delete(frame.room);
     const next = rooms.keys().next().value;
     if (current === frame.room && next !== undefined) select(next);
-    else renderRooms();
+    else { renderRooms(); conversations.render(); }
   });
   client.on('presence', (p) => {
     const view = room(p.room);
@@ -93,7 +110,7 @@ function start(firstRoom: string): void {
     renderDirects();
     if (current === `@${other}`) renderMessages();
   });
-  client.connect().catch(() => {});
+  client.connect().then(() => conversations.load()).catch(() => {});
   void enter(firstRoom);
 }
 
@@ -102,6 +119,7 @@ async function enter(name: string): Promise<void> {
   select(name);
   try {
     await client.join(name);
+    conversations.markRead(name); // its history is on screen now
   } catch {
     // not connected yet: the client joins every known room once it is
     if (!client.rooms.includes(name)) setTimeout(() => void enter(name), 1000);
@@ -121,15 +139,60 @@ function select(target: string): void {
   current = target;
   const view = rooms.get(target);
   if (view) view.unread = 0;
-  $('title').textContent = target.startsWith('@') ? target : `#${target}`;
-  $('app').classList.remove('show-side');
+  $('title').textContent = target.startsWith('@') ? target : conversations.title(target);
+  showSide(false);
   renderRooms();
   renderDirects();
+  conversations.render();
   renderOnline();
   renderMembers();
   renderMessages();
   renderTyping();
+  conversations.markRead(target);
 }
+
+/**
+ * The stored conversation with `user` (`open`: the same room whoever opens it,
+ * kept for them while they are offline), entered like a room.
+ */
+async function openConversation(user: string): Promise<void> {
+  if (user === me) return;
+  try {
+    const name = await client.open(user);
+    conversations.opened(name, user);
+    await enter(name);
+  } catch (err) {
+    notice(current, `Could not open a conversation with ${user}: ${(err as Error).message}`);
+  }
+}
+
+/** The newest message of the room the page shows (notices have no id). */
+function newestShown(name: string): string | undefined {
+  const messages = rooms.get(name)?.messages ?? [];
+  for (let i = messages.length - 1; i >= 0; i--) if (messages[i]!.id !== '') return messages[i]!.id;
+  return undefined;
+}
+
+/** Whether the room is what the user sees now: selected, in a visible tab, and (on a phone) not under the list. */
+function onScreen(name: string): boolean {
+  return name === current && document.visibilityState === 'visible' && !(phone.matches && $('app').classList.contains('show-side'));
+}
+
+/** On a phone the list and the room are two views; the menu button goes between them. */
+function showSide(show: boolean): void {
+  $('app').classList.toggle('show-side', show);
+  $('menu').setAttribute('aria-expanded', String(show));
+  if (!show) conversations.markRead(current);
+}
+
+document.addEventListener('visibilitychange', () => conversations?.markRead(current));
+
+$('open').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = $<HTMLInputElement>('open-user');
+  void openConversation(input.value.trim());
+  input.value = '';
+});
 
 $('join').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -155,7 +218,7 @@ $('text').addEventListener('input', () => {
   client.typing(current);
 });
 
-$('menu').addEventListener('click', () => $('app').classList.toggle('show-side'));
+$('menu').addEventListener('click', () => showSide(!$('app').classList.contains('show-side')));
 
 $('members').addEventListener('scroll', () => {
   if (nearBottom($('members'))) void loadMembers(current);
@@ -208,12 +271,16 @@ function showState(state: ConnectionState, { node, transport }: StateDetail): vo
   if (transport === 'sse') badge.title = 'WebSockets do not get through here: messages come as server-sent events and go out as HTTP POSTs';
 }
 
+/** Open rooms; conversations have their own list. */
 function renderRooms(): void {
   const list = $('rooms');
-  list.replaceChildren(...[...rooms].map(([name, view]) => item(`#${name}`, () => select(name), name === current, view.unread)));
+  const open = [...rooms].filter(([name]) => !conversations.has(name));
+  list.replaceChildren(...open.map(([name, view]) => item(`#${name}`, () => select(name), name === current, view.unread)));
 }
 
+/** Ephemeral direct messages (`dm`), shown only when some came: conversations are what a click on a name opens. */
 function renderDirects(): void {
+  $('dm-section').hidden = directs.size === 0;
   $('dms').replaceChildren(...[...directs.keys()].map((user) => item(`@${user}`, () => select(`@${user}`), current === `@${user}`)));
 }
 
@@ -254,13 +321,9 @@ function appendMembers(users: string[]): void {
 }
 
 function memberItem(user: string): HTMLLIElement {
-  const li = item(user === me ? `${user} (you)` : user, () => {
-    if (user === me) return;
-    if (!directs.has(user)) directs.set(user, []);
-    select(`@${user}`);
-  });
+  const li = item(user === me ? `${user} (you)` : user, () => void openConversation(user));
   li.classList.add('dot');
-  li.title = user === me ? '' : `Message ${user} directly`;
+  li.title = user === me ? '' : `Open your conversation with ${user}`;
   return li;
 }
 
@@ -291,6 +354,11 @@ function renderMessages(): void {
     if (m.user === '') li.className = 'notice';
     else if (m.user === me) li.className = 'mine';
     const who = span('who', m.user);
+    if (m.user !== me && m.user !== '' && !current.startsWith('@')) {
+      who.classList.add('link');
+      who.title = `Open your conversation with ${m.user}`;
+      who.addEventListener('click', () => void openConversation(m.user));
+    }
     const when = span('when', new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
     li.append(...(m.user === '' ? [] : [who]), document.createTextNode(m.text), document.createTextNode(' '), when);
     return li;
