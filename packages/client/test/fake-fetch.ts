@@ -3,6 +3,12 @@ import { expect, vi } from 'vitest';
 import type { FetchLike } from '../src/index.js';
 
 const encoder = new TextEncoder();
+/**
+ * How often the waits below look: a stream or POST is usually answered by the
+ * test as soon as it is seen, and tests whose client has a 100 ms welcome
+ * timeout need that to be well within it (vi.waitFor looks every 50 ms by default).
+ */
+const POLL_MS = 5;
 
 function abortError(): Error {
   const err = new Error('This operation was aborted');
@@ -153,14 +159,14 @@ export class FakeGateway {
 
   /** Waits for a POST nobody answered yet, and returns it. */
   async nextPost(): Promise<FakePost> {
-    await vi.waitFor(() => expect(this.open().length).toBeGreaterThan(0));
+    await vi.waitFor(() => expect(this.open().length).toBeGreaterThan(0), { interval: POLL_MS });
     expect(this.open()).toHaveLength(1); // one POST at a time
     return this.open()[0]!;
   }
 
   /** Waits for `count` streams to have been opened. */
   async streamCount(count: number): Promise<FakeStream> {
-    await vi.waitFor(() => expect(this.streams.length).toBeGreaterThanOrEqual(count));
+    await vi.waitFor(() => expect(this.streams.length).toBeGreaterThanOrEqual(count), { interval: POLL_MS });
     return this.streams[count - 1]!;
   }
 }

@@ -258,7 +258,9 @@ describe('ChatClient: WebSocket first, the fallback when it does not reach welco
   });
 
   it('remembers nothing when the stream fails too (the gateway is down), and a server close before welcome is no reason to fall back', async () => {
-    const fake = bothClient({ backoffMinMs: 20, backoffMaxMs: 20 });
+    // No welcome timeout here: every attempt ends by what the test does to it. With bothClient's 100 ms, a test
+    // process that stalled that long before opening the third socket (both cores busy) saw the client give it up.
+    const fake = bothClient({ backoffMinMs: 20, backoffMaxMs: 20, welcomeTimeoutMs: 60_000 });
     fake.gateway.down = true;
     const connecting = fake.client.connect();
     await vi.waitFor(() => expect(fake.sockets).toHaveLength(1));
