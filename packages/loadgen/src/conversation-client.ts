@@ -10,8 +10,8 @@ import { CloseCode } from '@chat/protocol';
  */
 export interface ConversationEvents {
   message(room: string, id: string, text: string): void;
-  /** Every `unread`, a read's answer included (before the answer resolves its request). */
-  unread(room: string, count: number, read: string, last: { id: string; text: string } | undefined): void;
+  /** Every `unread`, a read's answer (`answer`) included, before the answer resolves its request. */
+  unread(room: string, count: number, read: string, last: { id: string; text: string } | undefined, answer: boolean): void;
   /** An `error` no request of ours waits for. */
   stray(raw: string): void;
   closed(code: number): void;
@@ -113,10 +113,9 @@ export class ConversationClient {
       const text = field(raw, TEXT, lastAt);
       if (id !== null && text !== null) last = { id, text };
     }
-    this.events.unread(room, count, read, last);
-    if (lastAt >= 0) return;
-    const ref = field(raw, REF, 0);
+    const ref = lastAt >= 0 ? null : field(raw, REF, 0);
     const answer = ref === null ? undefined : this.#pending.get(ref);
+    this.events.unread(room, count, read, last, answer !== undefined);
     if (answer !== undefined) {
       this.#pending.delete(ref!);
       answer({ raw, error: false });

@@ -85,6 +85,8 @@ export interface DeviceView {
   listed: Record<string, number> | null;
   /** Joined rooms: room -> `message` frames received. */
   delivered: Record<string, number>;
+  /** room -> its last few `unread` frames, oldest first, for the report of a mismatch. */
+  trail: Record<string, string>;
 }
 
 export interface ConversationFinal {

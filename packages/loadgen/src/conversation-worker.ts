@@ -27,7 +27,11 @@ interface DeviceRoom {
   newest: string | undefined;
   joined: boolean;
   delivered: number;
+  /** The last TRAIL `unread` frames: count, position, the message it carried, whether it answered a read of this connection. */
+  trail: Array<[number, string, string | undefined, boolean]>;
 }
+
+const TRAIL = 3;
 
 interface User {
   index: number;
@@ -103,7 +107,7 @@ async function start(): Promise<ConversationReply> {
       const device: Device = { user, index: i, rooms: new Map(), client: null as unknown as ConversationClient };
       device.client = new ConversationClient(url, u.name, {
         message: (room, id, text) => onMessage(device, room, id, text),
-        unread: (room, count, read, last) => onUnread(device, room, count, last),
+        unread: (room, count, read, last, answer) => onUnread(device, room, count, read, last, answer),
         stray: () => { counters.errors++; },
         closed: () => { if (!stopping) counters.errors++; },
       });
@@ -164,7 +168,7 @@ async function settle(memberships: Membership[], timeoutMs: number): Promise<Con
 
 function roomOf(device: Device, room: string): DeviceRoom {
   let state = device.rooms.get(room);
-  if (state === undefined) device.rooms.set(room, (state = { count: undefined, newest: undefined, joined: false, delivered: 0 }));
+  if (state === undefined) device.rooms.set(room, (state = { count: undefined, newest: undefined, joined: false, delivered: 0, trail: [] }));
   return state;
 }
 
@@ -177,10 +181,12 @@ function onMessage(device: Device, room: string, id: string, text: string): void
   if (state.newest === undefined || compareIds(id, state.newest) > 0) state.newest = id;
 }
 
-function onUnread(device: Device, room: string, count: number, last: { id: string; text: string } | undefined): void {
+function onUnread(device: Device, room: string, count: number, read: string, last: { id: string; text: string } | undefined, answer: boolean): void {
   counters.unreads++;
   const state = roomOf(device, room);
   state.count = count;
+  if (state.trail.length === TRAIL) state.trail.shift();
+  state.trail.push([count, read, last?.id, answer]);
   if (last === undefined) return;
   const header = readHeader(last.text);
   if (header !== null) histograms.unread.recordMs(now() - header.sentAt);
@@ -294,9 +300,12 @@ async function drain(timeoutMs: number): Promise<ConversationReply> {
 async function final(): Promise<ConversationReply> {
   const devices: DeviceView[] = [];
   await inBatches(users.flatMap((u) => u.devices), plan.batch, async (device) => {
-    const view: DeviceView = { user: device.user.index, device: device.index, unread: {}, listed: plan.openRooms ? null : {}, delivered: {} };
+    const view: DeviceView = { user: device.user.index, device: device.index, unread: {}, listed: plan.openRooms ? null : {}, delivered: {}, trail: {} };
     for (const [room, state] of device.rooms) {
       if (state.count !== undefined) view.unread[room] = state.count;
+      if (state.trail.length > 0) {
+        view.trail[room] = state.trail.map(([count, read, last, answer]) => `${count} (read ${read}${last === undefined ? '' : `, last ${last}`}${answer ? ', answering its read' : ''})`).join(' then ');
+      }
       if (state.joined) view.delivered[room] = state.delivered;
     }
     if (!plan.openRooms) view.listed = await roomList(device);

@@ -472,7 +472,8 @@ export function checkCounts(roomsOf: Map<number, string[]>, finals: Conversation
         seen.add(unread);
         if (unread !== expected) {
           check.unreadMismatches++;
-          example(`${nameOf(user)} device ${view.device} in ${room}: latest unread ${unread ?? 'none'}, expected ${expected} (${total} messages)`);
+          example(`${nameOf(user)} device ${view.device} in ${room}: latest unread ${unread ?? 'none'}, expected ${expected} (${total} messages, position ${position.get(`${user}|${room}`) ?? 'none'})`
+            + `${view.trail[room] === undefined ? '' : `; its last unread frames: ${view.trail[room]}`}`);
         }
         if (listed !== expected) {
           check.listMismatches++;

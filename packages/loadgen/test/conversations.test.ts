@@ -38,7 +38,7 @@ describe('planConversations', () => {
 
 describe('checkCounts', () => {
   const view = (user: number, device: number, unread: Record<string, number>, listed: Record<string, number> | null = unread, delivered: Record<string, number> = {}): DeviceView =>
-    ({ user, device, unread, listed, delivered });
+    ({ user, device, unread, listed, delivered, trail: {} });
   const final = (f: Partial<ConversationFinal>): ConversationFinal => ({
     acked: [], reads: [], devices: [], unanswered: 0, readsFailed: 0, listsFailed: 0,
     histograms: { ack: { counts: [], max: 0 }, delivery: { counts: [], max: 0 }, unread: { counts: [], max: 0 }, list: { counts: [], max: 0 }, read: { counts: [], max: 0 } },
@@ -63,7 +63,7 @@ describe('checkCounts', () => {
       devices: [view(0, 0, { r: 2 }, { r: 3 }, { r: 4 }), view(0, 1, { r: 1 }), view(1, 0, {}, null)],
     })], false, (u) => `user${u}`);
     expect(check).toMatchObject({ unreadMismatches: 2, listMismatches: 3, disagreeing: 1, deliveryMismatches: 1 });
-    expect(check.examples).toContain('user1 device 0 in r: latest unread none, expected 0 (5 messages)');
+    expect(check.examples).toContain('user1 device 0 in r: latest unread none, expected 0 (5 messages, position 5-0)');
     expect(check.examples).toContain('user0 device 0 in r: 4 messages delivered of 5 acknowledged');
   });
 
