@@ -133,8 +133,9 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
    * A members-only room's unread count or read position changed: a message by
    * someone else (`last` is it), a read on another device or connection, or the
    * answer to this client's own `read()`. `unreadOf()` and `unreadTotal`
-   * already include it. A frame older than what the client knows (see
-   * `unreadOf`) is not emitted: it would put an older count back.
+   * already include it. The frame says the state the client now holds: a part
+   * of it older than what the client knew (see `unreadOf`) is replaced by what
+   * the client knew, and a frame older in every part is not emitted at all.
    */
   unread(frame: UnreadFrame): void;
   /**
@@ -389,10 +390,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   /**
    * What the client knows of a members-only room: its latest count, read
-   * position and newest message. "Latest" by position, not arrival: a state
-   * whose read position or newest message is behind the one kept is older (a
-   * page read before a message, arriving after that message's frame) and is
-   * not taken.
+   * position and newest message. "Latest" by position, not arrival: a count
+   * goes with its read position and is not taken from a state behind the one
+   * kept (a page read before a message, arriving after that message's frame);
+   * the newest message is taken whenever it is newer.
    */
   unreadOf(room: string): RoomUnread | undefined {
     return this.#unread.get(room);
@@ -672,7 +673,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   #onUnread(frame: UnreadFrame): void {
     const before = this.#unread.total;
     if (!this.#unread.takeFrame(frame)) return;
-    this.emit('unread', frame);
+    const held = this.#unread.get(frame.room)!;
+    const newest = frame.last !== undefined && held.last != null ? { last: held.last } : {};
+    this.emit('unread', { ...frame, count: held.count, read: held.read, ...newest });
     this.#emitTotal(before);
   }
 

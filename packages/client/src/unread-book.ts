@@ -23,12 +23,18 @@ interface Entry extends RoomUnread {
  * each room, from `rooms` pages and `unread` frames, and their sum.
  *
  * "Latest" by the state's own position, not by arrival: a read position only
- * moves forward and so does a room's newest message, so a state whose read
- * position or newest message is behind the one kept is older and changes
- * nothing. That matters for a `rooms` page, which the gateway reads from Redis
- * while `unread` frames travel another way: a page read before a message
- * arrived can reach the client after that message's frame, and must not put
- * the older count back. States with the same position: the later one wins.
+ * moves forward and so does a room's newest message, so each part is taken
+ * only when it is not behind the one kept.
+ * - The count goes with the read position: it is taken with a read position
+ *   ahead of the one kept, or the same one unless the state's newest message is
+ *   behind the one kept. So a `rooms` page, which the gateway reads from Redis
+ *   while `unread` frames travel another way, cannot put back the count of
+ *   before a message whose frame came first.
+ * - The newest message is taken whenever it is newer, even from a state whose
+ *   count is older: the frame of a message can come after the count of a read
+ *   of it on another device (on a Redis Cluster a room's channel and a user's
+ *   are on different connections), and the preview should still show it.
+ * States with the same position: the later one wins.
  */
 export class UnreadBook {
   readonly #rooms = new Map<string, Entry>();
@@ -68,12 +74,12 @@ export class UnreadBook {
     return [...this.#rooms.keys()];
   }
 
-  /** An `unread` frame; false when it is older than what is kept. */
+  /** An `unread` frame; false when all of it was older than what is kept (nothing taken). */
   takeFrame({ room, count, read, last }: UnreadFrame): boolean {
     return this.#take(room, count, read, last);
   }
 
-  /** An entry of a `rooms` page; false when it is older than what is kept. */
+  /** An entry of a `rooms` page; false when all of it was older than what is kept. */
   takeEntry({ room, unread, read, last, with: other }: RoomEntry): boolean {
     if (other !== undefined) this.name(room, other);
     return this.#take(room, unread, read, last);
@@ -114,21 +120,31 @@ export class UnreadBook {
       this.#total += count;
       return true;
     }
-    if (!notOlder(entry, read, last)) return false;
-    this.#total += count - entry.count;
-    entry.count = count;
-    entry.read = read;
-    if (last !== undefined) entry.last = last;
+    const byRead = compareIds(read, entry.read);
+    const byLast = compareLast(last, entry.last);
+    const takeCount = byRead > 0 || (byRead === 0 && byLast >= 0);
+    const takeLast = byLast > 0;
+    if (takeCount) {
+      this.#total += count - entry.count;
+      entry.count = count;
+      entry.read = read;
+    }
+    if (takeLast) entry.last = last;
+    if (!takeCount && !takeLast) return false;
     entry.stamp = ++this.#clock;
     return true;
   }
 }
 
-/** Whether a state at (`read`, `last`) is at least as new as `kept`; `last` undefined says nothing of messages. */
-function notOlder(kept: RoomUnread, read: string, last: MessageFrame | null | undefined): boolean {
-  if (compareIds(read, kept.read) < 0) return false;
-  if (last === undefined || kept.last === undefined || kept.last === null) return true;
-  return last !== null && compareIds(last.id, kept.last.id) >= 0;
+/**
+ * Newest messages compared: > 0 when `last` is newer than `kept`, 0 when it
+ * says nothing newer or older (the same, or either unknown), < 0 when older.
+ * null (no message yet) is older than any message.
+ */
+function compareLast(last: MessageFrame | null | undefined, kept: MessageFrame | null | undefined): number {
+  if (last === undefined || kept === undefined) return last !== undefined && kept === undefined ? 1 : 0;
+  if (last === null || kept === null) return last === kept ? 0 : last === null ? -1 : 1;
+  return compareIds(last.id, kept.id);
 }
 
 /** Newest message first; ties and rooms without a known message by name, for a stable order. */

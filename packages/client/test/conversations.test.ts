@@ -86,6 +86,13 @@ describe('ChatClient: conversations', () => {
     expect(fake.client.unreadOf('dm:ab')).toMatchObject({ count: 0, read: '3-0', last: { id: '3-0' } });
     expect(fake.frames.map((f) => f.count)).toEqual([2, 0]);
     expect(fake.totals).toEqual([2, 0]);
+
+    // Another device read message 5-0 and its count came first; the message's own frame (counted from the
+    // older position) comes after: the count stays that of the read, the newest message is taken for the preview.
+    fake.socket().push(unread('dm:ab', 0, '5-0'), unread('dm:ab', 2, '3-0', '5-0'));
+    expect(fake.client.unreadOf('dm:ab')).toMatchObject({ count: 0, read: '5-0', last: { id: '5-0' } });
+    expect(fake.frames.slice(-2)).toEqual([unread('dm:ab', 0, '5-0'), unread('dm:ab', 0, '5-0', '5-0')]);
+    expect(fake.totals).toEqual([2, 0]);
     fake.client.close();
   });
 
