@@ -1,4 +1,4 @@
-import { unreadOf, type Broker, type Membership, type ReadPositions } from '@chat/broker';
+import type { Broker, Membership, ReadPositions } from '@chat/broker';
 import { ROOMS_DEFAULT_LIMIT, encodeOpened, encodeRooms, encodeUnread, type OpenFrame, type ReadFrame, type RoomsRequestFrame } from '@chat/protocol';
 import { allowedBy } from '../auth.js';
 import { ChatError } from '../errors.js';
@@ -45,8 +45,8 @@ export class ConversationCommands {
   async read(session: Session, { room, id, ref }: ReadFrame): Promise<void> {
     const { broker, reads, unread, inFlight } = this.deps;
     const state = await inFlight.track(reads.markRead(room, session.user, id));
-    unread.readMoved(session.user, room, state.read, state.total, session.id);
-    session.send(encodeUnread(room, unreadOf(state), state.read.id, undefined, ref));
+    const answer = unread.answerRead(session.user, room, state.read, state.total);
+    session.send(encodeUnread(room, answer.count, answer.read, undefined, ref));
     const command = encodeUserCommand({ op: 'read', room, id: state.read.id, number: state.read.number, total: state.total, except: session.id });
     await inFlight.track(broker.sendUserCommand(session.user, command))
       .catch((err: unknown) => session.log.warn({ err, room }, 'could not tell the user\'s other connections of a read'));

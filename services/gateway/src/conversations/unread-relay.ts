@@ -113,11 +113,28 @@ export class UnreadRelay {
    * `except` is told. Positions only move forward, so an older one arriving late changes nothing here.
    */
   readMoved(user: string, room: string, read: ReadPosition, total: number, except?: string): void {
+    const { at, newest } = this.#merge(user, room, read, total);
+    this.#tell(user, room, at, newest, undefined, except);
+  }
+
+  /**
+   * What a connection's own `read` is answered with: the read's result merged
+   * with what this node already knows. A message that arrived here after the
+   * read ran in Redis, and was already counted to this connection, must not be
+   * taken back by the answer (its other connections hear of the read by readMoved).
+   */
+  answerRead(user: string, room: string, read: ReadPosition, total: number): { count: number; read: string } {
+    const { at, newest } = this.#merge(user, room, read, total);
+    return { count: Math.max(0, newest - at.number), read: at.id };
+  }
+
+  /** The newer of a known position and `read`, and the higher of the known total and `total`; kept if the room is watched. */
+  #merge(user: string, room: string, read: ReadPosition, total: number): { at: ReadPosition; newest: number } {
     const members = this.#rooms.get(room);
     const known = members?.get(user);
     const at = known !== undefined && compareIds(known.id, read.id) >= 0 ? known : read;
     if (members?.has(user)) members.set(user, at);
-    this.#tell(user, room, at, members === undefined ? total : this.#raiseTotal(room, total), undefined, except);
+    return { at, newest: members === undefined ? total : this.#raiseTotal(room, total) };
   }
 
   /** After a broker outage positions may have moved unheard: they are read again when next needed. */
