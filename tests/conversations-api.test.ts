@@ -215,6 +215,8 @@ describe('the server API for conversations', () => {
     expect(await phone.request({ type: 'send', room: 'ar-room', text: 'am I still in?' })).toMatchObject({ type: 'error', code: 'forbidden' });
     const left = await phone.waitFor((f) => f.type === 'left' && f.room === 'ar-room') as LeftFrame;
     expect(left.ref).toBeUndefined();
+    // The laptop never joined: it is told too, so its room list and total drop the room.
+    expect(await laptop.waitFor((f) => f.type === 'left' && f.room === 'ar-room')).toMatchObject({ type: 'left', room: 'ar-room' });
     for (const d of [phone, laptop]) {
       expect(await d.request({ type: 'send', room: 'ar-room', text: 'hello?' })).toMatchObject({ type: 'error', code: 'forbidden' });
       expect(await d.request({ type: 'join', room: 'ar-room' })).toMatchObject({ type: 'error', code: 'forbidden' });

@@ -106,6 +106,18 @@ export class CommandHandler {
     }));
   }
 
+  /**
+   * The user was removed from a members-only room: a connection in it leaves it
+   * (`left`), and one that never joined it gets `left` too, so that its room list
+   * and unread total drop the room at once.
+   */
+  memberRemoved(session: Session, room: string): void {
+    this.#run(session, undefined, session.serialize(room, async () => {
+      if (this.deps.rooms.isIn(session, room)) this.#leave(session, room, undefined);
+      else session.send(encodeLeft(room, undefined));
+    }));
+  }
+
   /** Answers with an `error` frame; unknown failures are logged and reported as `internal`. */
   reject(session: Session, err: unknown, ref: string | undefined): void {
     const error = toChatError(err);

@@ -30,6 +30,7 @@ export class UserCommands {
     for (const session of sessions) {
       if (command.op === 'disconnect') session.end(CloseCode.DISCONNECTED, command.reason);
       else if (command.op === 'join') this.commands.serverJoin(session, command.room);
+      else if (command.op === 'unmember') this.commands.memberRemoved(session, command.room);
       else this.commands.serverLeave(session, command.room);
     }
   }
