@@ -220,6 +220,13 @@ end
 return 1
 `);
 
+/* Each room's `at` (when its newest message was posted), for any number of rooms' conv keys ('' for none). Single Redis only. */
+export const ACTIVITY = `
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], 'at') or '' end
+return out
+`;
+
 export const CONVERSATION_SCRIPTS = {
   chatConversationRestore: CONVERSATION_RESTORE,
   chatUnreadClaim: UNREAD_CLAIM,
@@ -239,6 +246,8 @@ export type RoomKeys = [conv: string, members: string, reads: string, stream: st
 type Entry = [id: string, fields: string[]];
 
 export interface ConversationScripts {
+  /** The number of keys comes first (defined without a fixed count). */
+  chatActivity(numberOfKeys: number, ...conv: string[]): Promise<string[]>;
   chatConversationRestore(conv: string, members: string, reads: string, pair: string, total: number, last: string, ...entries: string[]): Promise<number>;
   chatUnreadClaim(due: string, limit: number): Promise<[left: number, rooms: string[]]>;
   chatUnreadNotify(...args: [...RoomKeys, events: string, room: string, head: string, users: string, ...eventArgs: [string, string, number | '', string]]): Promise<number>;

@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
-import { CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
+import { ACTIVITY, CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
 import { ID_ORDER, type LuaScript } from './lua.js';
 import {
@@ -190,6 +190,7 @@ export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScri
     chatNodesForget: NODES_FORGET,
   };
   for (const [name, script] of Object.entries(named)) redis.defineCommand(name, script);
+  redis.defineCommand('chatActivity', { lua: ACTIVITY }); // any number of keys: the caller says how many
   redis.defineCommand('chatEventsClaim', { numberOfKeys: 2, lua: EVENTS_CLAIM });
   redis.defineCommand('chatEventsAck', { numberOfKeys: 2, lua: EVENTS_ACK });
   redis.defineCommand('chatEventsRelease', { numberOfKeys: 1, lua: EVENTS_RELEASE });
