@@ -15,6 +15,12 @@ export interface UnreadRelayOptions {
   log: Logger;
 }
 
+/** An unread frame built for one read position. */
+interface BuiltFrame {
+  number: number;
+  frame: string;
+}
+
 /** A local member's read position, once known here (loaded when the room's first message needs it). */
 type Members = Map<string, ReadPosition | undefined>;
 
@@ -96,6 +102,8 @@ export class UnreadRelay {
     const last = decoder.decode(frame);
     this.#lastFrames.set(room, last);
     const loading = this.#loading.get(room);
+    // Members at one read position get the same frame: in a big room most share a few, so it is built a few times, not per member.
+    const frames = members.size > 1 ? new Map<string, BuiltFrame>() : undefined;
     let unknown: string[] | undefined;
     for (const [user, at] of members) {
       if (user === sender) members.set(user, { id, number });
@@ -103,7 +111,7 @@ export class UnreadRelay {
         if (loading?.has(user) !== true) (unknown ??= []).push(user);
         continue;
       }
-      this.#tell(user, room, members.get(user)!, total, last);
+      this.#tell(user, room, members.get(user)!, total, last, undefined, frames);
     }
     if (unknown !== undefined) void this.#load(room, unknown);
   }
@@ -193,8 +201,14 @@ export class UnreadRelay {
     return total;
   }
 
-  #tell(user: string, room: string, at: ReadPosition, total: number, last: string | undefined, except?: string): void {
-    const frame = encodeUnread(room, Math.max(0, total - at.number), at.id, last, undefined);
+  /** `frames`: those already built for this message, by read position. */
+  #tell(user: string, room: string, at: ReadPosition, total: number, last: string | undefined, except?: string, frames?: Map<string, BuiltFrame>): void {
+    const built = frames?.get(at.id);
+    let frame = built?.number === at.number ? built.frame : undefined;
+    if (frame === undefined) {
+      frame = encodeUnread(room, Math.max(0, total - at.number), at.id, last, undefined);
+      frames?.set(at.id, { number: at.number, frame });
+    }
     let written = 0;
     for (const session of this.o.sessionsOf(user)) {
       if (session.id === except) continue;
