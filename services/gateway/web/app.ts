@@ -1,5 +1,6 @@
 import { ChatClient, type ConnectionState, type DirectMessageFrame, type MessageFrame, type StateDetail, type TransportName } from '@chat/client';
 import { ConversationList } from './conversations.js';
+import { span } from './dom.js';
 
 /**
  * The chat page: one ChatClient, a little state per room, plain DOM. Open
@@ -392,9 +393,3 @@ function item(text: string, onClick: () => void, active = false, badge = 0): HTM
   return li;
 }
 
-function span(className: string, text: string): HTMLSpanElement {
-  const s = document.createElement('span');
-  s.className = className;
-  s.textContent = text;
-  return s;
-}

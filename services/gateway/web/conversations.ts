@@ -1,4 +1,5 @@
 import type { ChatClient, RoomUnread } from '@chat/client';
+import { span } from './dom.js';
 
 /**
  * The conversation list: the user's members-only rooms (direct conversations
@@ -148,9 +149,3 @@ function empty(): HTMLLIElement {
   return li;
 }
 
-function span(className: string, text: string): HTMLSpanElement {
-  const s = document.createElement('span');
-  s.className = className;
-  s.textContent = text;
-  return s;
-}
