@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { CLIENT_FRAME_TYPES, NAME_PATTERN, compareIds, parseClientFrame, type FrameLimits, type ServerFrame } from '@chat/protocol';
+import { CLIENT_FRAME_TYPES, NAME_PATTERN, compareIds, parseClientFrame, type ClientFrameType, type FrameLimits, type ServerFrame } from '@chat/protocol';
 import { cpuSeconds } from '@chat/proc';
 import { sleep, TestClient, uniquePrefix, waitFor } from '@chat/testkit';
 import fc from 'fast-check';
@@ -451,7 +451,7 @@ const fuzzFrame: fc.Arbitrary<FuzzFrame> = fc.oneof(
 );
 
 /** Replies a valid frame of each type may get; `none` for frames that are never answered. */
-const VALID_REPLIES: Record<string, { types: string[]; errors: string[]; none?: boolean }> = {
+const VALID_REPLIES: Record<ClientFrameType, { types: string[]; errors: string[]; none?: boolean }> = {
   join: { types: ['joined'], errors: ['forbidden'] },
   leave: { types: ['left'], errors: ['not_joined'] },
   send: { types: ['ack'], errors: ['not_joined'] },
@@ -460,6 +460,10 @@ const VALID_REPLIES: Record<string, { types: string[]; errors: string[]; none?: 
   ping: { types: ['pong'], errors: [] },
   typing: { types: [], errors: ['not_joined'], none: true },
   members: { types: ['members'], errors: ['not_joined'] },
+  // Conversations (v1.1): `open` with oneself is bad_request; `read` outside a members-only room the user is in is forbidden.
+  open: { types: ['opened'], errors: ['bad_request', 'forbidden'] },
+  read: { types: ['unread'], errors: ['forbidden', 'bad_request'] },
+  rooms: { types: ['rooms'], errors: [] },
 };
 /** A gateway may always answer these, whatever the frame. */
 const ALWAYS_ALLOWED = ['rate_limited', 'unavailable'];
