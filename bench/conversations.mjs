@@ -27,12 +27,12 @@
 // by PID at the end, on error and on Ctrl-C; all traffic stays on 127.0.0.1.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { startGateways } from './lib/gateways.mjs';
-import { children, killTree, log, root, stop, stopEverything } from './lib/processes.mjs';
+import { benchScratch, children, killTree, log, root, stop, stopEverything } from './lib/processes.mjs';
 import { cli, infoField, startTopology } from './lib/redis-nodes.mjs';
 import { fmt, machine } from './lib/report.mjs';
 
@@ -331,11 +331,7 @@ function table(data) {
 async function main() {
   const began = Date.now();
   const loadBefore = loadavg()[0].toFixed(1);
-  const tmp = mkdtempSync(join(tmpdir(), 'bench-conversations-'));
-  const onSignal = async () => { await stopEverything(); rmSync(tmp, { recursive: true, force: true }); process.exit(130); };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  setTimeout(async () => { log('conversations bench: over 10 minutes, stopping'); await stopEverything(); process.exit(1); }, 10 * 60_000).unref();
+  const tmp = benchScratch('conversations', 10);
   const data = { date: new Date().toISOString(), machine: machine(), loadBefore, params: P, targets: TARGETS, argv: shownArgs() };
   try {
     if (P.parts.includes('big')) data.big = await compare(tmp, 'big');

@@ -24,13 +24,13 @@
 // it starts is stopped by PID at the end, on error and on Ctrl-C; all traffic stays on 127.0.0.1.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { freePort } from '../packages/proc/dist/index.js';
 import { startGateways } from './lib/gateways.mjs';
-import { children, killTree, log, root, stop, stopEverything } from './lib/processes.mjs';
+import { benchScratch, children, killTree, log, root, stop, stopEverything } from './lib/processes.mjs';
 import { startTopology } from './lib/redis-nodes.mjs';
 import { fmt, machine } from './lib/report.mjs';
 import { FIXED_RATE, MEMBERS, SHAPE } from './lib/shape.mjs';
@@ -227,11 +227,7 @@ function table(data) {
 async function main() {
   const began = Date.now();
   const loadBefore = loadavg()[0].toFixed(1);
-  const tmp = mkdtempSync(join(tmpdir(), 'bench-transports-'));
-  const onSignal = async () => { await stopEverything(); rmSync(tmp, { recursive: true, force: true }); process.exit(130); };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  setTimeout(async () => { log('transports bench: over 15 minutes, stopping'); await stopEverything(); process.exit(1); }, 15 * 60_000).unref();
+  const tmp = benchScratch('transports', 15);
   const runs = [];
   try {
     for (let round = 1; round <= P.rounds; round++) {

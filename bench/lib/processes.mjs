@@ -1,5 +1,8 @@
 // The processes a benchmark starts: tracked, stopped by PID at the end, on error and on Ctrl-C.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childPids } from '../../packages/proc/dist/index.js';
 
@@ -37,4 +40,17 @@ export async function stop(list) {
     try { process.kill(child.pid, 'SIGTERM'); } catch { return resolve(); }
     setTimeout(() => { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }, 10_000).unref();
   })));
+}
+
+/**
+ * A benchmark's scratch directory, cleaned up with every process it started on
+ * Ctrl-C or SIGTERM, and a deadline after which it stops everything and fails.
+ */
+export function benchScratch(name, deadlineMinutes) {
+  const tmp = mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const onSignal = async () => { await stopEverything(); rmSync(tmp, { recursive: true, force: true }); process.exit(130); };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  setTimeout(async () => { log(`${name} bench: over ${deadlineMinutes} minutes, stopping`); await stopEverything(); process.exit(1); }, deadlineMinutes * 60_000).unref();
+  return tmp;
 }

@@ -7,7 +7,6 @@ export { pairOf, type Membership, type RoomAccess } from './membership.js';
 export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
 export type { OfflineNotices } from './offline-notices.js';
 export type { ConversationRecord, ConversationRestore } from './conversation-restore.js';
-export { MemoryConversationRestore } from './memory/memory-conversation-restore.js';
 export { RedisConversationRestore } from './redis/conversation-restore.js';
 export { MemoryOfflineNotices } from './memory/memory-offline-notices.js';
 export { RedisOfflineNotices, type RedisOfflineNoticesOptions } from './redis/offline-notices.js';

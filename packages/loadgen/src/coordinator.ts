@@ -51,17 +51,9 @@ export interface LoadOptions {
   progress: (line: string) => void;
 }
 
-export interface StepResult {
+export interface StepResult extends TransportStep {
   rate: number;
   seconds: number;
-  sent: number;
-  acked: number;
-  failed: number;
-  delivered: number;
-  deliveriesPerSec: number;
-  latencyMs: Quantiles;
-  /** From a send leaving its client (written, or queued for its POST) to its ack. */
-  ackLatencyMs: Quantiles;
   /**
    * A mixed run: each transport's share: deliveries by the receiver's transport, sends and acks by
    * the sender's. CPU cannot be split so: run each transport alone for CPU per delivery.
@@ -88,6 +80,7 @@ export interface StepResult {
 
 export interface Quantiles { p50: number; p90: number; p99: number; max: number }
 
+/** What a step measured of its sends and deliveries: the whole step's, or one transport's share of a mixed one. */
 export interface TransportStep {
   sent: number;
   acked: number;
@@ -95,6 +88,7 @@ export interface TransportStep {
   delivered: number;
   deliveriesPerSec: number;
   latencyMs: Quantiles;
+  /** From a send leaving its client (written, or queued for its POST) to its ack. */
   ackLatencyMs: Quantiles;
 }
 

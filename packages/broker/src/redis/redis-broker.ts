@@ -210,13 +210,12 @@ export class RedisBroker implements Broker {
     const keys = this.#keys;
     const stream = keys.roomStream(room);
     const archive = this.#archiveSets;
-    const [conv, members, reads] = keys.conversation(room);
     const args: AppendArgs = [
       stream, keys.roomTrimmed(room), keys.roomLost(room),
       idempotencyKey === undefined ? stream : keys.roomOnce(room, idempotencyKey),
       archive === undefined ? stream : archive.of(stream),
       archive === undefined ? stream : keys.roomArchived(room),
-      this.#events.streamOf(stream), conv, members, reads, this.#unreadDue?.of(stream) ?? stream,
+      this.#events.streamOf(stream), keys.roomConversation(room), keys.roomMembers(room), keys.roomReads(room), this.#unreadDue?.of(stream) ?? stream,
       keys.roomChannel(room), message.ts, message.head, message.body, message.lastDelivered ?? '', room, message.user,
       idempotencyKey === undefined ? '' : 'k',
     ];
