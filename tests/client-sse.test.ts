@@ -164,7 +164,9 @@ describe('@chat/client over the fallback transport, against real gateways', () =
     expect((await api(gw2, 'DELETE', `/api/rooms/${room}/members/${user}`)).status).toBe(200);
     await waitFor(() => events.includes('left:true:false'), { what: 'the server-side leave' });
     expect((await api(gw2, 'POST', `/api/users/${user}/disconnect`, { reason: 'bye from the backend' })).status).toBe(200);
-    await waitFor(() => sse.client.state === 'offline', { what: 'offline' });
+    await waitFor(() => sse.client.state === 'offline', { what: 'offline' }).catch((err: Error) => {
+      throw new Error(`${err.message}; events: ${events.join(' ')}`);
+    });
     await sleep(1000);
     expect(events).toEqual(['connecting:', 'connected:', 'joined:true:true', 'left:true:false', 'offline:4000']);
     expect(sse.client.transport).toBeUndefined();

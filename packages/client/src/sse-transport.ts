@@ -58,6 +58,8 @@ interface Queued {
 }
 
 const encoder = new TextEncoder();
+/** How long a stream whose session a POST found gone may take to deliver its last event (see #sessionGone). */
+const SESSION_GONE_GRACE_MS = 2000;
 
 /**
  * The fallback transport (PROTOCOL.md, "Fallback transport"): server frames
@@ -67,7 +69,8 @@ const encoder = new TextEncoder();
  * One POST at a time, so the gateway handles frames in the order they were
  * sent (overlapping POSTs may be handled in either order); frames sent while
  * one is out go together in the next (1 to 100). Answers: 202 -> the next;
- * 404 (no gateway holds the session) -> the connection is over; 503 or no
+ * 404 (no gateway holds the session) -> the connection is over, for the reason
+ * the stream gives if it gives one within a moment; 503 or no
  * answer -> the same frames again after a backoff (a send carries its key, so
  * a repeat stores nothing twice); 400 and 413 -> the frames are refused, and
  * each that had a `ref` is answered with an `error` as the gateway would.
@@ -194,7 +197,7 @@ export class EventStreamConnection implements Connection {
       this.#failingSince = undefined;
       this.#failures = 0;
     } else if (status === 404) {
-      return this.#end(ABNORMAL_CLOSURE, 'unknown session: no gateway holds this stream any more');
+      return this.#sessionGone();
     } else if (status === 413 && batch.length > 1) {
       this.#maxBytes = Math.max(1, Math.floor(batch.reduce((n, q) => n + q.bytes, 0) / 2));
       this.#queue.unshift(...batch);
@@ -261,6 +264,16 @@ export class EventStreamConnection implements Connection {
   }
 
   // ---- ending ----------------------------------------------------------------------
+
+  /**
+   * A POST was answered 404: the gateway no longer holds the session, so its
+   * stream is ending too. The stream says why (a `close` event: 4000 must not be
+   * retried) on another connection, which may come after this answer: it gets a
+   * moment to, and only a stream that neither says nor ends counts as 1006.
+   */
+  #sessionGone(): void {
+    this.#retryTimer = setTimeout(() => this.#end(ABNORMAL_CLOSURE, 'unknown session: no gateway holds this stream any more'), SESSION_GONE_GRACE_MS);
+  }
 
   #stop(): void {
     if (this.#over) return;

@@ -130,6 +130,7 @@ describe('ChatClient over the fallback transport (fake gateway)', () => {
     const post = await fake.gateway.nextPost();
     const key = post.body.frames[0]!.key;
     post.answer(404, { code: 'unknown_session', message: 'gone' });
+    first.end(); // a gateway that no longer holds the session has ended its stream (a dead one's breaks)
     const second = await fake.gateway.streamCount(2);
     expect(first.aborted).toBe(true);
     second.welcome('alice', 'inbox.secret-2');
@@ -192,6 +193,21 @@ describe('ChatClient over the fallback transport (fake gateway)', () => {
     expect(fake.states).toEqual([
       'connecting', 'connected:sse', 'reconnecting:1001', 'reconnecting', 'connected:sse', 'reconnecting:1006', 'reconnecting', 'connected:sse', 'offline:4000',
     ]);
+  });
+
+  it('goes offline on 4000 when a POST\'s 404 for the closed session overtakes the stream\'s close event, and does not reconnect', async () => {
+    // The application disconnected the user while a POST was out: the gateway answers it 404 on one
+    // connection and writes the close event on another, which may come second.
+    const fake = sseClient({ backoffMinMs: 50, backoffMaxMs: 50 });
+    const stream = await connectedIn(fake);
+    void fake.client.send('r', 'in flight').catch(() => undefined);
+    (await fake.gateway.nextPost()).answer(404, { code: 'unknown_session', message: 'gone' });
+    await new Promise((r) => setTimeout(r, 50));
+    stream.closeWith(4000, 'disconnected by the application');
+    await vi.waitFor(() => expect(fake.client.state).toBe('offline'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(fake.gateway.streams).toHaveLength(1);
+    expect(fake.states).toEqual(['connecting', 'connected:sse', 'offline:4000']);
   });
 
   it('takes a stream that is silent for streamSilenceMs as dead; heartbeats keep it alive', async () => {
