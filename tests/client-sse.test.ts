@@ -170,7 +170,11 @@ describe('@chat/client over the fallback transport, against real gateways', () =
       throw new Error(`${err.message}; events: ${events.join(' ')}`);
     });
     await sleep(1000);
-    expect(events).toEqual(['connecting:', 'connected:', 'joined:true:true', 'left:true:false', 'offline:4000']);
+    // Before its first `connected` the client may have been refused a stream and retried (a gateway answers 503
+    // while it cannot vouch for token revocations: a refresh late on a loaded machine); from there, exactly this.
+    const connected = events.indexOf('connected:');
+    expect(events.slice(0, connected).every((e) => e.startsWith('connecting') || e.startsWith('reconnecting'))).toBe(true);
+    expect(events.slice(connected)).toEqual(['connected:', 'joined:true:true', 'left:true:false', 'offline:4000']);
     expect(sse.client.transport).toBeUndefined();
     await expect(sse.client.send(room, 'after')).rejects.toMatchObject({ code: 'disconnected' });
   });
