@@ -8,6 +8,15 @@ export const ERROR_CODES = [
   'offline',
   'unavailable',
   'internal',
+  // Added (docs/protocol.md, "Messages that change"):
+  /** The target of an edit, delete or reaction is not a stored message of the room (never was, another room's, or trimmed). */
+  'not_found',
+  /** The target was deleted. */
+  'gone',
+  /** A moderator banned the user from the room: no join, no send. */
+  'banned',
+  /** A moderator muted the user in the room: they read, they do not post. */
+  'muted',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -22,6 +22,23 @@ export function messageFrameBody(user: string, text: string, ts: number): string
   return `","user":${q(user)},"text":${q(text)},"ts":${ts}}`;
 }
 
+/**
+ * A change (edit, delete, reaction) is stored and delivered like a message:
+ * `head + id + body`, its id assigned where it is appended. The body starts
+ * with the target, so a reader of the stored entry finds it in one place.
+ */
+export function changeFrameHead(room: string, type: 'edit' | 'delete' | 'reaction'): string {
+  return `{"type":"${type}","room":${q(room)},"id":"`;
+}
+
+export function editFrameBody(target: string, user: string, text: string, ts: number): string {
+  return `","target":${q(target)},"user":${q(user)},"text":${q(text)},"ts":${ts}}`;
+}
+
+export function deleteFrameBody(target: string, user: string, ts: number): string {
+  return `","target":${q(target)},"user":${q(user)},"ts":${ts}}`;
+}
+
 export const DM_FRAME_HEAD = '{"type":"dm","id":"';
 
 export function dmFrameBody(from: string, to: string, text: string, ts: number): string {
@@ -65,8 +82,8 @@ export function encodeLeft(room: string, ref: string | undefined): string {
   return `{"type":"left","room":${q(room)}${refField(ref)}}`;
 }
 
-export function encodeAck(ref: string | undefined, id: string, ts: number): string {
-  return `{"type":"ack"${refField(ref)},"id":${q(id)},"ts":${ts}}`;
+export function encodeAck(ref: string | undefined, id: string, ts: number, unchanged = false): string {
+  return `{"type":"ack"${refField(ref)},"id":${q(id)},"ts":${ts}${unchanged ? ',"unchanged":true' : ''}}`;
 }
 
 /** `messages` holds already-encoded message frames, oldest first. */
@@ -78,8 +95,9 @@ export function encodePong(ref: string | undefined, ts: number): string {
   return `{"type":"pong"${refField(ref)},"ts":${ts}}`;
 }
 
-export function encodeError(code: ErrorCode, message: string, ref?: string): string {
-  return `{"type":"error"${refField(ref)},"code":${q(code)},"message":${q(message)}}`;
+export function encodeError(code: ErrorCode, message: string, ref?: string, reason?: string): string {
+  const why = reason === undefined ? '' : `,"reason":${q(reason)}`;
+  return `{"type":"error"${refField(ref)},"code":${q(code)},"message":${q(message)}${why}}`;
 }
 
 export function encodePresence(room: string, user: string, state: 'online' | 'offline'): string {

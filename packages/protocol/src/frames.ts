@@ -25,6 +25,13 @@ export interface ReadFrame { type: 'read'; room: string; id: string; ref?: strin
 /** Lists the sender's members-only rooms, most recent activity first (v1.1); `before` is a `next` from an earlier page. */
 export interface RoomsRequestFrame { type: 'rooms'; limit?: number; before?: string; ref?: string }
 
+/** Replaces the text of the sender's own message `target` in `room` (addition: "Messages that change"). */
+export interface EditFrame { type: 'edit'; room: string; target: string; text: string; ref?: string }
+/** Deletes message `target` in `room`: the author's own, or anyone's for a moderator of the room (addition). */
+export interface DeleteFrame { type: 'delete'; room: string; target: string; ref?: string }
+/** Adds (`react`) or removes (`unreact`) the sender's reaction `reaction` on message `target` (addition). */
+export interface ReactFrame { type: 'react' | 'unreact'; room: string; target: string; reaction: string; ref?: string }
+
 export type ClientFrame =
   | JoinFrame
   | LeaveFrame
@@ -36,12 +43,15 @@ export type ClientFrame =
   | MembersRequestFrame
   | OpenFrame
   | ReadFrame
-  | RoomsRequestFrame;
+  | RoomsRequestFrame
+  | EditFrame
+  | DeleteFrame
+  | ReactFrame;
 
 export type ClientFrameType = ClientFrame['type'];
 
 export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
-  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping', 'members', 'open', 'read', 'rooms',
+  'join', 'leave', 'send', 'dm', 'typing', 'history', 'ping', 'members', 'open', 'read', 'rooms', 'edit', 'delete', 'react', 'unreact',
 ];
 
 // ---- server -> client -------------------------------------------------------
@@ -49,7 +59,30 @@ export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
 export interface WelcomeFrame { type: 'welcome'; user: string; connection: string; node: string; /** Event streams only: what POSTs carry. */ session?: string }
 /** An event stream's last event, where a WebSocket would be closed with `code` (fallback transport). */
 export interface StreamCloseFrame { type: 'close'; code: number; reason: string }
-export interface MessageFrame { type: 'message'; room: string; id: string; user: string; text: string; ts: number }
+export interface MessageFrame {
+  type: 'message';
+  room: string;
+  id: string;
+  user: string;
+  /** Empty for a deleted message. */
+  text: string;
+  ts: number;
+  /** Added: when the text was last edited (ms); pages and recovered history show the current text. */
+  edited?: number;
+  /** Added: the message was deleted; `text` is empty and it carries no reactions. */
+  deleted?: true;
+  /** Added, on pages: reaction -> how many users reacted with it. */
+  reactions?: Record<string, number>;
+  /** Added, on pages: the reactions the reader added. */
+  mine?: string[];
+}
+/** What every change frame carries: its own id, the message it changes, who made it and when (addition). */
+interface ChangeFrameBase { room: string; id: string; target: string; user: string; ts: number }
+export interface EditEventFrame extends ChangeFrameBase { type: 'edit'; text: string }
+export interface DeleteEventFrame extends ChangeFrameBase { type: 'delete' }
+/** `count`: how many users react to `target` with `reaction` after this change. */
+export interface ReactionEventFrame extends ChangeFrameBase { type: 'reaction'; reaction: string; op: 'add' | 'remove'; count: number }
+export type ChangeEventFrame = EditEventFrame | DeleteEventFrame | ReactionEventFrame;
 export interface JoinedFrame {
   type: 'joined';
   room: string;
@@ -73,7 +106,8 @@ export interface JoinedFrame {
   newest?: string;
 }
 export interface LeftFrame { type: 'left'; room: string; ref?: string }
-export interface AckFrame { type: 'ack'; ref?: string; id: string; ts: number }
+/** `unchanged` (added): a `react`/`unreact` that found the reaction already as asked; `id` is then the target's. */
+export interface AckFrame { type: 'ack'; ref?: string; id: string; ts: number; unchanged?: true }
 export interface DirectMessageFrame { type: 'dm'; id: string; from: string; to: string; text: string; ts: number }
 export interface PresenceFrame { type: 'presence'; room: string; user: string; state: 'online' | 'offline' }
 export interface TypingEventFrame { type: 'typing'; room: string; user: string }
@@ -90,7 +124,8 @@ export interface UnreadFrame { type: 'unread'; room: string; count: number; read
 export interface RoomEntry { room: string; unread: number; read: string; last: MessageFrame | null; with?: string }
 /** A page of the user's members-only rooms, most recent activity first (v1.1): pass `next` as `before` for the following one. */
 export interface RoomsFrame { type: 'rooms'; ref?: string; rooms: RoomEntry[]; next?: string }
-export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; message: string }
+/** `reason` (added): a moderator's reason, with `banned` and `muted`. */
+export interface ErrorFrame { type: 'error'; ref?: string; code: ErrorCode; message: string; reason?: string }
 
 export type ServerFrame =
   | WelcomeFrame
@@ -109,6 +144,9 @@ export type ServerFrame =
   | OpenedFrame
   | UnreadFrame
   | RoomsFrame
+  | EditEventFrame
+  | DeleteEventFrame
+  | ReactionEventFrame
   | ErrorFrame;
 
 export type ServerFrameType = ServerFrame['type'];

@@ -16,6 +16,14 @@ export const MEMBERS_DEFAULT_LIMIT = 100;
 export const MEMBERS_MAX_LIMIT = 1000;
 export const ROOMS_DEFAULT_LIMIT = 50;
 export const ROOMS_MAX_LIMIT = 100;
+/** A reaction is a short key from this alphabet (an emoji's name, `+1`...), so any client can show and count it. */
+export const REACTION_PATTERN = /^[a-z0-9_+-]{1,32}$/;
+/** At most this many different reactions on one message. */
+export const REACTIONS_PER_MESSAGE_MAX = 20;
+
+export function isReaction(value: unknown): value is string {
+  return typeof value === 'string' && REACTION_PATTERN.test(value);
+}
 /** A `rooms` cursor: when the last entry of a page was active, and its room (see RoomsFrame.next). */
 const ROOMS_CURSOR = /^\d{1,20}~[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -121,6 +129,19 @@ function checkKey(o: RawObject): FrameError | undefined {
   return o.key === undefined || isValidName(o.key) ? undefined : badField('key', 'an idempotency key matching ^[A-Za-z0-9_.:-]{1,64}$');
 }
 
+function checkTarget(o: RawObject): FrameError | undefined {
+  return isMessageId(o.target) ? undefined : badField('target', 'a message id "<ms>-<seq>"');
+}
+
+function reaction(type: 'react' | 'unreact'): Validator {
+  return (o) => {
+    const err = checkRoom(o) ?? checkTarget(o);
+    if (err) return err;
+    if (!isReaction(o.reaction)) return badField('reaction', `a key matching ${REACTION_PATTERN.source}`);
+    return withRef({ type, room: o.room as string, target: o.target as string, reaction: o.reaction }, o);
+  };
+}
+
 function withKey<T extends SendFrame | DirectSendFrame>(frame: T, o: RawObject): T {
   if (o.key !== undefined) frame.key = o.key as string;
   return frame;
@@ -200,4 +221,13 @@ const VALIDATORS = new Map<string, Validator>(Object.entries({
     if (limit !== undefined) frame.limit = limit;
     return withRef(frame, o);
   },
+  edit(o, limits) {
+    return checkRoom(o) ?? checkTarget(o) ?? checkText(o, limits)
+      ?? withRef({ type: 'edit', room: o.room as string, target: o.target as string, text: o.text as string }, o);
+  },
+  delete(o) {
+    return checkRoom(o) ?? checkTarget(o) ?? withRef({ type: 'delete', room: o.room as string, target: o.target as string }, o);
+  },
+  react: reaction('react'),
+  unreact: reaction('unreact'),
 } satisfies Record<ClientFrame['type'], Validator>));
