@@ -152,13 +152,32 @@ export interface DirectResult {
   repeat: boolean;
 }
 
-/** A stored room message: its frame is `head + id + body`. */
+/**
+ * A stored room entry: a message, whose frame is `head + id + body`, or a
+ * change of one (edit, delete, reaction; see changes.ts), whose frame is the
+ * change's head (changeFrameHead) + id + body. Read through history() a
+ * message's body is its current version (see MessageChanges).
+ */
 export interface StoredMessage {
   id: string;
   body: string;
   /** Its number in a members-only room; read by the archive feed only. */
   number?: number;
+  /** Set on a change entry. */
+  change?: StoredChange;
 }
+
+/** What a change entry changes. */
+export interface StoredChange {
+  kind: ChangeKind;
+  /** The id of the message it changes. */
+  target: string;
+  /** A delete's: the deleted message's author and `ts`, for a reader (the archive) that never saw the message. */
+  author?: string;
+  sentAt?: number;
+}
+
+export type ChangeKind = 'edit' | 'delete' | 'reaction';
 
 export interface StreamHead {
   /** The newest id stored in the room ('0-0' when none). */

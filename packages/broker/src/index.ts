@@ -1,5 +1,5 @@
 export type {
-  CountedMessage, Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, DirectRequest, DirectResult, StoredMessage, RangeResult, RangeGap, StreamHead,
+  CountedMessage, Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, ChangeKind, DirectRequest, DirectResult, StoredChange, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
 export { compareUserIds, type MemberPage, type Presence, type PresenceChange, type RoomHeadcount } from './presence.js';
 export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, BrokerRefusal, ConversationConflictError, NotAMemberError, PositionAheadError } from './errors.js';
