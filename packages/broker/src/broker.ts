@@ -41,11 +41,17 @@ export interface Broker {
   /** The room's newest stored id and its loss mark (see markLost), read together. */
   streamHead(room: string): Promise<StreamHead>;
 
-  /** Up to `limit` stored messages older than `before` (newest when absent), oldest first. */
-  history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]>;
+  /**
+   * Up to `limit` stored messages older than `before` (newest when absent),
+   * oldest first, in their current version (see MessageChanges): change entries
+   * are left out, a deleted message is its tombstone, and with a `reader` a
+   * message with reactions says which are the reader's.
+   */
+  history(room: string, before: string | undefined, limit: number, reader?: string): Promise<StoredMessage[]>;
 
   /**
-   * Stored messages newer than `after`, oldest first: the newest `limit` of them.
+   * Stored entries newer than `after`, oldest first: the newest `limit` of them;
+   * messages in their current version and tombstones in place (as history()), changes as they are.
    * `gap` says why they may not be every message ever stored after `after`; it is
    * absent only when the stream proves continuity from `after` (see RangeGap).
    */

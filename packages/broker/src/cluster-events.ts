@@ -13,6 +13,8 @@ export const CLUSTER_EVENT_TYPES = [
   'member.left',
   'message.created',
   'member.unread',
+  'message.updated',
+  'message.deleted',
 ] as const;
 
 export type ClusterEventType = (typeof CLUSTER_EVENT_TYPES)[number];

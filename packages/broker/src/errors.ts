@@ -1,3 +1,4 @@
+import type { ChangeRefusalReason } from './changes.js';
 /** The backing store cannot be reached or did not answer in time; retrying later may work. */
 export class BrokerUnavailableError extends Error {
   override readonly name: string = 'BrokerUnavailableError';
@@ -40,5 +41,21 @@ export class PositionAheadError extends BrokerRefusal {
   override readonly name = 'PositionAheadError';
   constructor(readonly room: string, readonly newest: string) {
     super(`no message of "${room}" is that new (the newest is ${newest})`);
+  }
+}
+
+/** A change of a message was refused (see MessageChanges): nothing was stored. */
+export class ChangeRefusedError extends BrokerRefusal {
+  override readonly name = 'ChangeRefusedError';
+  constructor(readonly reason: ChangeRefusalReason) {
+    super(`change refused: ${reason}`);
+  }
+}
+
+/** A moderator banned or muted the user in the room (see Moderation): nothing was stored or delivered. */
+export class RestrictedError extends BrokerRefusal {
+  override readonly name = 'RestrictedError';
+  constructor(readonly kind: 'ban' | 'mute', readonly reason: string) {
+    super(kind === 'ban' ? `banned: ${reason}` : `muted: ${reason}`);
   }
 }

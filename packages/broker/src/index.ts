@@ -2,7 +2,7 @@ export type {
   CountedMessage, Broker, BrokerListener, BrokerStats, AppendRequest, AppendResult, ChangeKind, DirectRequest, DirectResult, StoredChange, StoredMessage, RangeResult, RangeGap, StreamHead,
 } from './broker.js';
 export { compareUserIds, type MemberPage, type Presence, type PresenceChange, type RoomHeadcount } from './presence.js';
-export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, BrokerRefusal, ConversationConflictError, NotAMemberError, PositionAheadError } from './errors.js';
+export { BrokerUnavailableError, BrokerCommandError, BrokerNotReplicatedError, BrokerRefusal, ChangeRefusedError, ConversationConflictError, NotAMemberError, PositionAheadError, RestrictedError } from './errors.js';
 export { pairOf, type Membership, type RoomAccess } from './membership.js';
 export { unreadOf, type ConversationState, type ReadPosition, type ReadPositions, type ReadState } from './read-positions.js';
 export type { OfflineNotices } from './offline-notices.js';
@@ -32,3 +32,9 @@ export { RevocationTable, type Revocation, type TokenRevocations } from './revoc
 export { MemoryRevocations } from './memory/memory-revocations.js';
 export { RedisRevocations, type RedisRevocationsOptions } from './redis/revocations.js';
 export { RedisEventFeed, type RedisEventFeedOptions } from './redis/event-feed.js';
+export type {
+  ChangeRefusalReason, ChangeResult, DeleteChange, EditChange, EraseRequest, ErasedMessage, MessageChanges, ReactionChange,
+} from './changes.js';
+export type { Moderation, Restriction, RoomModeration } from './moderation.js';
+export { MemoryModeration } from './memory/memory-changes.js';
+export { RedisModeration } from './redis/moderation.js';

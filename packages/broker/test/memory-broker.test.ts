@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryModeration, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
 } from '../src/index.js';
 import { UNREAD_WINDOW_MS, clusterStateContract } from './cluster-state-contract.js';
+import { changesContract } from './changes-contract.js';
 import { conversationContract } from './conversation-contract.js';
 import { HISTORY_SIZE, RecordingListener, brokerContract } from './contract.js';
 
@@ -20,6 +21,19 @@ clusterStateContract('MemoryBroker', async () => {
     directory: () => new MemoryDirectory(hub),
     feed: () => new MemoryEventFeed(hub.events),
     revocations: async () => new MemoryRevocations(hub),
+    cleanup: async () => {},
+  };
+});
+
+changesContract('MemoryBroker', async () => {
+  const hub = new MemoryHub();
+  return {
+    create() {
+      const broker = new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
+      return { broker, changes: broker.changes };
+    },
+    moderation: () => new MemoryModeration(hub),
+    membership: () => new MemoryMembership(hub),
     cleanup: async () => {},
   };
 });

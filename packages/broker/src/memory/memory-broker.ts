@@ -1,14 +1,17 @@
 import type { EventRecording } from '../cluster-events.js';
+import type { MessageChanges } from '../changes.js';
+import type { ClusterEventType } from '../cluster-events.js';
 import type { MemberPage, Presence, RoomHeadcount } from '../presence.js';
 import { RevocationTable } from '../revocations.js';
 import type {
-  AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
+  AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, CountedMessage, DirectRequest, DirectResult, RangeResult, StoredChange, StoredMessage, StreamHead,
 } from '../broker.js';
 import { rangeGap } from '../continuity.js';
-import { BrokerUnavailableError, NotAMemberError } from '../errors.js';
+import { BrokerUnavailableError, NotAMemberError, RestrictedError } from '../errors.js';
 import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
 import { trimBatch } from '../trim.js';
 import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
+import { MemoryMessageChanges, RoomChanges } from './memory-changes.js';
 import { MemoryConversation } from './memory-conversation.js';
 import { SortedNames } from './sorted-names.js';
 
@@ -45,6 +48,10 @@ class MemoryRoom {
   lost = MIN_STREAM_ID;
   /** Set once the room is members-only (see MemoryMembership). */
   conversation: MemoryConversation | undefined;
+  /** Edits, deletes, reactions and moderation (see MemoryMessageChanges). */
+  readonly changes = new RoomChanges();
+  /** How many of `messages` are changes: trimming counts messages only. */
+  changeEntries = 0;
 
   membersOnly(): MemoryConversation {
     return (this.conversation ??= new MemoryConversation());
@@ -122,6 +129,10 @@ export class MemoryHub {
   readonly events = new MemoryEventLog();
   readonly revocations = new RevocationTable();
 
+  roomNames(): string[] {
+    return [...this.#rooms.keys()];
+  }
+
   /** Rooms with a member, by name. */
   occupiedRooms(): Array<[name: string, room: MemoryRoom]> {
     return [...this.#rooms].filter(([, room]) => room.presence.size > 0).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -182,6 +193,8 @@ export class MemoryBroker implements Broker {
     members: (room, after, limit) => this.#members(room, after, limit),
     setUserConnections: (user, connections) => this.#setUserConnections(user, connections),
   };
+  /** Edits, deletes and reactions of this broker's messages: stored and published as its appends are. */
+  readonly changes: MessageChanges;
   readonly #hub: MemoryHub;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -210,6 +223,7 @@ export class MemoryBroker implements Broker {
     this.#unreadWindowMs = options.unreadWindowMs;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
     this.#events = new MemoryEventRecorder(this.#hub.events, options.events);
+    this.changes = new MemoryMessageChanges(this.#hub, this);
   }
 
   get up(): boolean {
@@ -275,39 +289,85 @@ export class MemoryBroker implements Broker {
     this.#check();
     const room = this.#hub.room(message.room);
     if (!room.admits(message.user)) throw new NotAMemberError(message.room, message.user);
+    const restriction = room.changes.restrictions.get(message.user);
+    if (restriction !== undefined) throw new RestrictedError(restriction.kind, restriction.reason);
     const once = message.idempotencyKey === undefined ? undefined : `room/${message.room}/${message.idempotencyKey}`;
     const first = once === undefined ? undefined : this.#hub.once.seen(once, this.#idempotencyTtlMs, Date.now());
     if (first !== undefined) return { id: first.id, ts: first.ts, repeat: true };
-    const id = room.ids.next();
-    const prev = room.messages.at(-1)?.id ?? room.trimmed;
-    if (message.lastDelivered !== undefined && compareStreamIds(message.lastDelivered, prev) > 0) this.#raiseLost(message.room, message.lastDelivered);
-    room.messages.push({ id, body: message.body });
-    const counted = room.conversation === undefined ? undefined : { number: room.conversation.count(id, message.user), user: message.user };
-    if (counted !== undefined && this.#unreadWindowMs !== undefined && !this.#hub.unreadDue.has(message.room)) {
-      this.#hub.unreadDue.set(message.room, Date.now() + this.#unreadWindowMs);
-    }
-    const excess = room.messages.length - this.#historySize;
-    if (excess >= this.#trimBatch) {
-      const cut = room.messages.splice(0, excess);
-      room.trimmed = cut.at(-1)!.id;
-      for (const m of cut) room.conversation?.numbers.delete(m.id);
-    }
-    const frame = encoder.encode(message.head + id + message.body);
-    this.#toRoom(message.room, (b) => {
-      if (b.#dropping > 0) b.#dropping--;
-      else b.#listener?.onRoomMessage(message.room, id, message.ts, frame, prev, counted);
+    const id = this.#store(message, message.body, undefined, (stored) => {
+      if (room.conversation === undefined) return undefined;
+      if (this.#unreadWindowMs !== undefined && !this.#hub.unreadDue.has(message.room)) this.#hub.unreadDue.set(message.room, Date.now() + this.#unreadWindowMs);
+      return { number: room.conversation.count(stored, message.user), user: message.user };
     });
     if (once !== undefined) this.#hub.once.record(once, id, message.ts, this.#idempotencyTtlMs, Date.now());
     this.#events.record('message.created', `{"room":${JSON.stringify(message.room)},"message":${message.head}${id}${message.body}}`);
     return { id, ts: message.ts, repeat: false };
   }
 
-  async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
+  /** Stores a change of a message as an entry and publishes it, as append does a message (for MemoryMessageChanges). */
+  storeChange(request: { room: string; ts: number; head: string; lastDelivered?: string }, body: string, change: StoredChange): string {
+    return this.#store(request, body, change, () => undefined);
+  }
+
+  /** Records a cluster event of this node (for MemoryMessageChanges). */
+  recordEvent(type: ClusterEventType, data: string): void {
+    this.#events.record(type, data);
+  }
+
+  /** Throws BrokerUnavailableError while unavailable, as every call does. */
+  checkAvailable(): void {
     this.#check();
-    const messages = this.#hub.room(room).messages;
-    let end = messages.length;
-    if (before !== undefined) while (end > 0 && compareStreamIds(messages[end - 1]!.id, before) >= 0) end--;
-    return messages.slice(Math.max(0, end - limit), end);
+  }
+
+  /** Assigns the next id, stores the entry, trims, and publishes `head + id + body` with the id before it. */
+  #store(
+    request: { room: string; ts: number; head: string; lastDelivered?: string },
+    body: string,
+    change: StoredChange | undefined,
+    count: (id: string) => CountedMessage | undefined,
+  ): string {
+    const room = this.#hub.room(request.room);
+    const id = room.ids.next();
+    const prev = room.messages.at(-1)?.id ?? room.trimmed;
+    if (request.lastDelivered !== undefined && compareStreamIds(request.lastDelivered, prev) > 0) this.#raiseLost(request.room, request.lastDelivered);
+    room.messages.push(change === undefined ? { id, body } : { id, body, change });
+    if (change !== undefined) room.changeEntries++;
+    const counted = count(id);
+    this.#trim(room);
+    const frame = encoder.encode(request.head + id + body);
+    this.#toRoom(request.room, (b) => {
+      if (b.#dropping > 0) b.#dropping--;
+      else b.#listener?.onRoomMessage(request.room, id, request.ts, frame, prev, counted);
+    });
+    return id;
+  }
+
+  /** Keeps the newest `historySize` messages, with the changes stored since the oldest of them (as the Redis scripts' TRIM). */
+  #trim(room: MemoryRoom): void {
+    const excess = room.messages.length - room.changeEntries - this.#historySize;
+    if (excess < this.#trimBatch) return;
+    let end = 0;
+    for (let messages = 0; messages < excess || room.messages[end]!.change !== undefined; end++) {
+      if (room.messages[end]!.change === undefined) messages++;
+    }
+    const cut = room.messages.splice(0, end);
+    room.trimmed = cut.at(-1)!.id;
+    room.changeEntries -= cut.filter((m) => m.change !== undefined).length;
+    for (const m of cut) room.conversation?.numbers.delete(m.id);
+    room.changes.forget(cut);
+  }
+
+  async history(room: string, before: string | undefined, limit: number, reader = ''): Promise<StoredMessage[]> {
+    this.#check();
+    const state = this.#hub.room(room);
+    const page: StoredMessage[] = [];
+    for (let i = state.messages.length - 1; i >= 0 && page.length < limit; i--) {
+      const entry = state.messages[i]!;
+      if (entry.change !== undefined || (before !== undefined && compareStreamIds(entry.id, before) >= 0)) continue;
+      const shown = state.changes.current(entry, reader);
+      if (shown !== undefined) page.push(shown);
+    }
+    return page.reverse();
   }
 
   async after(room: string, after: string, limit: number): Promise<RangeResult> {
@@ -315,8 +375,13 @@ export class MemoryBroker implements Broker {
     const state = this.#hub.room(room);
     const start = state.firstAfter(after);
     const afterStored = start > 0 && state.messages[start - 1]!.id === after;
-    const gap = rangeGap(after, { trimmed: state.trimmed, lost: state.lost, afterStored }, state.messages.length - start, limit);
-    const messages = state.messages.slice(Math.max(start, state.messages.length - limit));
+    const shown: StoredMessage[] = [];
+    for (let i = start; i < state.messages.length; i++) {
+      const entry = state.changes.current(state.messages[i]!, '');
+      if (entry !== undefined) shown.push(entry);
+    }
+    const gap = rangeGap(after, { trimmed: state.trimmed, lost: state.lost, afterStored }, shown.length, limit);
+    const messages = shown.slice(Math.max(0, shown.length - limit));
     const { newest, lost } = await this.streamHead(room);
     return gap === undefined ? { messages, newest, lost } : { messages, gap, newest, lost };
   }

@@ -19,19 +19,72 @@ export interface AppendSettings {
 
 export type AppendKeys = [
   stream: string, trimmed: string, lost: string, once: string, archiveSet: string, archived: string, events: string,
-  conv: string, members: string, reads: string, unreadDue: string,
+  conv: string, members: string, reads: string, unreadDue: string, moderation: string, changes: string,
 ];
 /** `flags`: `k` when the append has an idempotency key. */
 export type AppendArgv = [channel: string, ts: number, head: string, body: string, lastDelivered: string, room: string, user: string, flags: string];
 export type AppendArgs = [...keys: AppendKeys, ...argv: AppendArgv];
 
 /*
- * Appends a message and publishes it in one atomic step, with the id of the
- * message before it, so a subscriber can tell it missed one. The publish order
- * of a room is its stream order. Trims in batches and records the newest
+ * Trims the stream to its newest HISTORY_SIZE messages, in batches of
+ * TRIM_BATCH, with every change stored since the oldest message it keeps:
+ * changes do not count (K.changes `c` says how many the stream holds), so
+ * reactions to a popular message never push messages out. Records the newest
  * trimmed id: MAXLEN trimming does not update the stream's own
  * max-deleted-entry-id, and `after()` needs it to say whether a gap is complete.
- * Every stream entry is a message, so the stream's length counts messages.
+ * With ARCHIVE_WAKE set, trimming keeps what the archive has not taken yet (up
+ * to its watermark), up to ARCHIVE_HOLD messages beyond the history size: an
+ * archiver that is behind or down loses nothing until then, and what it finds
+ * trimmed it records as lost. (K.stream, K.trimmed, K.archived, K.changes; needs ID_ORDER)
+ */
+export const TRIM = `
+local function trimStream()
+  local over = redis.call('XLEN', K.stream) - HISTORY_SIZE
+  if over < TRIM_BATCH then return end
+  local changes = tonumber(redis.call('HGET', K.changes, 'c') or '0')
+  local excess = over - changes
+  if excess < TRIM_BATCH then return end
+  local watermark = ARCHIVE_WAKE and (redis.call('GET', K.archived) or '0-0')
+  local hold = excess - (ARCHIVE_HOLD or 0)
+  local cursor, messages, changesCut, last, keep = '-', 0, 0, nil, nil
+  repeat
+    local batch = redis.call('XRANGE', K.stream, cursor, '+', 'COUNT', TRIM_BATCH * 2)
+    for i = 1, #batch do
+      local e = batch[i]
+      local message = e[2][1] == 'b'
+      if (message and messages == excess) or (watermark and messages >= hold and newer(e[1], watermark)) then keep = e[1] break end
+      if message then messages = messages + 1 else changesCut = changesCut + 1 end
+      last = e[1]
+    end
+    if #batch < TRIM_BATCH * 2 then break end
+    cursor = '(' .. batch[#batch][1]
+  until keep
+  if not keep or messages < TRIM_BATCH then return end
+  redis.call('XTRIM', K.stream, 'MINID', keep)
+  redis.call('SET', K.trimmed, last)
+  if changesCut > 0 then redis.call('HINCRBY', K.changes, 'c', -changesCut) end
+end
+`;
+
+/** The broker's settings as the constants of a script's text (see luaConstants). */
+export function settingsConstants(settings: AppendSettings): string {
+  return luaConstants({
+    HISTORY_SIZE: settings.historySize,
+    TRIM_BATCH: settings.trimBatch,
+    PUBLISH: settings.publish,
+    ONCE_TTL: settings.onceTtlMs,
+    ARCHIVE_WAKE: settings.archive?.wake,
+    ARCHIVE_HOLD: settings.archive?.hold,
+    UNREAD_WINDOW: settings.unread?.windowMs,
+    UNREAD_WAKE: settings.unread?.wake,
+  });
+}
+
+/*
+ * Appends a message and publishes it in one atomic step, with the id of the
+ * message before it, so a subscriber can tell it missed one. The publish order
+ * of a room is its stream order. Trims (see TRIM).
+ * A user a moderator banned or muted in the room posts nothing ({'', reason, 3 or 4}).
  * When the sender's node delivered an id newer than anything stored, the stream
  * lost it (a restart, a failover): that is marked, and announced, first.
  *
@@ -48,13 +101,12 @@ export type AppendArgs = [...keys: AppendKeys, ...argv: AppendArgv];
  * long after its first message since they were last told (see offline-notices.ts).
  *
  * With ARCHIVE_WAKE set, the room joins its slot's set of rooms to archive, and a
- * room that was not in it is announced on the archive's wake channel. Trimming
- * then keeps what the archive has not taken yet (up to its watermark), up to
- * ARCHIVE_HOLD messages beyond the history size: an archiver that is behind or
- * down loses nothing until then, and what it finds trimmed it records as lost.
+ * room that was not in it is announced on the archive's wake channel.
  * message.created is recorded when the event arguments are given and ask for it.
  */
 const APPEND_STEPS = `
+local restricted = redis.call('HGET', K.moderation, 'r:' .. A.user)
+if restricted then return { '', string.sub(restricted, 3), string.sub(restricted, 1, 1) == 'b' and 3 or 4 } end
 local keyed = string.find(A.flags, 'k', 1, true) ~= nil
 local counted = membersOnly()
 if counted and not isMember(A.user) then return { '', '', 2 } end
@@ -65,18 +117,7 @@ local prev = last and last[1] or '0-0'
 if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, PUBLISH, A.channel) end
 local number = counted and redis.call('HINCRBY', K.conv, 'n', 1)
 local id = number and redis.call('XADD', K.stream, '*', 'b', A.body, 'n', number) or redis.call('XADD', K.stream, '*', 'b', A.body)
-local excess = redis.call('XLEN', K.stream) - HISTORY_SIZE
-if excess >= TRIM_BATCH then
-  if ARCHIVE_WAKE then
-    local archived = #redis.call('XRANGE', K.stream, '-', redis.call('GET', K.archived) or '0-0', 'COUNT', excess)
-    excess = math.max(archived, excess - ARCHIVE_HOLD)
-  end
-  if excess >= TRIM_BATCH then
-    local cut = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', excess + 1)
-    redis.call('XTRIM', K.stream, 'MINID', cut[#cut][1])
-    redis.call('SET', K.trimmed, cut[#cut - 1][1])
-  end
-end
+trimStream()
 if number then
   redis.call('HSET', K.reads, A.user, id .. '|' .. number)
   local t = redis.call('TIME')
@@ -104,19 +145,9 @@ return { id, A.ts, 0 }
 
 /** The append script of a broker with these settings (see APPEND_STEPS). */
 export function appendScript(settings: AppendSettings): LuaScript {
-  const constants = luaConstants({
-    HISTORY_SIZE: settings.historySize,
-    TRIM_BATCH: settings.trimBatch,
-    PUBLISH: settings.publish,
-    ONCE_TTL: settings.onceTtlMs,
-    ARCHIVE_WAKE: settings.archive?.wake,
-    ARCHIVE_HOLD: settings.archive?.hold,
-    UNREAD_WINDOW: settings.unread?.windowMs,
-    UNREAD_WAKE: settings.unread?.wake,
-  });
   return luaScript(
-    ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads', 'unreadDue'],
+    ['stream', 'trimmed', 'lost', 'once', 'archiveSet', 'archived', 'events', 'conv', 'members', 'reads', 'unreadDue', 'moderation', 'changes'],
     ['channel', 'ts', 'head', 'body', 'lastDelivered', 'room', 'user', 'flags'],
-    constants, LOST, ONCE, EVENTS, MEMBERS_ONLY, APPEND_STEPS,
+    settingsConstants(settings), LOST, ONCE, EVENTS, MEMBERS_ONLY, TRIM, APPEND_STEPS,
   );
 }

@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import type { RangeGap, StoredMessage } from '../broker.js';
 import { rangeGap } from '../continuity.js';
+import { storedEntry } from './entries.js';
 import { SlotKeys } from './slot-keys.js';
 import type { KeySpace } from './keys.js';
 import { defineScripts, type ChatScripts } from './scripts.js';
@@ -91,14 +92,11 @@ export class RedisArchiveFeed {
   async claim(room: string, owner: string, leaseMs: number, after: string, limit: number): Promise<ArchiveRead | null> {
     const reply = await this.#command.chatArchiveClaim(
       this.#keys.roomArchiver(room), this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
-      this.#keys.roomArchived(room), owner, leaseMs, after, limit,
+      this.#keys.roomArchived(room), this.#keys.roomChanges(room), this.#keys.roomChangeMarks(room), owner, leaseMs, after, limit,
     );
     if (reply[0] === 0) return null;
     const [, trimmed, lost, newest, stored, raw] = reply;
-    const messages = raw.map(([id, fields]): StoredMessage => {
-      const n = fields.indexOf('n');
-      return n < 0 ? { id, body: fields[fields.indexOf('b') + 1] ?? '' } : { id, body: fields[fields.indexOf('b') + 1] ?? '', number: Number(fields[n + 1]) };
-    });
+    const messages = raw.map(([id, fields]) => storedEntry(id, fields));
     const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, 0, limit);
     return gap === undefined ? { messages, lost, trimmed, newest } : { messages, gap, lost, trimmed, newest };
   }

@@ -81,6 +81,25 @@ export class KeySpace {
     return `${this.prefix}room:{${room}}:reads`;
   }
 
+  /**
+   * Hash: what changed about the room's messages (see change-scripts.ts):
+   * `<id>` -> the message's current body (edited, or a tombstone), `<id>|e` -> its
+   * edits' entry ids, `<id>|r` -> its reaction counts (JSON).
+   */
+  roomChanges(room: string): string {
+    return `${this.prefix}room:{${room}}:changes`;
+  }
+
+  /** Sorted set, all scores 0, ordered by name: the index of the room's changes (tombstones, reactors, changed messages). */
+  roomChangeMarks(room: string): string {
+    return `${this.prefix}room:{${room}}:marks`;
+  }
+
+  /** Hash: `m:<user>` -> '1' for a moderator the backend named; `r:<user>` -> 'b|<reason>' (banned) or 'm|<reason>' (muted). */
+  roomModeration(room: string): string {
+    return `${this.prefix}room:{${room}}:moderation`;
+  }
+
   /** The keys every conversation script of a room takes, in order (see conversation-scripts.ts). */
   conversation(room: string): [conv: string, members: string, reads: string, stream: string] {
     return [this.roomConversation(room), this.roomMembers(room), this.roomReads(room), this.roomStream(room)];

@@ -4,7 +4,8 @@ import type {
   AppendRequest, AppendResult, Broker, BrokerListener, BrokerStats, DirectRequest, DirectResult, RangeResult, StoredMessage, StreamHead,
 } from '../broker.js';
 import type { EventRecording } from '../cluster-events.js';
-import { BrokerNotReplicatedError, NotAMemberError } from '../errors.js';
+import type { MessageChanges } from '../changes.js';
+import { BrokerNotReplicatedError, NotAMemberError, RestrictedError } from '../errors.js';
 import { rangeGap } from '../continuity.js';
 import { BEFORE_MAX_STREAM_ID, MAX_STREAM_ID, MIN_STREAM_ID } from '../ids.js';
 import { silentLog, type BrokerLog } from '../log.js';
@@ -18,7 +19,9 @@ import { decodeRoomPayload, decodeUserPayload, encodeRoomEvent, encodeUserComman
 import type { KeySpace } from './keys.js';
 import type { PubSub } from './pubsub.js';
 import { callRedis, toBrokerError } from './ready.js';
-import { appendScript, type AppendArgs } from './append-script.js';
+import { appendScript, type AppendArgs, type AppendSettings } from './append-script.js';
+import { RedisMessageChanges } from './changes.js';
+import { storedEntry } from './entries.js';
 import { defineScripts, type ChatScripts, type EventArgs, type RawEntry } from './scripts.js';
 
 export interface RedisBrokerOptions {
@@ -96,6 +99,8 @@ export class RedisBroker implements Broker {
     members: (room, after, limit) => this.#roomPresence.members(room, after, limit),
     setUserConnections: (user, connections) => this.#userPresence.set(user, connections),
   };
+  /** Edits, deletes and reactions of this broker's messages: stored and published as its appends are. */
+  readonly changes: MessageChanges;
   readonly #roomPresence: RedisRoomPresence;
   readonly #userPresence: RedisUserPresence;
   #listener: BrokerListener | null = null;
@@ -109,14 +114,15 @@ export class RedisBroker implements Broker {
     const { keys } = options;
     const sharded = options.pubsub.publishCommand === 'SPUBLISH';
     this.#command = defineScripts(options.command) as Command;
-    this.#command.defineCommand('chatAppend', appendScript({
+    const settings: AppendSettings = {
       historySize: options.historySize,
       trimBatch: trimBatch(options.historySize),
       publish: options.pubsub.publishCommand,
       onceTtlMs: options.idempotencyTtlMs ?? 600_000,
       archive: options.archive && { wake: keys.archiveWake(), hold: options.archive.hold },
       unread: options.unreadWindowMs === undefined ? undefined : { windowMs: options.unreadWindowMs, wake: keys.unreadWake() },
-    }));
+    };
+    this.#command.defineCommand('chatAppend', appendScript(settings));
     this.#pubsub = options.pubsub;
     this.#publish = options.pubsub.publishCommand;
     this.#waitReplicas = options.waitReplicas ?? 0;
@@ -131,6 +137,9 @@ export class RedisBroker implements Broker {
     this.#connectWaitMs = options.connectWaitMs ?? 2000;
     this.#log = options.log ?? silentLog;
     this.#events = new EventRecorder(options.keys, options.events, sharded, this.#incarnation);
+    this.changes = new RedisMessageChanges({
+      command: this.#command, keys, settings, events: this.#events, archiveSets: this.#archiveSets, waitMs: this.#connectWaitMs,
+    });
     const presence = {
       command: this.#command, keys: options.keys, incarnation: this.#incarnation, ttlMs: this.#presenceTtlMs, events: this.#events, log: this.#log,
       call: <T>(operation: () => Promise<T>) => this.#call(operation),
@@ -216,6 +225,7 @@ export class RedisBroker implements Broker {
       archive === undefined ? stream : archive.of(stream),
       archive === undefined ? stream : keys.roomArchived(room),
       this.#events.streamOf(stream), keys.roomConversation(room), keys.roomMembers(room), keys.roomReads(room), this.#unreadDue?.of(stream) ?? stream,
+      keys.roomModeration(room), keys.roomChanges(room),
       keys.roomChannel(room), message.ts, message.head, message.body, message.lastDelivered ?? '', room, message.user,
       idempotencyKey === undefined ? '' : 'k',
     ];
@@ -246,16 +256,19 @@ export class RedisBroker implements Broker {
     return result;
   }
 
-  async history(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
+  async history(room: string, before: string | undefined, limit: number, reader = ''): Promise<StoredMessage[]> {
     if (before === MIN_STREAM_ID) return [];
-    const end = before === undefined ? '+' : `(${before}`;
-    const raw = await this.#call(() => this.#command.xrevrange(this.#keys.roomStream(room), end, '-', 'COUNT', limit));
-    return toStoredOldestFirst(raw as RawEntry[]);
+    const keys = this.#keys;
+    const raw = await this.#call(() => this.#command.chatHistory(
+      keys.roomStream(room), keys.roomTrimmed(room), keys.roomChanges(room), keys.roomChangeMarks(room), before ?? '', limit, reader,
+    ));
+    return toStoredOldestFirst(raw);
   }
 
   async after(room: string, after: string, limit: number): Promise<RangeResult> {
+    const keys = this.#keys;
     const [trimmed, lost, newest, stored, raw] = await this.#call(() => this.#command.chatAfter(
-      this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
+      keys.roomStream(room), keys.roomTrimmed(room), keys.roomLost(room), keys.roomChanges(room), keys.roomChangeMarks(room),
       after, after === MAX_STREAM_ID ? BEFORE_MAX_STREAM_ID : after, limit + 1,
     ));
     const gap = rangeGap(after, { trimmed, lost, afterStored: stored > 0 }, raw.length, limit);
@@ -395,9 +408,13 @@ export class RedisBroker implements Broker {
   }
 }
 
-/** The append script's answer; `repeat` 2 means the sender is not a member of a members-only room. */
+/**
+ * The append script's answer; `repeat` 2 means the sender is not a member of a
+ * members-only room, 3 and 4 that a moderator banned or muted them (`ts` holds the reason).
+ */
 function appendResult([id, ts, repeat]: [string, string, number], { room, user }: AppendRequest): AppendResult {
   if (repeat === 2) throw new NotAMemberError(room, user);
+  if (repeat === 3 || repeat === 4) throw new RestrictedError(repeat === 3 ? 'ban' : 'mute', ts);
   return { id, ts: Number(ts), repeat: repeat === 1 };
 }
 
@@ -405,7 +422,7 @@ function toStoredOldestFirst(raw: RawEntry[]): StoredMessage[] {
   const out = new Array<StoredMessage>(raw.length);
   for (let i = 0; i < raw.length; i++) {
     const [id, fields] = raw[raw.length - 1 - i]!;
-    out[i] = { id, body: fields[fields.indexOf('b') + 1] ?? '' };
+    out[i] = storedEntry(id, fields);
   }
   return out;
 }

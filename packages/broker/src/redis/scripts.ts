@@ -1,8 +1,9 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
+import { CHANGES, PAGE_SCRIPTS } from './change-scripts.js';
 import { ACTIVITY, CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
-import { ID_ORDER, type LuaScript } from './lua.js';
+import { ID_ORDER, luaScript, type LuaScript } from './lua.js';
 import {
   NODES_FORGET, NODES_HEARTBEAT, PRESENCE_PAGE, PRESENCE_SET, PRESENCE_SYNC, PRESENCE_WITHDRAW,
   ROOM_INDEX_ADD, ROOM_INDEX_PRUNE, ROOM_OCCUPANCY, USER_PRESENCE, USER_SET,
@@ -37,39 +38,25 @@ end
 `;
 
 /*
- * Reads the newest messages after an id atomically with what proves (or
- * disproves) continuity from it: the trimmed and lost markers, whether the id
- * itself is stored, and the newest id.
- * KEYS: stream, trimmed-marker, lost-marker
- * ARGV: the id, exclusive start id (the id, or one below the largest), count
- */
-const AFTER = `
-local trimmed = redis.call('GET', KEYS[2]) or '0-0'
-local lost = redis.call('GET', KEYS[3]) or '0-0'
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local stored = #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-return { trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XREVRANGE', KEYS[1], '+', '(' .. ARGV[2], 'COUNT', ARGV[3]) }
-`;
-
-/*
  * For the archiver, in one round trip: the room's lease for `owner` (taken when
  * free, renewed when held), and when held, the oldest `count` messages after an
  * id with what proves continuity from it (as AFTER) and the newest id.
  * Returns {0} when another owner holds the lease, else {1, trimmed, lost, newest, stored, entries}.
  * The id read after is the archive's watermark: the append script trims nothing newer.
- * KEYS: lease, stream, trimmed-marker, lost-marker, archive watermark. ARGV: owner, lease ttl ms, the id, count
+ * A watermark whose message was deleted since counts as stored: its tombstone is.
  */
-const ARCHIVE_CLAIM = `
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return { 0 } end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[5], ARGV[3])
-local trimmed = redis.call('GET', KEYS[3]) or '0-0'
-local lost = redis.call('GET', KEYS[4]) or '0-0'
-local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-local stored = #redis.call('XRANGE', KEYS[2], ARGV[3], ARGV[3])
-return { 1, trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XRANGE', KEYS[2], '(' .. ARGV[3], '+', 'COUNT', ARGV[4]) }
-`;
+const ARCHIVE_CLAIM = luaScript(['lease', 'stream', 'trimmed', 'lost', 'archived', 'changes', 'marks'], ['owner', 'leaseMs', 'after', 'count'], ID_ORDER, CHANGES, `
+local holder = redis.call('GET', K.lease)
+if holder and holder ~= A.owner then return { 0 } end
+redis.call('SET', K.lease, A.owner, 'PX', A.leaseMs)
+redis.call('SET', K.archived, A.after)
+local trimmed = redis.call('GET', K.trimmed) or '0-0'
+local lost = redis.call('GET', K.lost) or '0-0'
+local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
+local stored = #redis.call('XRANGE', K.stream, A.after, A.after)
+if stored == 0 and A.after ~= '0-0' and removed(A.after) then stored = 1 end
+return { 1, trimmed, lost, newest and newest[1] or '0-0', stored, redis.call('XRANGE', K.stream, '(' .. A.after, '+', 'COUNT', A.count) }
+`);
 
 /*
  * For the archiver, when done with a room: it leaves the set of rooms to archive
@@ -132,12 +119,14 @@ export type EventArgs = [types: string, wake: string, limit: number | '', nonce:
 
 export interface ChatScripts extends ConversationScripts {
   chatAfter(
-    stream: string, trimmed: string, lost: string, after: string, start: string, count: number,
+    stream: string, trimmed: string, lost: string, changes: string, marks: string, after: string, start: string, count: number,
   ): Promise<[trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
+  chatHistory(stream: string, trimmed: string, changes: string, marks: string, before: string, limit: number, reader: string): Promise<RawEntry[]>;
   chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
   chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
   chatArchiveClaim(
-    lease: string, stream: string, trimmed: string, lost: string, archived: string, owner: string, leaseMs: number, after: string, count: number,
+    lease: string, stream: string, trimmed: string, lost: string, archived: string, changes: string, marks: string,
+    owner: string, leaseMs: number, after: string, count: number,
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
@@ -170,13 +159,13 @@ export interface ChatScripts extends ConversationScripts {
 
 /** Registers the scripts on a connection (EVALSHA, falling back to EVAL once per script). */
 export function defineScripts<C extends Redis | Cluster>(redis: C): C & ChatScripts {
-  redis.defineCommand('chatAfter', { numberOfKeys: 3, lua: AFTER });
   redis.defineCommand('chatMarkLost', { numberOfKeys: 1, lua: MARK_LOST });
   redis.defineCommand('chatHead', { numberOfKeys: 2, lua: HEAD });
-  redis.defineCommand('chatArchiveClaim', { numberOfKeys: 5, lua: ARCHIVE_CLAIM });
   redis.defineCommand('chatArchiveDone', { numberOfKeys: 4, lua: ARCHIVE_DONE });
   const named: Record<string, LuaScript> = {
     ...CONVERSATION_SCRIPTS,
+    ...PAGE_SCRIPTS,
+    chatArchiveClaim: ARCHIVE_CLAIM,
     chatPresenceSet: PRESENCE_SET,
     chatPresenceSync: PRESENCE_SYNC,
     chatPresenceWithdraw: PRESENCE_WITHDRAW,
