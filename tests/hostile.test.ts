@@ -464,6 +464,11 @@ const VALID_REPLIES: Record<ClientFrameType, { types: string[]; errors: string[]
   open: { types: ['opened'], errors: ['bad_request', 'forbidden'] },
   read: { types: ['unread'], errors: ['forbidden', 'bad_request'] },
   rooms: { types: ['rooms'], errors: [] },
+  // Changes of messages: the fuzzer's targets are rarely messages of the room, and never the fuzzer's own.
+  edit: { types: ['ack'], errors: ['not_joined', 'not_found', 'gone', 'forbidden'] },
+  delete: { types: ['ack'], errors: ['not_joined', 'not_found', 'gone', 'forbidden'] },
+  react: { types: ['ack'], errors: ['not_joined', 'not_found', 'gone', 'bad_request'] },
+  unreact: { types: ['ack'], errors: ['not_joined', 'not_found', 'gone'] },
 };
 /** A gateway may always answer these, whatever the frame. */
 const ALWAYS_ALLOWED = ['rate_limited', 'unavailable'];

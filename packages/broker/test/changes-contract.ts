@@ -41,7 +41,7 @@ function react(changes: MessageChanges, room: string, user: string, target: stri
   return changes.react({ room, user, target, reaction, add, ts: Date.now(), head: CHANGE_HEAD(room, 'reaction') });
 }
 
-const parsed = (messages: StoredMessage[]) => messages.map((m) => ({ id: m.id, ...JSON.parse(`{"id":"${m.id}${m.body}`) as Record<string, unknown> }));
+const parsed = (messages: StoredMessage[]) => messages.map((m) => JSON.parse(`{"id":"${m.id}${m.body}`) as Record<string, unknown> & { id: string });
 
 /** What MessageChanges and Moderation promise, with the broker's pages and appends that show and ask them (see changes.ts, moderation.ts). */
 export function changesContract(name: string, makeHarness: () => Promise<ChangesHarness>): void {

@@ -45,10 +45,14 @@ export function dmFrameBody(from: string, to: string, text: string, ts: number):
   return `","from":${q(from)},"to":${q(to)},"text":${q(text)},"ts":${ts}}`;
 }
 
-/** `session`: an event stream's id, which its client's POSTs carry (fallback transport); none on a WebSocket. */
-export function encodeWelcome(user: string, connection: string, node: string, session?: string): string {
+/**
+ * `session`: an event stream's id, which its client's POSTs carry (fallback transport); none on a WebSocket.
+ * `mod`: the room patterns the user moderates (added), when there are any.
+ */
+export function encodeWelcome(user: string, connection: string, node: string, session?: string, mod: readonly string[] = []): string {
   const stream = session === undefined ? '' : `,"session":${q(session)}`;
-  return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}${stream}}`;
+  const moderates = mod.length === 0 ? '' : `,"mod":${q(mod)}`;
+  return `{"type":"welcome","user":${q(user)},"connection":${q(connection)},"node":${q(node)}${stream}${moderates}}`;
 }
 
 /** The last event of an event stream, where a WebSocket would get a close frame (fallback transport). */

@@ -56,7 +56,16 @@ export const CLIENT_FRAME_TYPES: readonly ClientFrameType[] = [
 
 // ---- server -> client -------------------------------------------------------
 
-export interface WelcomeFrame { type: 'welcome'; user: string; connection: string; node: string; /** Event streams only: what POSTs carry. */ session?: string }
+export interface WelcomeFrame {
+  type: 'welcome';
+  user: string;
+  connection: string;
+  node: string;
+  /** Event streams only: what POSTs carry. */
+  session?: string;
+  /** Added: the room patterns the user moderates (token claim `mod`), when any. */
+  mod?: string[];
+}
 /** An event stream's last event, where a WebSocket would be closed with `code` (fallback transport). */
 export interface StreamCloseFrame { type: 'close'; code: number; reason: string }
 export interface MessageFrame {

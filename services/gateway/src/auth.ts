@@ -9,6 +9,8 @@ export interface Identity {
   rooms: readonly string[] | null;
   /** User patterns from the token's `dm` claim: whom this user may send direct messages to; null: anyone. */
   dm: readonly string[] | null;
+  /** Room patterns from the token's `mod` claim: rooms where this user deletes others' messages; empty: none. */
+  mod: readonly string[];
   /** When the token expires (ms since the epoch), if it does. */
   expiresAt?: number;
   /** When the token was issued (`iat`, ms since the epoch); absent for development identities and tokens without it. */
@@ -49,11 +51,13 @@ export class Authenticator {
     }
   }
 
-  async identify(request: { token: string | undefined; user: string | undefined }): Promise<AuthResult> {
+  /** `mod`: with a development identity, the `?mod=` patterns (comma-separated), as a token's `mod` claim. */
+  async identify(request: { token: string | undefined; user: string | undefined; mod?: string | undefined }): Promise<AuthResult> {
     if (request.token) return this.#verify(request.token);
     if (request.user !== undefined && request.user !== '' && this.settings.devIdentity) {
+      const mod = request.mod === undefined || request.mod === '' ? [] : request.mod.split(',');
       return NAME_PATTERN.test(request.user)
-        ? { ok: true, identity: { user: request.user, rooms: null, dm: null } }
+        ? { ok: true, identity: { user: request.user, rooms: null, dm: null, mod } }
         : { ok: false, reason: 'malformed ?user' };
     }
     return { ok: false, reason: this.settings.devIdentity ? 'identity required: ?token=<JWT> or ?user=<id>' : 'token required' };
@@ -68,15 +72,15 @@ export class Authenticator {
         ...(this.settings.jwtAudience !== undefined && { audience: this.settings.jwtAudience }),
       });
       if (typeof payload.sub !== 'string' || !NAME_PATTERN.test(payload.sub)) return { ok: false, reason: 'token sub is not a valid user id' };
-      const rooms = payload.rooms;
-      const dm = payload.dm;
-      if (!isPatternList(rooms) || !isPatternList(dm)) return { ok: false, reason: 'token rooms and dm claims must be lists of strings' };
+      const { rooms, dm, mod } = payload;
+      if (!isPatternList(rooms) || !isPatternList(dm) || !isPatternList(mod)) return { ok: false, reason: 'token rooms, dm and mod claims must be lists of strings' };
       return {
         ok: true,
         identity: {
           user: payload.sub,
           rooms: rooms ?? null,
           dm: dm ?? null,
+          mod: mod ?? [],
           ...(payload.exp !== undefined && { expiresAt: payload.exp * 1000 }),
           ...(payload.iat !== undefined && { issuedAt: payload.iat * 1000 }),
         },

@@ -20,6 +20,7 @@ import {
   type SendFrame,
 } from '@chat/protocol';
 import { allowedBy } from './auth.js';
+import type { ChangeCommands } from './changes/commands.js';
 import type { Config } from './config.js';
 import type { ConversationCommands } from './conversations/commands.js';
 import { isDirectRoom } from './conversations/direct-rooms.js';
@@ -37,6 +38,7 @@ export interface CommandDeps {
   broker: Broker;
   membership: Membership;
   conversations: ConversationCommands;
+  changes: ChangeCommands;
   history: RoomHistory;
   rooms: RoomRegistry;
   inFlight: InFlight;
@@ -83,6 +85,13 @@ export class CommandHandler {
         return this.#run(session, frame.ref, this.#read(session, frame));
       case 'rooms':
         return this.#run(session, frame.ref, this.deps.conversations.rooms(session, frame));
+      case 'edit':
+        return this.#run(session, frame.ref, this.#change(session, frame, () => this.deps.changes.edit(session, frame)));
+      case 'delete':
+        return this.#run(session, frame.ref, this.#change(session, frame, () => this.deps.changes.delete(session, frame)));
+      case 'react':
+      case 'unreact':
+        return this.#run(session, frame.ref, this.#change(session, frame, () => this.deps.changes.react(session, frame)));
       default:
         return assertNever(frame);
     }
@@ -123,7 +132,7 @@ export class CommandHandler {
     const error = toChatError(err);
     if (error.code === 'internal') session.log.error({ err }, 'command failed');
     this.deps.metrics.framesRejected.incLabel(error.code);
-    session.send(encodeError(error.code, error.message, ref));
+    session.send(encodeError(error.code, error.message, ref, error.reason));
   }
 
   #run(session: Session, ref: string | undefined, operation: Promise<void>): void {
@@ -162,6 +171,14 @@ export class CommandHandler {
     } finally {
       session.endSend();
     }
+  }
+
+  /** A change of a message needs what a send needs: the room allowed and joined, and the node not closing. */
+  async #change(session: Session, { room }: { room: string }, change: () => Promise<void>): Promise<void> {
+    this.#authorize(session, room);
+    if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
+    this.#refuseWhileClosing(session);
+    await change();
   }
 
   /** Coalesced to one event per user and room per TYPING_MIN_INTERVAL_MS: clients send one per keystroke. */
@@ -210,7 +227,7 @@ export class CommandHandler {
   async #history(session: Session, { room, before, limit, ref }: HistoryRequestFrame): Promise<void> {
     this.#authorize(session, room);
     if (!this.deps.rooms.isIn(session, room)) await this.#notJoined(session, room);
-    const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT);
+    const stored = await this.deps.history.page(room, before, limit ?? HISTORY_DEFAULT_LIMIT, session.user);
     const head = this.deps.rooms.head(room);
     session.send(encodeHistory(room, ref, stored.map((m) => head + m.id + m.body)));
   }
@@ -256,7 +273,9 @@ export class CommandHandler {
  * conversations are checked or restored, since until then a members-only room
  * Redis lost looks open.
  */
-const ROOM_FRAMES: ReadonlySet<ClientFrame['type']> = new Set(['join', 'leave', 'send', 'typing', 'history', 'members', 'open', 'read', 'rooms']);
+const ROOM_FRAMES: ReadonlySet<ClientFrame['type']> = new Set([
+  'join', 'leave', 'send', 'typing', 'history', 'members', 'open', 'read', 'rooms', 'edit', 'delete', 'react', 'unreact',
+]);
 
 function notJoined(room: string): ChatError {
   return new ChatError('not_joined', `not joined to "${room}"`);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { ConversationStore } from '@chat/archive';
-import { streamCapacity, type Broker, type ConversationRestore, type Directory, type EventFeed, type Membership, type OfflineNotices, type ReadPositions, type TokenRevocations } from '@chat/broker';
+import { streamCapacity, type Broker, type ConversationRestore, type Directory, type EventFeed, type Membership, type MessageChanges, type Moderation, type OfflineNotices, type ReadPositions, type TokenRevocations } from '@chat/broker';
 import { WebhookDispatcher } from '@chat/webhooks';
 import { CloseCode } from '@chat/protocol';
 import { Registry } from 'prom-client';
@@ -21,6 +21,7 @@ import { RoomChannels } from './rooms/room-channels.js';
 import { RoomRegistry } from './rooms/registry.js';
 import { ConversationCommands } from './conversations/commands.js';
 import { OfflineNotifier } from './conversations/offline-notifier.js';
+import { ChangeCommands } from './changes/commands.js';
 import { DurableMembership, DurableReadPositions } from './conversations/durable.js';
 import { ConversationRestorer } from './conversations/restorer.js';
 import { UnreadRelay } from './conversations/unread-relay.js';
@@ -47,6 +48,9 @@ export interface GatewayOptions {
   /** Members of members-only rooms, and their read positions; over the same state as the broker. */
   membership: Membership;
   reads: ReadPositions;
+  /** Edits, deletes and reactions of the broker's messages, and who moderates and who is banned or muted where. */
+  changes: MessageChanges;
+  moderation: Moderation;
   /** Due rooms whose offline members the `member.unread` webhook tells; when webhooks deliver that event. */
   notices?: OfflineNotices;
   /**
@@ -130,8 +134,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const users = new UserRegistry(broker, log, (operation) => inFlight.track(operation), unread);
   const conversations = new ConversationCommands({ broker, membership, reads, unread, inFlight, log });
+  const changes = new ChangeCommands({ changes: options.changes, rooms, inFlight, metrics });
   const commands = new CommandHandler({
-    config, broker, membership, conversations, history, rooms, inFlight, log, metrics,
+    config, broker, membership, conversations, changes, history, rooms, inFlight, log, metrics,
     refusingWork: () => refusingWork,
     conversationsReady: () => (restorer === undefined || restorer.ready ? undefined : restorer.whenReady(config.brokerTimeoutMs)),
   });

@@ -28,8 +28,8 @@ export class RoomHistory {
   constructor(private readonly broker: Broker, private readonly archive: HistoryArchive | undefined, private readonly log: Logger) {}
 
   /** A `history` page: up to `limit` messages before `before`, oldest first. */
-  async page(room: string, before: string | undefined, limit: number): Promise<StoredMessage[]> {
-    const recent = await this.broker.history(room, before, limit);
+  async page(room: string, before: string | undefined, limit: number, reader?: string): Promise<StoredMessage[]> {
+    const recent = await this.broker.history(room, before, limit, reader);
     if (this.archive === undefined || recent.length >= limit) return recent;
     const older = await this.archive.before(room, recent[0]?.id ?? before, limit - recent.length);
     return [...older, ...recent];

@@ -1,8 +1,8 @@
 import { ArchiveStore } from '@chat/archive';
 import {
-  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
-  RedisBroker, RedisConversationRestore, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
-  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type ConversationRestore, type Membership, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryModeration, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
+  RedisBroker, RedisConversationRestore, RedisDirectory, RedisEventFeed, RedisMembership, RedisModeration, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
+  createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type ConversationRestore, type Membership, type MessageChanges, type Moderation, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
 import uWS from 'uWebSockets.js';
 import { loadConfigOrExit } from '@chat/env';
@@ -26,11 +26,11 @@ async function main(): Promise<void> {
     log.warn({ devIdentity: true }, 'DEVELOPMENT IDENTITIES ARE ON: anyone can connect as any user with ?user=<id>. '
       + 'Set JWT_SECRET or JWT_PUBLIC_KEY (and leave DEV_IDENTITY unset) in production.');
   }
-  const { broker, directory, revocations, membership, reads, restore, notices, events, redis, closeChannels } = await createBroker(config, log);
+  const { broker, directory, revocations, membership, reads, changes, moderation, restore, notices, events, redis, closeChannels } = await createBroker(config, log);
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
   // With the archive, membership and read positions are kept there too, and put back from there.
   const durable = archive === undefined || restore === undefined ? undefined : { store: archive.conversations, restore };
-  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, notices, durable, events, archive, log });
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, changes, moderation, notices, durable, events, archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
@@ -71,6 +71,8 @@ interface BrokerParts {
   revocations: TokenRevocations;
   membership: Membership;
   reads: ReadPositions;
+  changes: MessageChanges;
+  moderation: Moderation;
   /** Redis only: what puts conversations back after Redis lost them. */
   restore?: ConversationRestore;
   /** When webhooks deliver member.unread. */
@@ -91,6 +93,7 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
     return {
       broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
       membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), events: recording && new MemoryEventFeed(hub.events),
+      changes: broker.changes, moderation: new MemoryModeration(hub),
       notices: recording && config.unreadWindowMs !== undefined ? new MemoryOfflineNotices(hub, recording) : undefined,
     };
   }
@@ -140,7 +143,8 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
   const membership = new RedisMembership(redis.command, keys, config.brokerTimeoutMs);
   const reads = new RedisReadPositions(redis.command, keys, config.brokerTimeoutMs);
   const restore = new RedisConversationRestore(redis.command, keys, config.brokerTimeoutMs);
-  return { broker, directory, revocations, membership, reads, restore, notices, events, redis, closeChannels };
+  const moderation = new RedisModeration(redis.command, keys, config.brokerTimeoutMs);
+  return { broker, directory, revocations, membership, reads, changes: broker.changes, moderation, restore, notices, events, redis, closeChannels };
 }
 
 void main();

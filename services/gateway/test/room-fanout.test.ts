@@ -14,7 +14,7 @@ async function socketsOf(count: number) {
   const sessions: Session[] = [];
   const app = uWS.App().ws<SocketData>('/ws', {
     upgrade(res, req, context) {
-      const session = new Session(`c${sessions.length}`, { user: `u${sessions.length}`, rooms: null, dm: null }, '127.0.0.1', LIMITS, Date.now(), pino({ level: 'silent' }), { wrote() {} }, 'ws');
+      const session = new Session(`c${sessions.length}`, { user: `u${sessions.length}`, rooms: null, dm: null, mod: [] }, '127.0.0.1', LIMITS, Date.now(), pino({ level: 'silent' }), { wrote() {} }, 'ws');
       res.upgrade({ session }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     open(ws) {

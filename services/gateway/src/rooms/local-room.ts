@@ -1,6 +1,6 @@
 import type { StoredMessage } from '@chat/broker';
 import type { TemplatedApp } from 'uWebSockets.js';
-import { compareIds, messageFrameHead } from '@chat/protocol';
+import { changeFrameHead, compareIds, messageFrameHead } from '@chat/protocol';
 import type { Session } from '../session.js';
 import { frameEvent } from '../transports/sse/events.js';
 import type { HeldMessage, PendingJoin } from './join-sync.js';
@@ -65,8 +65,10 @@ export class LocalRoom {
     if (compareIds(id, this.knownLoss) > 0) this.knownLoss = id;
   }
 
+  /** A stored entry's frame: a message's, or a change's (see MessageChanges). */
   frame(message: StoredMessage): string {
-    return this.head + message.id + message.body;
+    if (message.change === undefined) return this.head + message.id + message.body;
+    return changeFrameHead(this.name, message.change.kind) + message.id + message.body;
   }
 
   /** Joins waiting for their stored range: live traffic collects in them meanwhile. */

@@ -146,7 +146,7 @@ export class RoomRegistry {
       const { listLimit } = this.#options;
       const [headcount, { messages, recovered, newest }] = await Promise.all([
         this.#options.track(broker.presence.join(name, session.user, { connections: room.holders.get(session.user)?.length ?? 1, list: listLimit })),
-        this.#readForJoin(name, since),
+        this.#readForJoin(name, since, session.user),
       ]);
       // A message stored before the read may still be on its way here live (pub/sub
       // and commands travel on different connections, and other gateways may be
@@ -158,8 +158,12 @@ export class RoomRegistry {
       const position = messages.at(-1)?.id ?? since ?? newest;
       let told = headcount.count;
       session.cork(() => {
+        // `history` holds messages only; the changes a rejoin replays follow it, in order, before anything live.
+        const changes = messages.some((m) => m.change !== undefined);
+        const history = changes ? messages.filter((m) => m.change === undefined) : messages;
         session.send(encodeJoined(name, ref, { count: headcount.count, members: membersToList(headcount, session.user, listLimit), limit: listLimit },
-          messages.map((m) => room.frame(m)), recovered, position));
+          history.map((m) => room.frame(m)), recovered, position));
+        if (changes) for (const m of messages) if (m.change !== undefined) session.send(room.frame(m));
         for (const h of pending.held) {
           if (!isNews(h, session.user, position, headcount.seq, told)) continue;
           if (h.kind === 'occupancy') told = h.count;
@@ -329,10 +333,10 @@ export class RoomRegistry {
     for (const p of room.pending) if (p.waitingFor !== undefined && compareIds(id, p.waitingFor) >= 0) p.resume();
   }
 
-  async #readForJoin(name: string, since: string | undefined): Promise<JoinRead> {
+  async #readForJoin(name: string, since: string | undefined, reader: string): Promise<JoinRead> {
     const { broker, history, joinReplayLimit, joinHistory } = this.#options;
     if (since !== undefined) return history.since(name, since, joinReplayLimit);
-    const messages = await broker.history(name, undefined, Math.max(joinHistory, 1));
+    const messages = await broker.history(name, undefined, Math.max(joinHistory, 1), reader);
     const newest = messages.at(-1)?.id ?? '0-0';
     return { messages: messages.slice(Math.max(0, messages.length - joinHistory)), recovered: undefined, newest };
   }

@@ -12,6 +12,8 @@ import type { TransportName } from './frame-sink.js';
 export interface Knock {
   token: string | undefined;
   user: string | undefined;
+  /** Development identities only: the `?mod=` patterns. */
+  mod?: string | undefined;
   origin: string;
   /** The TCP peer's address (see peerAddress). */
   peer: string;
@@ -55,7 +57,7 @@ export function refusedAtOnce(ctx: AdmissionContext, origin: string): Admission 
 export async function admit(ctx: AdmissionContext, knock: Knock, transport: TransportName): Promise<Admission> {
   const early = refusedAtOnce(ctx, knock.origin);
   if (early !== undefined) return early;
-  const identified = await identify(ctx, knock.token, knock.user);
+  const identified = await identify(ctx, knock);
   if (!identified.ok) return identified;
   const { config } = ctx;
   const address = clientAddress(knock.peer, knock.forwardedFor, config.trustedProxies);
@@ -67,8 +69,8 @@ export async function admit(ctx: AdmissionContext, knock: Knock, transport: Tran
 type Identified = { ok: true; identity: Identity } | { ok: false; status: string; reason: string };
 
 /** The identity, checked against the user's token revocation (held in memory: no round trip per connection). */
-async function identify(ctx: AdmissionContext, token: string | undefined, user: string | undefined): Promise<Identified> {
-  const result = await ctx.authenticator.identify({ token, user });
+async function identify(ctx: AdmissionContext, { token, user, mod }: Knock): Promise<Identified> {
+  const result = await ctx.authenticator.identify({ token, user, mod });
   if (!result.ok) return { ok: false, status: '401 Unauthorized', reason: result.reason };
   let revokedBefore: number | undefined;
   try {

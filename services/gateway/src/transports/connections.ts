@@ -48,7 +48,7 @@ export class Connections {
       session.expiryTimer.unref();
     }
     // Welcome once direct messages can reach this connection.
-    void users.add(session).then(() => session.welcome(encodeWelcome(session.user, session.id, config.nodeId, stream)));
+    void users.add(session).then(() => session.welcome(encodeWelcome(session.user, session.id, config.nodeId, stream, session.identity.mod)));
   }
 
   /** One client frame as it arrived; frames of one connection are handled in the order they arrive here. */

@@ -38,6 +38,7 @@ export function registerEventStreams(app: TemplatedApp, deps: EventStreamDeps): 
   app.get('/sse', (res, req) => openStream(res, deps, {
     token: req.getQuery('token') || bearerToken(req.getHeader('authorization')),
     user: req.getQuery('user'),
+    mod: req.getQuery('mod'),
     origin: req.getHeader('origin'),
     peer: peerAddress(res),
     forwardedFor: req.getHeader('x-forwarded-for'),

@@ -37,6 +37,7 @@ export function createSocketBehavior(config: Config, admission: AdmissionContext
       const knock = {
         token: req.getQuery('token') || bearerToken(req.getHeader('authorization')),
         user: req.getQuery('user'),
+        mod: req.getQuery('mod'),
         origin: req.getHeader('origin'),
         peer: peerAddress(res),
         forwardedFor: req.getHeader('x-forwarded-for'),
