@@ -141,6 +141,27 @@ function changesScenarios(connect: (gateway: number, user: string, query?: strin
     expect(mine.filter(Boolean).length).toBe(shown);
   });
 
+  it('counts no change as unread, and takes a deleted message off the counts of every device of those who had not read it', async () => {
+    const alice = await connect(0, `alice-${tag}-u`);
+    const opened = await alice.request({ type: 'open', with: `bob-${tag}-u` });
+    const room = (opened as { room: string }).room;
+    await alice.request({ type: 'join', room });
+    const bobs = [await connect(1, `bob-${tag}-u`), await connect(2, `bob-${tag}-u`)];
+    const unread = (c: TestClient) => c.frames.filter((f): f is Extract<ServerFrame, { type: 'unread' }> => f.type === 'unread' && f.room === room);
+    const first = await ok(alice, { type: 'send', room, text: 'first' });
+    const second = await ok(alice, { type: 'send', room, text: 'second' });
+    for (const b of bobs) await b.until(() => unread(b).at(-1)?.count === 2, { what: `unread 2 on ${b.label}` });
+    const before = bobs.map((b) => unread(b).length);
+    await ok(alice, { type: 'edit', room, target: first.id, text: 'first, edited' });
+    await ok(alice, { type: 'react', room, target: first.id, reaction: 'wave' });
+    await ok(alice, { type: 'delete', room, target: second.id });
+    for (const b of bobs) await b.until(() => unread(b).at(-1)?.count === 1, { what: `unread 1 on ${b.label}` });
+    // One unread frame for the delete, none for the edit or the reaction.
+    expect(bobs.map((b) => unread(b).length)).toEqual(before.map((n) => n + 1));
+    const list = await bobs[0]!.request({ type: 'rooms' }) as Extract<ServerFrame, { type: 'rooms' }>;
+    expect(list.rooms[0]).toMatchObject({ room, unread: 1, last: { id: first.id, text: 'first, edited' } });
+  });
+
   it('settles a delete racing an edit the same way for every member: deleted, the edit before it or refused', async () => {
     const room = `changes-${tag}-5`;
     const [alice, bob] = [await connect(0, 'alice'), await connect(1, 'bob', `mod=${encodeURIComponent(room)}`)];

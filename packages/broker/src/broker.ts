@@ -210,10 +210,16 @@ export interface RangeResult extends StreamHead {
  */
 export type RangeGap = 'trimmed' | 'unproven' | 'limit' | 'lost';
 
-/** What a members-only room's message adds to its frame: its number in the room, and who sent it (see ReadPositions). */
+/**
+ * What a members-only room's message adds to its frame: its number in the
+ * room, and who sent it (see ReadPositions). A delete of a counted message
+ * carries the deleted message's number, who deleted it, and `deletes`.
+ */
 export interface CountedMessage {
   number: number;
   user: string;
+  /** This entry deleted message `number`: it no longer counts as unread. */
+  deletes?: true;
 }
 
 /** Callbacks from the broker. They must not throw. */

@@ -2,8 +2,9 @@ import type { StoredMessage } from './broker.js';
 
 /**
  * Where each member of a members-only room has read to, and their unread
- * count: the room's message number minus the number of their read position
- * (two counters, so reading a count is O(1) and trimming never changes it).
+ * count: the room's message number minus the number of their read position,
+ * less the deleted messages after it (counters, so reading a count does not
+ * depend on the room's size and trimming never changes it).
  * A position only moves forward; a member's own message moves theirs to it.
  */
 export interface ReadPositions {
@@ -26,6 +27,9 @@ export interface ReadPositions {
 
   /** `user`'s state in `room`, for a room list entry; undefined when not a member. */
   state(room: string, user: string): Promise<ConversationState | undefined>;
+
+  /** The numbers of the room's deleted messages after `number`: no count includes them. */
+  deletedAfter(room: string, number: number): Promise<number[]>;
 }
 
 export interface ReadPosition {
@@ -39,16 +43,18 @@ export interface ReadState {
   read: ReadPosition;
   /** The room's message number now. */
   total: number;
+  /** The numbers of deleted messages after the read position. */
+  deleted: number[];
 }
 
 export interface ConversationState extends ReadState {
-  /** The room's newest stored message. */
+  /** The room's newest message, in its current version. */
   last: StoredMessage | null;
   /** "a|b" for a direct conversation. */
   pair?: string;
 }
 
 /** A member's unread count. */
-export function unreadOf({ read, total }: ReadState): number {
-  return Math.max(0, total - read.number);
+export function unreadOf({ read, total, deleted }: ReadState): number {
+  return Math.max(0, total - read.number - deleted.filter((n) => n > read.number && n <= total).length);
 }

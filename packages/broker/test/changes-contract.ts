@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ChangeRefusedError, NotAMemberError, RestrictedError,
-  type Broker, type Membership, type MessageChanges, type Moderation, type StoredMessage,
+  unreadOf, type Broker, type Membership, type MessageChanges, type Moderation, type ReadPositions, type StoredMessage,
 } from '../src/index.js';
 import { HISTORY_SIZE, RecordingListener, eventually } from './contract.js';
 
@@ -10,6 +10,7 @@ export interface ChangesHarness {
   create(): { broker: Broker; changes: MessageChanges };
   moderation(): Moderation;
   membership(): Membership;
+  readPositions(): ReadPositions;
   /** Every stored byte under the harness's keys, for a search (Redis only). */
   dump?(): Promise<string>;
   cleanup(): Promise<void>;
@@ -203,6 +204,33 @@ export function changesContract(name: string, makeHarness: () => Promise<Changes
       await moderation.restrict('r', 'loud', null);
       await post(broker, 'r', 'loud', 'sorry');
       await post(broker, 'other-room', 'spammer', 'the ban is per room');
+    });
+
+    it('takes a deleted message off the unread counts of those who had not read it, and off the room\'s preview; an edit or a reaction counts for nobody', async () => {
+      await harness.membership().add('club', ['alice', 'bob', 'carol']);
+      await broker.subscribeRoom('club');
+      const reads = harness.readPositions();
+      const one = await post(broker, 'club', 'alice', 'one');
+      const two = await post(broker, 'club', 'alice', 'two');
+      await reads.markRead('club', 'carol', two);
+      const three = await post(broker, 'club', 'alice', 'three');
+      expect(unreadOf((await reads.state('club', 'bob'))!)).toBe(3);
+      await edit(changes, 'club', 'alice', one, 'one, edited');
+      await react(changes, 'club', 'bob', one, 'heart');
+      expect(unreadOf((await reads.state('club', 'bob'))!)).toBe(3);
+      await remove(changes, 'club', 'alice', two);
+      await eventually(() => listener.inRoom('club').some((m) => m.counted?.deletes === true), 'the counted delete');
+      expect(listener.inRoom('club').filter((m) => m.counted !== undefined).map((m) => m.counted))
+        .toEqual([{ number: 1, user: 'alice' }, { number: 2, user: 'alice' }, { number: 3, user: 'alice' }, { number: 2, user: 'alice', deletes: true }]);
+      const bob = (await reads.state('club', 'bob'))!;
+      expect([unreadOf(bob), bob.deleted]).toEqual([2, [2]]);
+      expect(unreadOf((await reads.state('club', 'carol'))!)).toBe(1);
+      expect(await reads.deletedAfter('club', 0)).toEqual([2]);
+      await remove(changes, 'club', 'alice', three);
+      const state = (await reads.state('club', 'carol'))!;
+      expect([unreadOf(state), state.last?.id, JSON.parse(`{"id":"${state.last!.id}${state.last!.body}`).text]).toEqual([0, one, 'one, edited']);
+      const read = await reads.markRead('club', 'bob', one);
+      expect(unreadOf(read)).toBe(0);
     });
 
     it('refuses a non-member of a members-only room', async () => {

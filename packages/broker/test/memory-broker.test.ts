@@ -34,6 +34,7 @@ changesContract('MemoryBroker', async () => {
     },
     moderation: () => new MemoryModeration(hub),
     membership: () => new MemoryMembership(hub),
+    readPositions: () => new MemoryReadPositions(hub),
     cleanup: async () => {},
   };
 });

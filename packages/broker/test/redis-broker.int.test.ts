@@ -78,6 +78,7 @@ changesContract('RedisBroker', async () => {
     },
     moderation: () => new RedisModeration(connection(), keys),
     membership: () => new RedisMembership(connection(), keys),
+    readPositions: () => new RedisReadPositions(connection(), keys),
     dump: () => dumpKeys(connection(), `${keys.prefix}*`),
     cleanup,
   };

@@ -62,6 +62,15 @@ class MemoryRoom {
     return this.conversation === undefined || this.conversation.members.has(user);
   }
 
+  /** The newest message in its current version (a room list's preview): changes and deleted messages skipped. */
+  newestMessage(): StoredMessage | undefined {
+    for (let i = this.messages.length - 1; i >= 0; i--) {
+      const entry = this.messages[i]!;
+      if (entry.change === undefined && !this.changes.gone.has(entry.id)) return this.changes.current(entry, '');
+    }
+    return undefined;
+  }
+
   /** Index of the first message newer than `id`. */
   firstAfter(id: string): number {
     let start = this.messages.length;
@@ -305,8 +314,8 @@ export class MemoryBroker implements Broker {
   }
 
   /** Stores a change of a message as an entry and publishes it, as append does a message (for MemoryMessageChanges). */
-  storeChange(request: { room: string; ts: number; head: string; lastDelivered?: string }, body: string, change: StoredChange): string {
-    return this.#store(request, body, change, () => undefined);
+  storeChange(request: { room: string; ts: number; head: string; lastDelivered?: string }, body: string, change: StoredChange, counted?: CountedMessage): string {
+    return this.#store(request, body, change, () => counted);
   }
 
   /** Records a cluster event of this node (for MemoryMessageChanges). */

@@ -128,7 +128,11 @@ export class MemoryMessageChanges implements MessageChanges {
     changes.gone.add(change.target);
     changes.bodies.set(change.target, `","user":"${author}","text":"","ts":${sentAtOf(body)},"deleted":true}`);
     this.hub.events.entries.splice(0, this.hub.events.entries.length, ...this.hub.events.entries.filter((e) => !e.body.includes(`"id":"${change.target}"`)));
-    return this.broker.storeChange(change, frameBody, { kind: 'delete', target: change.target, author, sentAt: Number(sentAtOf(body)) });
+    const conversation = this.hub.room(change.room).conversation;
+    const number = conversation?.numbers.get(change.target);
+    if (number !== undefined) conversation!.deleted.add(number);
+    const stored = { kind: 'delete' as const, target: change.target, author, sentAt: Number(sentAtOf(body)) };
+    return this.broker.storeChange(change, frameBody, stored, number === undefined ? undefined : { number, user: change.user, deletes: true });
   }
 
   /** The target's stored body, or the refusal; `posting`: a change a mute forbids. */

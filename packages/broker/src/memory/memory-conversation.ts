@@ -27,6 +27,13 @@ export class MemoryConversation {
   pair: string | undefined;
   /** message id -> its number, for the messages the room stores. */
   readonly numbers = new Map<string, number>();
+  /** Numbers of deleted messages: no unread count includes them. */
+  readonly deleted = new Set<number>();
+
+  /** The numbers of deleted messages after `number`, ascending. */
+  deletedAfter(number: number): number[] {
+    return [...this.deleted].filter((n) => n > number).sort((a, b) => a - b);
+  }
 
   /**
    * The number of the newest message at or before `id` among `stored`. An id
@@ -35,9 +42,9 @@ export class MemoryConversation {
    */
   numberAt(id: string, stored: readonly StoredMessage[]): number {
     for (let i = stored.length - 1; i >= 0; i--) {
-      if (compareStreamIds(stored[i]!.id, id) <= 0) return this.numbers.get(stored[i]!.id) ?? 0;
+      if (stored[i]!.change === undefined && compareStreamIds(stored[i]!.id, id) <= 0) return this.numbers.get(stored[i]!.id) ?? 0;
     }
-    const oldest = stored[0];
+    const oldest = stored.find((m) => m.change === undefined);
     if (oldest === undefined) return this.total;
     return Math.max(0, (this.numbers.get(oldest.id) ?? 1) - 1);
   }

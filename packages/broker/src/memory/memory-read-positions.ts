@@ -14,10 +14,10 @@ export class MemoryReadPositions implements ReadPositions {
     if (conversation === undefined || at === undefined) throw new NotAMemberError(room, user);
     const newest = state.messages.at(-1)?.id ?? MIN_STREAM_ID;
     if (compareStreamIds(id, newest) > 0) throw new PositionAheadError(room, newest);
-    if (compareStreamIds(id, at.id) <= 0) return { read: { ...at }, total: conversation.total, moved: false };
+    if (compareStreamIds(id, at.id) <= 0) return { read: { ...at }, total: conversation.total, deleted: conversation.deletedAfter(at.number), moved: false };
     const read = { id, number: Math.max(at.number, conversation.numberAt(id, state.messages)) };
     conversation.reads.set(user, read);
-    return { read: { ...read }, total: conversation.total, moved: true };
+    return { read: { ...read }, total: conversation.total, deleted: conversation.deletedAfter(read.number), moved: true };
   }
 
   async positions(room: string, users: readonly string[]): Promise<Map<string, ReadPosition>> {
@@ -39,7 +39,14 @@ export class MemoryReadPositions implements ReadPositions {
     const conversation = state.conversation;
     const read = conversation?.reads.get(user);
     if (conversation === undefined || read === undefined) return undefined;
-    const last = state.messages.at(-1);
-    return { read: { ...read }, total: conversation.total, last: last === undefined ? null : { ...last }, ...(conversation.pair !== undefined && { pair: conversation.pair }) };
+    const last = state.newestMessage();
+    return {
+      read: { ...read }, total: conversation.total, deleted: conversation.deletedAfter(read.number), last: last === undefined ? null : { ...last },
+      ...(conversation.pair !== undefined && { pair: conversation.pair }),
+    };
+  }
+
+  async deletedAfter(room: string, number: number): Promise<number[]> {
+    return this.hub.room(room).conversation?.deletedAfter(number) ?? [];
   }
 }

@@ -1,6 +1,7 @@
 import { settingsConstants, TRIM, type AppendSettings } from './append-script.js';
 import { MEMBERS_ONLY } from './conversation-scripts.js';
 import { EVENTS } from './event-scripts.js';
+import { CHANGES } from './change-piece.js';
 import { ID_ORDER, luaConstants, luaScript, type LuaScript } from './lua.js';
 import { LOST } from './scripts.js';
 
@@ -22,57 +23,6 @@ import { LOST } from './scripts.js';
  * stream; pages put its tombstone in its place. What `changes` holds about a
  * message the stream trimmed is forgotten by the room's next change (or erase).
  */
-
-/** Shared by every script that reads or writes changes (K.stream, K.changes, K.marks). */
-export const CHANGES = `
--- Ids padded to a fixed width, so the marks sort by id.
-local function padded(id)
-  local dash = string.find(id, '-', 1, true)
-  local ms, seq = string.sub(id, 1, dash - 1), string.sub(id, dash + 1)
-  return string.rep('0', 16 - #ms) .. ms .. '-' .. string.rep('0', 20 - #seq) .. seq
-end
-local function idOfMark(mark) return string.match(mark, '([^|]+)$') end
-local function tombstoned(id) return redis.call('ZSCORE', K.marks, 'g|' .. padded(id) .. '|' .. id) ~= false end
--- Whether id was stored and a delete removed it (a message, or one of its edits): a point the stream continues from.
-local function removed(id)
-  local p = padded(id)
-  return redis.call('ZSCORE', K.marks, 'g|' .. p .. '|' .. id) ~= false or redis.call('ZSCORE', K.marks, 'x|' .. p .. '|' .. id) ~= false
-end
--- A message's body as it is now (READER '' for no one): edited or deleted, with its reactions and the reader's own.
-local function current(id, body, reader)
-  local over = redis.call('HMGET', K.changes, id, id .. '|r')
-  if over[1] then body = over[1] end
-  if not over[2] then return body end
-  local mine = {}
-  if reader ~= '' then
-    for reaction in pairs(cjson.decode(over[2])) do
-      if redis.call('ZSCORE', K.marks, 'r|' .. id .. '|' .. reaction .. '|' .. reader) then mine[#mine + 1] = '"' .. reaction .. '"' end
-    end
-  end
-  local own = #mine > 0 and (',"mine":[' .. table.concat(mine, ',') .. ']') or ''
-  return string.sub(body, 1, -2) .. ',"reactions":' .. over[2] .. own .. '}'
-end
--- Merges the tombstones with ids strictly between low and high (high '' for none), newest first,
--- into entries (newest first), applies every change, and keeps the newest limit.
-local function withChanges(entries, low, high, limit, reader)
-  local top = high == '' and '(g|~' or '(g|' .. padded(high) .. '|'
-  local dead = redis.call('ZRANGE', K.marks, top, '(g|' .. padded(low) .. '|~', 'BYLEX', 'REV', 'LIMIT', 0, limit)
-  local out, i, j = {}, 1, 1
-  while #out < limit and (i <= #entries or j <= #dead) do
-    local e = entries[i]
-    local g = dead[j] and idOfMark(dead[j])
-    if e and (not g or newer(e[1], g)) then
-      if e[2][1] == 'b' then e[2][2] = current(e[1], e[2][2], reader) end
-      out[#out + 1] = e
-      i = i + 1
-    else
-      out[#out + 1] = { g, { 'b', redis.call('HGET', K.changes, g) or '' } }
-      j = j + 1
-    end
-  end
-  return out
-end
-`;
 
 /*
  * A page of messages before `before` ('' for the newest), newest first, in
@@ -130,10 +80,10 @@ return { trimmed, lost, newest and newest[1] or '0-0', stored, entries }
 const CHANGE = `
 local function author(body) return string.match(body, '^","user":"([^"]*)"') end
 local function sentAt(body) return string.match(body, ',"ts":(%d+)}$') end
--- The target message's body, or nil and why not.
+-- The target message's body and its number in a members-only room (or nil), or nil and why not.
 local function target()
   local e = redis.call('XRANGE', K.stream, A.target, A.target)[1]
-  if e and e[2][1] == 'b' then return e[2][2] end
+  if e and e[2][1] == 'b' then return e[2][2], e[2][3] == 'n' and e[2][4] or nil end
   if not e and tombstoned(A.target) then return nil, 'gone' end
   return nil, 'not_found'
 end
@@ -172,19 +122,22 @@ local function dropQuoting(id)
   end
 end
 -- Stores a change as an entry and publishes it with prev, the newest id before the change's own writes.
+-- A delete of a counted message is published as one (x|), so nodes take it off unread counts.
 local function storeChange(prev, kind, body, deleted)
   if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, PUBLISH, A.channel) end
   local id = deleted and redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', deleted.target, 'a', deleted.author, 's', deleted.sentAt)
     or redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', A.target)
   redis.call('HINCRBY', K.changes, 'c', 1)
   trimStream()
-  redis.call(PUBLISH, A.channel, 'm|' .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. A.head .. id .. body)
+  local envelope = deleted and deleted.number and ('x|' .. deleted.number .. '|' .. A.user .. '|') or 'm|'
+  redis.call(PUBLISH, A.channel, envelope .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. A.head .. id .. body)
   if ARCHIVE_WAKE and redis.call('SADD', K.archiveSet, A.room) == 1 then redis.call('PUBLISH', ARCHIVE_WAKE, A.room) end
   return id
 end
--- Makes a message a tombstone: its entry and its edits' entries leave the stream, with its reactions,
--- and the room list's preview moves to the newest message left.
-local function bury(id, body)
+-- Makes a message a tombstone: its entry and its edits' entries leave the stream, with its reactions;
+-- its number (in a members-only room) stops counting, and the room list's preview moves to the newest message left.
+local function bury(id, body, number)
+  if number then redis.call('ZADD', K.marks, 0, 'd|' .. string.rep('0', 16 - #number) .. number) end
   local p = padded(id)
   redis.call('XDEL', K.stream, id)
   for edit in string.gmatch(redis.call('HGET', K.changes, id .. '|e') or '', '[^,]+') do
@@ -240,16 +193,16 @@ return { 'ok', id }
  * stored one). Returns {'ok', id} or a refusal, as EDIT.
  */
 const DELETE_STEPS = `
-local body, why = target()
-if not body then return { why } end
+local body, number = target()
+if not body then return { number } end
 local no = refused(false)
 if no then return no end
 local by = author(body)
 if by ~= A.user and A.moderator ~= '1' and not redis.call('HGET', K.moderation, 'm:' .. A.user) then return { 'not_author' } end
 local prev = newestId()
 forgetTrimmed(16)
-bury(A.target, body)
-local id = storeChange(prev, 'delete', A.body, { target = A.target, author = by, sentAt = sentAt(body) })
+bury(A.target, body, number)
+local id = storeChange(prev, 'delete', A.body, { target = A.target, author = by, sentAt = sentAt(body), number = number })
 if ARGV[EVENT_ARGS] then
   local ev = events(K.events, ARGV, EVENT_ARGS)
   emit(ev, tonumber(A.ts), 'message.deleted', '{"room":' .. cjson.encode(A.room) .. ',"author":"' .. by .. '","change":' .. A.head .. id .. A.body .. '}')
@@ -309,14 +262,15 @@ local buried = {}
 for _, e in ipairs(redis.call('XRANGE', K.stream, '-', '+')) do
   local body = e[2][1] == 'b' and e[2][2]
   if body and string.sub(body, 1, #mine) == mine then
-    bury(e[1], body)
-    buried[#buried + 1] = { e[1], sentAt(body) }
+    local number = e[2][3] == 'n' and e[2][4] or nil
+    bury(e[1], body, number)
+    buried[#buried + 1] = { e[1], sentAt(body), number }
   end
 end
 local out = {}
 for _, b in ipairs(buried) do
   local body = '","target":"' .. b[1] .. '","user":"' .. A.user .. '","ts":' .. A.ts .. '}'
-  prev = storeChange(prev, 'delete', body, { target = b[1], author = A.erased, sentAt = b[2] })
+  prev = storeChange(prev, 'delete', body, { target = b[1], author = A.erased, sentAt = b[2], number = b[3] })
   out[#out + 1] = b[1]
   out[#out + 1] = b[2]
 end

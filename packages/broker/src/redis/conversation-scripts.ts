@@ -1,3 +1,4 @@
+import { CHANGES } from './change-piece.js';
 import { EVENTS } from './event-scripts.js';
 import { ID_ORDER, luaScript } from './lua.js';
 
@@ -12,14 +13,17 @@ import { ID_ORDER, luaScript } from './lua.js';
  *   members  sorted set of the stored members, all scores 0, so it pages by id;
  *   reads    hash member -> "<id>|<number>": the member's read position and the
  *            number of the newest message at or before it.
- * A member's unread count is n minus the number of their read position: two
+ * A member's unread count is n minus the number of their read position, less
+ * the deleted messages after it (marks `d|<number>`, see change-scripts.ts):
  * counters, never a count of stream entries, so trimming does not change it and
  * an idempotent repeat (which appends nothing) does not count twice. A sender's
  * own message moves their read position to it, so only other users' messages count.
+ * The stream also holds changes (edits, deletes, reactions), which have no
+ * number: what reads numbers or the newest message skips them.
  *
  * MEMBERS_ONLY is what the append and presence scripts ask (K.conv, K.members);
  * CONVERSATION is the piece every script of a room's read state shares (K.conv,
- * K.members, K.reads, K.stream).
+ * K.members, K.reads, K.stream, K.marks).
  */
 export const MEMBERS_ONLY = `
 local function membersOnly() return redis.call('HEXISTS', K.conv, 'mo') == 1 end
@@ -35,6 +39,30 @@ local function newestId()
   return newest and newest[1] or '0-0'
 end
 local function total() return tonumber(redis.call('HGET', K.conv, 'n') or '0') end
+-- The newest message entry at or before FROM ('+' for any), skipping changes; nil for none.
+local function messageAtOrBefore(from)
+  local cursor = from
+  while true do
+    local batch = redis.call('XREVRANGE', K.stream, cursor, '-', 'COUNT', 16)
+    for i = 1, #batch do if batch[i][2][1] == 'b' then return batch[i] end end
+    if #batch < 16 then return nil end
+    cursor = '(' .. batch[#batch][1]
+  end
+end
+-- The room's newest message: its preview (conv's last, which the delete script keeps off deleted messages).
+local function newestMessage()
+  local last = redis.call('HGET', K.conv, 'last')
+  local entry = last and redis.call('XRANGE', K.stream, last, last)[1]
+  return entry or messageAtOrBefore('+')
+end
+local function numberPad(n) local s = tostring(n) return string.rep('0', 16 - #s) .. s end
+-- The numbers of deleted messages after NUMBER, which no unread count includes.
+local function deletedAfter(number)
+  local out = {}
+  for i, mark in ipairs(redis.call('ZRANGE', K.marks, '(d|' .. numberPad(number), '(d|~', 'BYLEX')) do out[i] = tonumber(string.sub(mark, 3)) end
+  return out
+end
+local function unread(at) return math.max(0, total() - at[2] - #deletedAfter(at[2])) end
 -- {id, number} of a member's read position (nil for a non-member)
 local function position(user)
   local at = redis.call('HGET', K.reads, user)
@@ -46,15 +74,17 @@ end
 -- stored names a point among trimmed messages, which nobody can be shown any
 -- more: it counts as the oldest stored message's predecessor.
 local function numberAt(id)
-  local at = redis.call('XREVRANGE', K.stream, id, '-', 'COUNT', 1)[1]
+  local at = messageAtOrBefore(id)
   if at then return tonumber(field(at[2], 'n') or '0') end
-  local oldest = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', 1)[1]
-  if oldest then return math.max(0, tonumber(field(oldest[2], 'n') or '1') - 1) end
+  local oldest = redis.call('XRANGE', K.stream, '-', '+', 'COUNT', 16)
+  for _, e in ipairs(oldest) do
+    if field(e[2], 'n') then return math.max(0, tonumber(field(e[2], 'n')) - 1) end
+  end
   return total()
 end
 `;
 
-const ROOM_KEYS = ['conv', 'members', 'reads', 'stream'] as const;
+const ROOM_KEYS = ['conv', 'members', 'reads', 'stream', 'marks', 'changes'] as const;
 
 /*
  * Adds members (a list separated by ','; names never hold one), making the room
@@ -111,7 +141,7 @@ return { redis.call('ZCARD', K.members), redis.call('ZRANGE', K.members, start, 
 /*
  * Moves a member's read position forward to `id` (never back). Returns {0} for a
  * non-member, {-1, newest} for an id after the room's newest message, else
- * {1, read id, read number, total, moved}.
+ * {1, read id, read number, total, moved, deleted numbers after it...}.
  */
 const READ_MOVE = luaScript(ROOM_KEYS, ['user', 'id'], ID_ORDER, CONVERSATION, `
 local at = position(A.user)
@@ -124,16 +154,25 @@ if newer(A.id, at[1]) then
   redis.call('HSET', K.reads, A.user, at[1] .. '|' .. at[2])
   moved = 1
 end
-return { 1, at[1], at[2], total(), moved }
+local out = { 1, at[1], at[2], total(), moved }
+for _, n in ipairs(deletedAfter(at[2])) do out[#out + 1] = n end
+return out
 `);
 
 /*
  * One room of a user's list: {total, read position ('' for a non-member),
- * pair ('' if none), newest entry (or empty)}.
+ * pair ('' if none), {id, current body} of the newest message (or empty), deleted numbers after the position}.
  */
-const CONVERSATION_STATE = luaScript(ROOM_KEYS, ['user'], CONVERSATION, `
-local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1] or {}
-return { total(), redis.call('HGET', K.reads, A.user) or '', redis.call('HGET', K.conv, 'pair') or '', newest }
+const CONVERSATION_STATE = luaScript(ROOM_KEYS, ['user'], ID_ORDER, CONVERSATION, CHANGES, `
+local at = position(A.user)
+local newest = newestMessage()
+local last = newest and { newest[1], current(newest[1], field(newest[2], 'b'), '') } or {}
+return { total(), redis.call('HGET', K.reads, A.user) or '', redis.call('HGET', K.conv, 'pair') or '', last, at and deletedAfter(at[2]) or {} }
+`);
+
+/* The numbers of the room's deleted messages after `number`. */
+const DELETED_AFTER = luaScript(ROOM_KEYS, ['number'], CONVERSATION, `
+return deletedAfter(tonumber(A.number))
 `);
 
 /* Lists a room in a user's index, scored with Redis's clock (ms) so `unlist` can tell how long ago. */
@@ -171,26 +210,26 @@ return { redis.call('ZCARD', K.due), rooms }
  * connection anywhere, as the caller found) who is a member with unread
  * messages. `head` + the newest message's id and body is its frame. Returns how many.
  */
-const UNREAD_NOTIFY = luaScript([...ROOM_KEYS, 'events'], ['room', 'head', 'users'], CONVERSATION, EVENTS, `
-local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
+const UNREAD_NOTIFY = luaScript([...ROOM_KEYS, 'events'], ['room', 'head', 'users'], ID_ORDER, CONVERSATION, CHANGES, EVENTS, `
+local newest = newestMessage()
 if not newest then return 0 end
-local total = total()
 local pair = redis.call('HGET', K.conv, 'pair')
-local last = A.head .. newest[1] .. (field(newest[2], 'b') or '')
+local last = A.head .. newest[1] .. current(newest[1], field(newest[2], 'b'), '')
 local ev = events(K.events, ARGV, EVENT_ARGS)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local told = 0
 for user in string.gmatch(A.users, '[^,]+') do
   local at = position(user)
-  if at and total > at[2] then
+  local count = at and unread(at) or 0
+  if count > 0 then
     local with = ''
     if pair then
       local bar = string.find(pair, '|', 1, true)
       local first = string.sub(pair, 1, bar - 1)
       with = ',"with":' .. cjson.encode(first == user and string.sub(pair, bar + 1) or first)
     end
-    emit(ev, now, 'member.unread', '{"room":' .. cjson.encode(A.room) .. ',"user":' .. cjson.encode(user) .. ',"unread":' .. (total - at[2])
+    emit(ev, now, 'member.unread', '{"room":' .. cjson.encode(A.room) .. ',"user":' .. cjson.encode(user) .. ',"unread":' .. count
       .. ',"read":"' .. at[1] .. '","last":' .. last .. with .. '}')
     told = told + 1
   end
@@ -238,12 +277,12 @@ export const CONVERSATION_SCRIPTS = {
   chatMemberAccess: MEMBER_ACCESS,
   chatMembersPage: MEMBERS_PAGE,
   chatReadMove: READ_MOVE,
+  chatDeletedAfter: DELETED_AFTER,
   chatConversationState: CONVERSATION_STATE,
 };
 
 /** The keys of ROOM_KEYS, in order (KeySpace.conversation). */
-export type RoomKeys = [conv: string, members: string, reads: string, stream: string];
-type Entry = [id: string, fields: string[]];
+export type RoomKeys = [conv: string, members: string, reads: string, stream: string, marks: string, changes: string];
 
 export interface ConversationScripts {
   /** The number of keys comes first (defined without a fixed count). */
@@ -257,6 +296,7 @@ export interface ConversationScripts {
   chatMembersRemove(...args: [...RoomKeys, users: string]): Promise<string[]>;
   chatMemberAccess(...args: [...RoomKeys, user: string]): Promise<0 | 1 | 2>;
   chatMembersPage(members: string, after: string, limit: number): Promise<[count: number, users: string[]]>;
-  chatReadMove(...args: [...RoomKeys, user: string, id: string]): Promise<[0] | [-1, newest: string] | [1, read: string, number: number, total: number, moved: number]>;
-  chatConversationState(...args: [...RoomKeys, user: string]): Promise<[total: number, read: string, pair: string, newest: Entry | []]>;
+  chatReadMove(...args: [...RoomKeys, user: string, id: string]): Promise<[0] | [-1, newest: string] | [1, read: string, number: number, total: number, moved: number, ...deleted: number[]]>;
+  chatConversationState(...args: [...RoomKeys, user: string]): Promise<[total: number, read: string, pair: string, newest: [id: string, body: string] | [], deleted: number[]]>;
+  chatDeletedAfter(...args: [...RoomKeys, number: number]): Promise<number[]>;
 }

@@ -5,6 +5,7 @@ import type { PresenceChange } from '../presence.js';
  * What travels on channels, private to brokers. Room channel:
  *   m|<id>|<prev>|<ts>|<frame>  a stored message and the id stored before it; they ride in front so no subscriber parses JSON
  *   n|<number>|<user>|<id>|<prev>|<ts>|<frame>  the same in a members-only room, with the message's number and sender
+ *   x|<number>|<user>|<id>|<prev>|<ts>|<frame>  a change that deleted message <number> of a members-only room, by <user>
  *   p|+|<seq>|<count>|<user>, p|-|<seq>|<count>|<user>  a user arrived / left, the change's number and the
  *                        room's count after it (presence scripts; `p|+|<user>` from an older node carries neither)
  *   l|<id>                the stream lost delivered messages up to <id> (written by the mark script)
@@ -17,6 +18,7 @@ import type { PresenceChange } from '../presence.js';
 const PIPE = 0x7c;
 const M = 0x6d;
 const N = 0x6e;
+const X = 0x78;
 const P = 0x70;
 const E = 0x65;
 const L = 0x6c;
@@ -36,12 +38,14 @@ export function decodeRoomPayload(payload: Buffer): RoomPayload | null {
   switch (payload[0]) {
     case M:
       return decodeMessage(payload, 2);
-    case N: {
+    case N:
+    case X: {
       const numberEnd = payload.indexOf(PIPE, 2);
       const userEnd = numberEnd < 0 ? -1 : payload.indexOf(PIPE, numberEnd + 1);
       const message = userEnd < 0 ? null : decodeMessage(payload, userEnd + 1);
       if (message === null) return null;
       message.counted = { number: decimal(payload, 2, numberEnd), user: payload.toString('latin1', numberEnd + 1, userEnd) };
+      if (payload[0] === X) message.counted.deletes = true;
       return message;
     }
     case P: {

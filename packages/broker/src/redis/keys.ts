@@ -101,8 +101,8 @@ export class KeySpace {
   }
 
   /** The keys every conversation script of a room takes, in order (see conversation-scripts.ts). */
-  conversation(room: string): [conv: string, members: string, reads: string, stream: string] {
-    return [this.roomConversation(room), this.roomMembers(room), this.roomReads(room), this.roomStream(room)];
+  conversation(room: string): [conv: string, members: string, reads: string, stream: string, marks: string, changes: string] {
+    return [this.roomConversation(room), this.roomMembers(room), this.roomReads(room), this.roomStream(room), this.roomChangeMarks(room), this.roomChanges(room)];
   }
 
   /** Set while Redis holds its members-only rooms (see ConversationRestore); gone with a Redis that lost them. */

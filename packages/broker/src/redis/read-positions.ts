@@ -19,8 +19,8 @@ export class RedisReadPositions implements ReadPositions {
       const reply = await this.#command.chatReadMove(...this.keys.conversation(room), user, id);
       if (reply[0] === 0) throw new NotAMemberError(room, user);
       if (reply[0] === -1) throw new PositionAheadError(room, reply[1]);
-      const [, read, number, total, moved] = reply;
-      return { read: { id: read, number: Number(number) }, total: Number(total), moved: moved === 1 };
+      const [, read, number, total, moved, ...deleted] = reply;
+      return { read: { id: read, number: Number(number) }, total: Number(total), deleted: deleted.map(Number), moved: moved === 1 };
     });
   }
 
@@ -53,11 +53,15 @@ export class RedisReadPositions implements ReadPositions {
 
   state(room: string, user: string): Promise<ConversationState | undefined> {
     return this.#call(async () => {
-      const [total, read, pair, newest] = await this.#command.chatConversationState(...this.keys.conversation(room), user);
+      const [total, read, pair, newest, deleted] = await this.#command.chatConversationState(...this.keys.conversation(room), user);
       if (read === '') return undefined;
-      const last = newest.length === 0 ? null : { id: newest[0], body: bodyOf(newest[1]) };
-      return { read: parsePosition(read), total: Number(total), last, ...(pair !== '' && { pair }) };
+      const last = newest.length === 0 ? null : { id: newest[0], body: newest[1] };
+      return { read: parsePosition(read), total: Number(total), deleted: deleted.map(Number), last, ...(pair !== '' && { pair }) };
     });
+  }
+
+  deletedAfter(room: string, number: number): Promise<number[]> {
+    return this.#call(async () => (await this.#command.chatDeletedAfter(...this.keys.conversation(room), number)).map(Number));
   }
 
   #call<T>(operation: () => Promise<T>): Promise<T> {
@@ -70,6 +74,3 @@ function parsePosition(value: string): ReadPosition {
   return { id: value.slice(0, bar), number: Number(value.slice(bar + 1)) };
 }
 
-function bodyOf(fields: string[]): string {
-  return fields[fields.indexOf('b') + 1] ?? '';
-}

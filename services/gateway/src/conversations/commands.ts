@@ -45,7 +45,7 @@ export class ConversationCommands {
   async read(session: Session, { room, id, ref }: ReadFrame): Promise<void> {
     const { broker, reads, unread, inFlight } = this.deps;
     const state = await inFlight.track(reads.markRead(room, session.user, id));
-    const answer = unread.answerRead(session.user, room, state.read, state.total);
+    const answer = unread.answerRead(session.user, room, state.read, state.total, state.deleted);
     session.send(encodeUnread(room, answer.count, answer.read, undefined, ref));
     const command = encodeUserCommand({ op: 'read', room, id: state.read.id, number: state.read.number, total: state.total, except: session.id });
     await inFlight.track(broker.sendUserCommand(session.user, command))

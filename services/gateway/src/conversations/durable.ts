@@ -80,4 +80,8 @@ export class DurableReadPositions implements ReadPositions {
   state(room: string, user: string): Promise<ConversationState | undefined> {
     return this.inner.state(room, user);
   }
+
+  deletedAfter(room: string, number: number): Promise<number[]> {
+    return this.inner.deletedAfter(room, number);
+  }
 }

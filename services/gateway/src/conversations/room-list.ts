@@ -1,4 +1,4 @@
-import type { Membership, ReadPositions } from '@chat/broker';
+import { unreadOf, type Membership, type ReadPositions } from '@chat/broker';
 import { messageFrameHead, type EncodedRoomEntry } from '@chat/protocol';
 import { otherOf } from './direct-rooms.js';
 
@@ -53,7 +53,7 @@ export async function listRooms(
       return;
     }
     const last = state.last === null ? null : messageFrameHead(room) + state.last.id + state.last.body;
-    rooms.push({ room, unread: Math.max(0, state.total - state.read.number), read: state.read.id, last, ...(state.pair !== undefined && { with: otherOf(state.pair, user) }) });
+    rooms.push({ room, unread: unreadOf(state), read: state.read.id, last, ...(state.pair !== undefined && { with: otherOf(state.pair, user) }) });
   });
   if (leftovers.length > 0) await membership.unlist(user, leftovers);
   const more = start >= 0 && start + limit < ranked.length;

@@ -33,7 +33,9 @@ const decoder = new TextDecoder();
  * number, and the number minus a member's read position is their count. So a
  * message costs one publish whatever the room's size, and each node writes one
  * frame per local member, as it would deliver the message to joined ones.
- * Reads on other devices arrive as user commands (see UserCommands).
+ * Reads on other devices arrive as user commands (see UserCommands). A delete
+ * of a counted message arrives like a message, with the deleted one's number:
+ * members who had not read it get their lower count.
  */
 export class UnreadRelay {
   /** room -> its local members and their read positions */
@@ -46,6 +48,11 @@ export class UnreadRelay {
   readonly #lastFrames = new Map<string, string>();
   /** room -> local members whose position is being read; they are told once it is in */
   readonly #loading = new Map<string, Set<string>>();
+  /**
+   * room -> numbers of its deleted messages heard of here (live, and read with positions): a set,
+   * so hearing of one twice, live and in a read, takes it off once.
+   */
+  readonly #deleted = new Map<string, Set<number>>();
 
   constructor(private readonly o: UnreadRelayOptions) {}
 
@@ -82,6 +89,7 @@ export class UnreadRelay {
       const known = members.get(user);
       const at = known !== undefined && compareIds(known.id, state.read.id) >= 0 ? known : state.read;
       members.set(user, at);
+      this.#hearDeleted(room, state.deleted);
       const last = state.last === null ? undefined : messageFrameHead(room) + state.last.id + state.last.body;
       if (last !== undefined && !this.#lastFrames.has(room)) this.#lastFrames.set(room, last);
       this.#tell(user, room, at, this.#raiseTotal(room, state.total), this.#lastFrames.get(room));
@@ -95,9 +103,10 @@ export class UnreadRelay {
   }
 
   /** A members-only room's message: a count for every local member (none for the sender, whose position moved to it). */
-  messageArrived(room: string, id: string, frame: Uint8Array, { number, user: sender }: CountedMessage): void {
+  messageArrived(room: string, id: string, frame: Uint8Array, { number, user: sender, deletes }: CountedMessage): void {
     const members = this.#rooms.get(room);
     if (members === undefined) return;
+    if (deletes) return this.#messageDeleted(room, members, number);
     const total = this.#raiseTotal(room, number);
     const last = decoder.decode(frame);
     this.#lastFrames.set(room, last);
@@ -125,15 +134,44 @@ export class UnreadRelay {
     this.#tell(user, room, at, newest, undefined, except);
   }
 
+  /** Members who had not read the deleted message get their count without it; the room's preview is no longer it. */
+  #messageDeleted(room: string, members: Members, number: number): void {
+    if (!this.#hearDeleted(room, [number])) return;
+    this.#lastFrames.delete(room);
+    const total = this.#totals.get(room);
+    if (total === undefined || total < number) return void this.#load(room, [...members.keys()]); // no count known here yet: read them
+    for (const [user, at] of members) if (at !== undefined && at.number < number) this.#tell(user, room, at, total, undefined);
+  }
+
+  /** Records deleted message numbers of a watched room; true when one was new here. */
+  #hearDeleted(room: string, numbers: readonly number[]): boolean {
+    if (numbers.length === 0 || !this.#rooms.has(room)) return false;
+    let known = this.#deleted.get(room);
+    if (known === undefined) this.#deleted.set(room, (known = new Set()));
+    const before = known.size;
+    for (const n of numbers) known.add(n);
+    return known.size > before;
+  }
+
+  /** A member's count: messages after their position, less the deleted ones heard of. */
+  #count(room: string, at: ReadPosition, total: number): number {
+    let count = total - at.number;
+    const deleted = this.#deleted.get(room);
+    if (deleted !== undefined) for (const n of deleted) if (n > at.number && n <= total) count--;
+    return Math.max(0, count);
+  }
+
   /**
    * What a connection's own `read` is answered with: the read's result merged
    * with what this node already knows. A message that arrived here after the
    * read ran in Redis, and was already counted to this connection, must not be
    * taken back by the answer (its other connections hear of the read by readMoved).
    */
-  answerRead(user: string, room: string, read: ReadPosition, total: number): { count: number; read: string } {
+  answerRead(user: string, room: string, read: ReadPosition, total: number, deleted: readonly number[]): { count: number; read: string } {
     const { at, newest } = this.#merge(user, room, read, total);
-    return { count: Math.max(0, newest - at.number), read: at.id };
+    this.#hearDeleted(room, deleted);
+    if (!this.#rooms.has(room)) return { count: Math.max(0, newest - at.number - deleted.filter((n) => n > at.number && n <= newest).length), read: at.id };
+    return { count: this.#count(room, at, newest), read: at.id };
   }
 
   /** The newer of a known position and `read`, and the higher of the known total and `total`; kept if the room is watched. */
@@ -167,6 +205,7 @@ export class UnreadRelay {
     this.#rooms.delete(room);
     this.#totals.delete(room);
     this.#lastFrames.delete(room);
+    this.#deleted.delete(room);
     this.o.channels.release(room);
   }
 
@@ -177,6 +216,8 @@ export class UnreadRelay {
     for (const user of users) loading.add(user);
     try {
       const positions = await this.o.reads.positions(room, users);
+      const lowest = Math.min(...[...positions.values()].map((p) => p.number));
+      if (Number.isFinite(lowest)) this.#hearDeleted(room, await this.o.reads.deletedAfter(room, lowest));
       const members = this.#rooms.get(room);
       if (members === undefined) return;
       for (const [user, at] of positions) {
@@ -206,7 +247,7 @@ export class UnreadRelay {
     const built = frames?.get(at.id);
     let frame = built?.number === at.number ? built.frame : undefined;
     if (frame === undefined) {
-      frame = encodeUnread(room, Math.max(0, total - at.number), at.id, last, undefined);
+      frame = encodeUnread(room, this.#count(room, at, total), at.id, last, undefined);
       frames?.set(at.id, { number: at.number, frame });
     }
     let written = 0;
