@@ -8,8 +8,11 @@
 export interface Moderation {
   setModerator(room: string, user: string, moderator: boolean): Promise<void>;
 
-  /** Bans or mutes `user` in `room` with a reason; `null` lifts what there was. */
-  restrict(room: string, user: string, restriction: Restriction | null): Promise<void>;
+  /** Bans or mutes `user` in `room` with a reason, in place of what there was (a user is banned or muted, not both). */
+  restrict(room: string, user: string, restriction: Restriction): Promise<void>;
+
+  /** Lifts a ban or a mute; resolves false when the user had not that one. */
+  lift(room: string, user: string, kind: Restriction['kind']): Promise<boolean>;
 
   /** The room's stored moderators and restricted users. */
   of(room: string): Promise<RoomModeration>;

@@ -198,10 +198,13 @@ export function changesContract(name: string, makeHarness: () => Promise<Changes
       await expect(post(broker, 'r', 'spammer', 'buy')).rejects.toMatchObject({ kind: 'ban', reason: 'spam' });
       await expect(post(broker, 'r', 'loud', 'HEY')).rejects.toBeInstanceOf(RestrictedError);
       await expect(react(changes, 'r', 'loud', target, 'heart')).rejects.toMatchObject({ kind: 'mute', reason: 'calm down' });
+      await expect(broker.presence.join('r', 'spammer')).rejects.toMatchObject({ kind: 'ban', reason: 'spam' });
+      expect((await broker.presence.join('r', 'loud')).count).toBe(1);
       expect((await moderation.of('r')).restricted).toEqual([
         { user: 'loud', kind: 'mute', reason: 'calm down' }, { user: 'spammer', kind: 'ban', reason: 'spam' },
       ]);
-      await moderation.restrict('r', 'loud', null);
+      expect(await moderation.lift('r', 'loud', 'ban')).toBe(false);
+      expect(await moderation.lift('r', 'loud', 'mute')).toBe(true);
       await post(broker, 'r', 'loud', 'sorry');
       await post(broker, 'other-room', 'spammer', 'the ban is per room');
     });

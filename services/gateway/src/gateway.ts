@@ -22,6 +22,7 @@ import { RoomRegistry } from './rooms/registry.js';
 import { ConversationCommands } from './conversations/commands.js';
 import { OfflineNotifier } from './conversations/offline-notifier.js';
 import { ChangeCommands } from './changes/commands.js';
+import type { ArchiveErasure } from './changes/erasure.js';
 import { DurableMembership, DurableReadPositions } from './conversations/durable.js';
 import { ConversationRestorer } from './conversations/restorer.js';
 import { UnreadRelay } from './conversations/unread-relay.js';
@@ -62,6 +63,8 @@ export interface GatewayOptions {
   events?: EventFeed;
   /** History past the Redis window (DATABASE_URL); absent: the stream is all there is. */
   archive?: HistoryArchive;
+  /** With the archive: what an erasure does there. */
+  erasure?: ArchiveErasure;
   log: Logger;
   /** Injected so two gateways in one process keep separate metrics. */
   registry?: Registry;
@@ -174,7 +177,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   app.ws('/ws', createSocketBehavior(config, admission, connections));
   registerEventStreams(app, { admission, connections, streams, relay: postRelay, cors: new Cors(config.allowedOrigins), metrics, log, maxFrameBytes: config.maxFrameBytes });
   registerWebPage(app, new URL('./public/', import.meta.url));
-  registerServerApi(app, { config, broker, directory, revocations, membership, reads, rooms, history, inFlight, metrics, log });
+  registerServerApi(app, {
+    config, broker, directory, revocations, membership, reads, changes: options.changes, moderation: options.moderation, erasure: options.erasure,
+    rooms, history, inFlight, metrics, log,
+  });
   for (const target of new Set([app, metricsApp])) {
     registerHealthRoutes(target, readiness);
     if (target === metricsApp && registry !== null) registerMetricsRoute(target, registry);

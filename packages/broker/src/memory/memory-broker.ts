@@ -416,7 +416,11 @@ export class MemoryBroker implements Broker {
   async #presenceJoin(room: string, user: string, connections: number, list: number): Promise<RoomHeadcount> {
     this.#check();
     const state = this.#hub.room(room);
-    if (!state.admits(user) && connections > (state.presence.get(user)?.get(this) ?? 0)) throw new NotAMemberError(room, user);
+    if (connections > (state.presence.get(user)?.get(this) ?? 0)) {
+      if (!state.admits(user)) throw new NotAMemberError(room, user);
+      const restriction = state.changes.restrictions.get(user);
+      if (restriction?.kind === 'ban') throw new RestrictedError('ban', restriction.reason);
+    }
     let held = this.#presence.get(room);
     if (held === undefined) this.#presence.set(room, (held = new Set()));
     held.add(user);

@@ -159,10 +159,13 @@ export class MemoryModeration implements Moderation {
     else moderators.delete(user);
   }
 
-  async restrict(room: string, user: string, restriction: Restriction | null): Promise<void> {
+  async restrict(room: string, user: string, restriction: Restriction): Promise<void> {
+    this.hub.room(room).changes.restrictions.set(user, { ...restriction });
+  }
+
+  async lift(room: string, user: string, kind: Restriction['kind']): Promise<boolean> {
     const restrictions = this.hub.room(room).changes.restrictions;
-    if (restriction === null) restrictions.delete(user);
-    else restrictions.set(user, { ...restriction });
+    return restrictions.get(user)?.kind === kind && restrictions.delete(user);
   }
 
   async of(room: string): Promise<RoomModeration> {

@@ -85,11 +85,16 @@ const ROOM_ARGS = ['channel', 'publish', 'room', 'stateTtl'] as const;
  * count, first, seq}: fresh is 1 when this incarnation did not hold the user before,
  * first the room's first `list` users by id, seq the room's last change. With 0
  * returns {count, epoch}. A user who is not a member of a members-only room
- * gains no connection there: {-1}, and nothing is written.
+ * gains no connection there: {-1}, and nothing is written; nor does a user a
+ * moderator banned from the room: {-2, reason}.
  */
-export const PRESENCE_SET = luaScript([...ROOM_KEYS, 'conv', 'members'], [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, MEMBERS_ONLY, `
+export const PRESENCE_SET = luaScript([...ROOM_KEYS, 'conv', 'members', 'moderation'], [...ROOM_ARGS, 'user', 'connections', 'list'], MOVE, MEMBERS_ONLY, `
 local connections = tonumber(A.connections)
-if connections > tonumber(redis.call('HGET', K.hold, A.user) or '0') and membersOnly() and not isMember(A.user) then return { -1 } end
+if connections > tonumber(redis.call('HGET', K.hold, A.user) or '0') then
+  if membersOnly() and not isMember(A.user) then return { -1 } end
+  local restricted = redis.call('HGET', K.moderation, 'r:' .. A.user)
+  if restricted and string.sub(restricted, 1, 1) == 'b' then return { -2, string.sub(restricted, 3) } end
+end
 local _, held = hold(A.user, connections)
 if connections == 0 then return { redis.call('ZCARD', K.present), epoch() } end
 local list = tonumber(A.list)

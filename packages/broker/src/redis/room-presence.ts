@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { NotAMemberError } from '../errors.js';
+import { NotAMemberError, RestrictedError } from '../errors.js';
 import type { BrokerLog } from '../log.js';
 import type { MemberPage, RoomHeadcount } from '../presence.js';
 import type { EventRecorder } from './event-recorder.js';
@@ -51,7 +51,8 @@ export class RedisRoomPresence {
 
   /**
    * Holds `connections` of the user's connections in the room (0 lets go); resolves with the count and first `list` users.
-   * Rejects with NotAMemberError, holding nothing more, for a non-member of a members-only room.
+   * Rejects with NotAMemberError, holding nothing more, for a non-member of a members-only room,
+   * and with RestrictedError for a user banned from the room.
    */
   async set(room: string, user: string, connections: number, list = 0): Promise<RoomHeadcount> {
     let users = this.#held.get(room);
@@ -65,7 +66,7 @@ export class RedisRoomPresence {
     try {
       return await this.#o.call(() => this.#write(room, user, connections, list));
     } catch (err) {
-      if (err instanceof NotAMemberError) this.#restore(room, user, prior);
+      if (err instanceof NotAMemberError || err instanceof RestrictedError) this.#restore(room, user, prior);
       else this.#unsynced.add(room);
       throw err;
     }
@@ -133,10 +134,12 @@ export class RedisRoomPresence {
     const { command, keys, incarnation, events } = this.#o;
     const listing = connections > 0 ? this.#list(room) : undefined;
     const reply = await command.chatPresenceSet(
-      ...this.#keysOf(room, incarnation), keys.roomConversation(room), keys.roomMembers(room), ...this.#argsOf(room), user, connections, list, ...events.args(),
+      ...this.#keysOf(room, incarnation), keys.roomConversation(room), keys.roomMembers(room), keys.roomModeration(room),
+      ...this.#argsOf(room), user, connections, list, ...events.args(),
     );
     await listing;
     if (reply[0] === -1) throw new NotAMemberError(room, user);
+    if (reply[0] === -2) throw new RestrictedError('ban', String(reply[1]));
     if (connections > 0) {
       const [fresh, epoch, count, first, seq] = reply as [number, string, number, string[], number];
       if (fresh === 1) {

@@ -131,8 +131,8 @@ export interface ChatScripts extends ConversationScripts {
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
   chatPresenceSet(
-    ...args: [...keys: PresenceKeys, conv: string, members: string, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
-  ): Promise<[fresh: number, epoch: string, count: number, first: string[], seq: number] | [count: number, epoch: string] | [-1]>;
+    ...args: [...keys: PresenceKeys, conv: string, members: string, moderation: string, ...argv: PresenceArgv, user: string, connections: number, list: number, ...eventArgs: EventArgs]
+  ): Promise<[fresh: number, epoch: string, count: number, first: string[], seq: number] | [count: number, epoch: string] | [-1] | [-2, reason: string]>;
   chatPresenceSync(...args: [...keys: PresenceKeys, ...argv: PresenceArgv, holds: string, ...eventArgs: EventArgs]): Promise<[count: number, epoch: string]>;
   chatPresenceWithdraw(
     ...args: [...keys: PresenceKeys, ...argv: PresenceArgv, batch: number, ...eventArgs: EventArgs]

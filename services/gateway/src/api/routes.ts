@@ -1,4 +1,5 @@
-import type { Broker, Directory, Membership, ReadPositions, TokenRevocations } from '@chat/broker';
+import type { Broker, Directory, Membership, MessageChanges, Moderation, ReadPositions, TokenRevocations } from '@chat/broker';
+import type { ArchiveErasure } from '../changes/erasure.js';
 import type { Config } from '../config.js';
 import type { RoomHistory } from '../history.js';
 import type { InFlight } from '../in-flight.js';
@@ -7,7 +8,7 @@ import type { Metrics } from '../metrics.js';
 import type { RoomRegistry } from '../rooms/registry.js';
 import type { ApiReply } from './http.js';
 
-// What a route of the server API is, and what it works with (routes are listed in rooms-api.ts, users-api.ts and conversations-api.ts).
+// What a route of the server API is, and what it works with (routes are listed in rooms-api.ts, users-api.ts, conversations-api.ts and moderation-api.ts).
 
 export type { ApiReply };
 
@@ -18,6 +19,10 @@ export interface ApiDeps {
   revocations: TokenRevocations;
   membership: Membership;
   reads: ReadPositions;
+  changes: MessageChanges;
+  moderation: Moderation;
+  /** With the archive: erasures reach it too. */
+  erasure?: ArchiveErasure;
   rooms: RoomRegistry;
   history: RoomHistory;
   inFlight: InFlight;

@@ -6,6 +6,7 @@ import { bearerToken, watchAbort } from '../http/request.js';
 import type { Logger } from '../logger.js';
 import { TokenBucket } from '../token-bucket.js';
 import { conversationRoutes } from './conversations-api.js';
+import { moderationRoutes } from './moderation-api.js';
 import { apiError, readBody, send, type ApiReply } from './http.js';
 import { roomRoutes } from './rooms-api.js';
 import type { ApiDeps } from './routes.js';
@@ -31,7 +32,7 @@ export function registerServerApi(app: TemplatedApp, deps: ApiDeps): void {
     if (bucket === undefined) buckets.set(key, (bucket = new TokenBucket(config.apiRateLimitBurst, config.apiRateLimitPerSec, Date.now())));
     return bucket;
   };
-  const routes = [...roomRoutes(deps), ...userRoutes(deps), ...conversationRoutes(deps)];
+  const routes = [...roomRoutes(deps), ...userRoutes(deps), ...conversationRoutes(deps), ...moderationRoutes(deps)];
   for (const route of routes) {
     app[route.method](route.path, (res, req) => {
       const aborted = watchAbort(res);
@@ -67,7 +68,9 @@ export function registerServerApi(app: TemplatedApp, deps: ApiDeps): void {
 }
 
 /** The HTTP status of a refusal a route did not answer itself; anything else is 500. */
-const STATUS_OF: Partial<Record<ErrorCode, number>> = { bad_request: 400, forbidden: 403, payload_too_large: 413, rate_limited: 429, unavailable: 503 };
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  bad_request: 400, forbidden: 403, not_found: 404, gone: 410, banned: 403, muted: 403, payload_too_large: 413, rate_limited: 429, unavailable: 503,
+};
 
 function failure(err: unknown, log: Logger, path: string): ApiReply {
   const error = toChatError(err);
