@@ -114,12 +114,26 @@ local function forgetTrimmed(max)
   return #old
 end
 -- Drops pending events that quote a deleted message (message.created, member.unread): they hold its text.
+-- Returns how many it dropped.
 local function dropQuoting(id)
   local dash = string.find(id, '-', 1, true)
   local quote = '"id":"' .. id .. '"'
+  local dropped = 0
   for _, e in ipairs(redis.call('XRANGE', K.events, string.sub(id, 1, dash - 1), '+', 'COUNT', 256)) do
-    if string.find(e[2][2], quote, 1, true) then redis.call('XDEL', K.events, e[1]) end
+    if string.find(e[2][2], quote, 1, true) then dropped = dropped + redis.call('XDEL', K.events, e[1]) end
   end
+  return dropped
+end
+-- XDEL only flags an entry deleted: its bytes stay in the stream's node (and in DUMP, RDB and
+-- memory) until the whole node goes. Writing the stream anew leaves only what it holds.
+local function rewrite(key)
+  local info = redis.call('XINFO', 'STREAM', key)
+  local last
+  for i = 1, #info, 2 do if info[i] == 'last-generated-id' then last = info[i + 1] end end
+  local entries = redis.call('XRANGE', key, '-', '+')
+  redis.call('DEL', key)
+  for _, e in ipairs(entries) do redis.call('XADD', key, e[1], unpack(e[2])) end
+  if #entries > 0 then redis.call('XSETID', key, last) end
 end
 -- Stores a change as an entry and publishes it with prev, the newest id before the change's own writes.
 -- A delete of a counted message is published as one (x|), so nodes take it off unread counts.
@@ -155,7 +169,8 @@ local function bury(id, body, number)
     end
     if last then redis.call('HSET', K.conv, 'last', last) else redis.call('HDEL', K.conv, 'last') end
   end
-  if K.events ~= K.stream then dropQuoting(id) end
+  if K.events ~= K.stream then return dropQuoting(id) end
+  return 0
 end
 `;
 
@@ -251,19 +266,21 @@ return { 'ok', id, count }
 `;
 
 /*
- * Deletes every message of `user` the stream holds, as deletes by `user`
- * (the actor), and forgets everything trimming left. Returns {id, sentAt} pairs flattened.
+ * Deletes every message of `erased` the stream holds, as deletes by `user`
+ * (the actor), and forgets everything trimming left. Unlike a delete, it then
+ * writes the stream (and the event stream, if it dropped events) anew, so no
+ * byte of the text stays in Redis (see rewrite). Returns {id, sentAt} pairs flattened.
  */
 const ERASE_STEPS = `
 while forgetTrimmed(256) > 0 do end
 local mine = '","user":"' .. A.erased .. '"'
 local prev = newestId()
-local buried = {}
+local buried, dropped = {}, 0
 for _, e in ipairs(redis.call('XRANGE', K.stream, '-', '+')) do
   local body = e[2][1] == 'b' and e[2][2]
   if body and string.sub(body, 1, #mine) == mine then
     local number = e[2][3] == 'n' and e[2][4] or nil
-    bury(e[1], body, number)
+    dropped = dropped + bury(e[1], body, number)
     buried[#buried + 1] = { e[1], sentAt(body), number }
   end
 end
@@ -274,6 +291,8 @@ for _, b in ipairs(buried) do
   out[#out + 1] = b[1]
   out[#out + 1] = b[2]
 end
+if #buried > 0 then rewrite(K.stream) end
+if dropped > 0 then rewrite(K.events) end
 return out
 `;
 
