@@ -191,8 +191,8 @@ function readSecurity(read: EnvReader) {
 }
 
 
-/** Every event but message.created, unless WEBHOOK_EVENTS says otherwise. */
-const DEFAULT_WEBHOOK_EVENTS = CLUSTER_EVENT_TYPES.filter((type) => type !== 'message.created');
+/** Every event but those that quote message text (message.created, message.updated), unless WEBHOOK_EVENTS says otherwise. */
+const DEFAULT_WEBHOOK_EVENTS = CLUSTER_EVENT_TYPES.filter((type) => type !== 'message.created' && type !== 'message.updated');
 
 function readWebhooks(read: EnvReader): WebhookSettings | undefined {
   const url = read.optionalUrl('WEBHOOK_URL', ['http:', 'https:']);
