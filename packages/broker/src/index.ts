@@ -36,5 +36,6 @@ export type {
   ChangeRefusalReason, ChangeResult, DeleteChange, EditChange, EraseRequest, ErasedMessage, MessageChanges, ReactionChange,
 } from './changes.js';
 export type { Moderation, Restriction, RoomModeration } from './moderation.js';
-export { MemoryModeration } from './memory/memory-changes.js';
+export { MemoryMessageChanges } from './memory/memory-changes.js';
+export { MemoryModeration } from './memory/memory-moderation.js';
 export { RedisModeration } from './redis/moderation.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryModeration, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
+  BrokerUnavailableError, CLUSTER_EVENT_TYPES, MemoryBroker, MemoryMessageChanges, MemoryModeration, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
 } from '../src/index.js';
 import { UNREAD_WINDOW_MS, clusterStateContract } from './cluster-state-contract.js';
 import { changesContract } from './changes-contract.js';
@@ -30,7 +30,7 @@ changesContract('MemoryBroker', async () => {
   return {
     create() {
       const broker = new MemoryBroker({ historySize: HISTORY_SIZE, hub, events: { types: CLUSTER_EVENT_TYPES, backlogLimit: 1000 } });
-      return { broker, changes: broker.changes };
+      return { broker, changes: new MemoryMessageChanges(hub, broker) };
     },
     moderation: () => new MemoryModeration(hub),
     membership: () => new MemoryMembership(hub),

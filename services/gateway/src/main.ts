@@ -1,6 +1,6 @@
 import { ArchiveStore } from '@chat/archive';
 import {
-  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryModeration, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
+  KeySpace, MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryMessageChanges, MemoryModeration, MemoryOfflineNotices, MemoryReadPositions, MemoryRevocations,
   RedisBroker, RedisConversationRestore, RedisDirectory, RedisEventFeed, RedisMembership, RedisModeration, RedisOfflineNotices, RedisReadPositions, RedisRevocations,
   createRedisClients, duplicateForChannel, type Broker, type Directory, type EventFeed, type ConversationRestore, type Membership, type MessageChanges, type Moderation, type OfflineNotices, type ReadPositions, type RedisClients, type TokenRevocations,
 } from '@chat/broker';
@@ -93,7 +93,7 @@ async function createBroker(config: Config, log: Logger): Promise<BrokerParts> {
     return {
       broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
       membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), events: recording && new MemoryEventFeed(hub.events),
-      changes: broker.changes, moderation: new MemoryModeration(hub),
+      changes: new MemoryMessageChanges(hub, broker), moderation: new MemoryModeration(hub),
       notices: recording && config.unreadWindowMs !== undefined ? new MemoryOfflineNotices(hub, recording) : undefined,
     };
   }

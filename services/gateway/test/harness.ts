@@ -1,4 +1,4 @@
-import { MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryModeration, MemoryReadPositions, MemoryRevocations } from '@chat/broker';
+import { MemoryBroker, MemoryDirectory, MemoryEventFeed, MemoryHub, MemoryMembership, MemoryMessageChanges, MemoryModeration, MemoryReadPositions, MemoryRevocations } from '@chat/broker';
 import { TestClient } from '@chat/testkit';
 import { afterEach } from 'vitest';
 import { pino } from 'pino';
@@ -24,7 +24,7 @@ export async function startTestGateway(
   const broker = new MemoryBroker({ historySize: config.historySize, hub, deliveryDelayMs, events: recording });
   const gateway = createGateway({
     config, broker, directory: new MemoryDirectory(hub), revocations: new MemoryRevocations(hub),
-    membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), changes: broker.changes, moderation: new MemoryModeration(hub),
+    membership: new MemoryMembership(hub), reads: new MemoryReadPositions(hub), changes: new MemoryMessageChanges(hub, broker), moderation: new MemoryModeration(hub),
     events: recording && new MemoryEventFeed(hub.events), log: pino({ level: "silent" }),
   });
   const port = await gateway.listen();

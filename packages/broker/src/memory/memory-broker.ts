@@ -1,5 +1,4 @@
 import type { EventRecording } from '../cluster-events.js';
-import type { MessageChanges } from '../changes.js';
 import type { ClusterEventType } from '../cluster-events.js';
 import type { MemberPage, Presence, RoomHeadcount } from '../presence.js';
 import { RevocationTable } from '../revocations.js';
@@ -11,7 +10,7 @@ import { BrokerUnavailableError, NotAMemberError, RestrictedError } from '../err
 import { MIN_STREAM_ID, compareStreamIds } from '../ids.js';
 import { trimBatch } from '../trim.js';
 import { MemoryEventLog, MemoryEventRecorder } from './memory-events.js';
-import { MemoryMessageChanges, RoomChanges } from './memory-changes.js';
+import { RoomChanges } from './room-changes.js';
 import { MemoryConversation } from './memory-conversation.js';
 import { SortedNames } from './sorted-names.js';
 
@@ -202,8 +201,6 @@ export class MemoryBroker implements Broker {
     members: (room, after, limit) => this.#members(room, after, limit),
     setUserConnections: (user, connections) => this.#setUserConnections(user, connections),
   };
-  /** Edits, deletes and reactions of this broker's messages: stored and published as its appends are. */
-  readonly changes: MessageChanges;
   readonly #hub: MemoryHub;
   readonly #historySize: number;
   readonly #trimBatch: number;
@@ -232,7 +229,6 @@ export class MemoryBroker implements Broker {
     this.#unreadWindowMs = options.unreadWindowMs;
     this.#idempotencyTtlMs = options.idempotencyTtlMs ?? 600_000;
     this.#events = new MemoryEventRecorder(this.#hub.events, options.events);
-    this.changes = new MemoryMessageChanges(this.#hub, this);
   }
 
   get up(): boolean {

@@ -1,8 +1,7 @@
-import type { StoredMessage } from '../broker.js';
 import type { ChangeResult, DeleteChange, EditChange, EraseRequest, ErasedMessage, MessageChanges, ReactionChange } from '../changes.js';
 import { ChangeRefusedError, NotAMemberError, RestrictedError } from '../errors.js';
-import type { Moderation, Restriction, RoomModeration } from '../moderation.js';
 import type { MemoryBroker, MemoryHub } from './memory-broker.js';
+import type { RoomChanges } from './room-changes.js';
 
 /** How many different reactions one message may carry (as MAX_REACTIONS in Redis). */
 const MAX_REACTIONS = 20;
@@ -13,55 +12,6 @@ function authorOf(body: string): string {
 
 function sentAtOf(body: string): string {
   return /,"ts":(\d+)}$/.exec(body)?.[1] ?? '0';
-}
-
-/**
- * What changed about one room's messages in the in-process broker, as the
- * Redis scripts keep it (see redis/change-scripts.ts). A deleted message keeps
- * its place in the room's entries as its tombstone, and the entries a delete
- * removed stay there unseen, so ids a reader saw remain points it continues from.
- */
-export class RoomChanges {
-  /** message id -> its current body (edited, or a tombstone) */
-  readonly bodies = new Map<string, string>();
-  /** message id -> ids of its edits' entries */
-  readonly edits = new Map<string, string[]>();
-  /** message id -> reaction -> users */
-  readonly reactions = new Map<string, Map<string, Set<string>>>();
-  /** deleted messages */
-  readonly gone = new Set<string>();
-  /** entries no reader gets any more: deleted messages' edits */
-  readonly removed = new Set<string>();
-  readonly moderators = new Set<string>();
-  readonly restrictions = new Map<string, Restriction>();
-
-  /** A message entry as readers get it; undefined for an entry they do not get. */
-  current(entry: StoredMessage, reader: string): StoredMessage | undefined {
-    if (this.removed.has(entry.id)) return undefined;
-    if (entry.change !== undefined) return entry;
-    const body = this.bodies.get(entry.id) ?? entry.body;
-    const counts = this.reactions.get(entry.id);
-    if (counts === undefined || counts.size === 0) return body === entry.body ? entry : { ...entry, body };
-    const all: Record<string, number> = {};
-    const mine: string[] = [];
-    for (const [reaction, users] of counts) {
-      all[reaction] = users.size;
-      if (users.has(reader)) mine.push(reaction);
-    }
-    const own = mine.length > 0 ? `,"mine":${JSON.stringify(mine)}` : '';
-    return { ...entry, body: `${body.slice(0, -1)},"reactions":${JSON.stringify(all)}${own}}` };
-  }
-
-  /** Trimming took these entries: what was kept about them goes too. */
-  forget(entries: readonly StoredMessage[]): void {
-    for (const { id } of entries) {
-      this.bodies.delete(id);
-      this.edits.delete(id);
-      this.reactions.delete(id);
-      this.gone.delete(id);
-      this.removed.delete(id);
-    }
-  }
 }
 
 /** Changes of messages kept in a MemoryHub, stored and published through one node's broker. */
@@ -146,33 +96,5 @@ export class MemoryMessageChanges implements MessageChanges {
     const entry = state.messages.find((m) => m.id === change.target);
     if (entry === undefined || entry.change !== undefined || state.changes.removed.has(entry.id)) throw new ChangeRefusedError('not_found');
     return { body: entry.body, changes: state.changes };
-  }
-}
-
-/** Moderation kept in a MemoryHub. */
-export class MemoryModeration implements Moderation {
-  constructor(private readonly hub: MemoryHub) {}
-
-  async setModerator(room: string, user: string, moderator: boolean): Promise<void> {
-    const moderators = this.hub.room(room).changes.moderators;
-    if (moderator) moderators.add(user);
-    else moderators.delete(user);
-  }
-
-  async restrict(room: string, user: string, restriction: Restriction): Promise<void> {
-    this.hub.room(room).changes.restrictions.set(user, { ...restriction });
-  }
-
-  async lift(room: string, user: string, kind: Restriction['kind']): Promise<boolean> {
-    const restrictions = this.hub.room(room).changes.restrictions;
-    return restrictions.get(user)?.kind === kind && restrictions.delete(user);
-  }
-
-  async of(room: string): Promise<RoomModeration> {
-    const { moderators, restrictions } = this.hub.room(room).changes;
-    return {
-      moderators: [...moderators].sort(),
-      restricted: [...restrictions].map(([user, r]) => ({ user, ...r })).sort((a, b) => (a.user < b.user ? -1 : 1)),
-    };
   }
 }

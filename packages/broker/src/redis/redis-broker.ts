@@ -99,7 +99,10 @@ export class RedisBroker implements Broker {
     members: (room, after, limit) => this.#roomPresence.members(room, after, limit),
     setUserConnections: (user, connections) => this.#userPresence.set(user, connections),
   };
-  /** Edits, deletes and reactions of this broker's messages: stored and published as its appends are. */
+  /**
+   * Edits, deletes and reactions of this broker's messages: stored and published as
+   * its appends are, with its settings (in memory: MemoryMessageChanges over the hub).
+   */
   readonly changes: MessageChanges;
   readonly #roomPresence: RedisRoomPresence;
   readonly #userPresence: RedisUserPresence;

@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
 import { CHANGES } from './change-piece.js';
-import { PAGE_SCRIPTS } from './change-scripts.js';
+import { PAGE_SCRIPTS } from './page-scripts.js';
 import { ACTIVITY, CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
 import { ID_ORDER, luaScript, type LuaScript } from './lua.js';
