@@ -1,18 +1,25 @@
 import pg from 'pg';
 import { joinId, splitId } from './ids.js';
 import { ConversationStore } from './conversation-store.js';
+import { applyChange, reactionsOf, tombstoneBody, type ArchivedChange } from './message-changes.js';
 import { migrate } from './migrate.js';
 import { nextWeek, partitionName, weeksBetween } from './partitions.js';
 
-/** A room message as archived: its id and the stored frame tail (the frame is head + id + body). */
+/**
+ * A room message as archived: its id and the stored frame tail (the frame is
+ * head + id + body). In a batch to write, an entry may also be a change of a
+ * message (an edit, a delete, a reaction), which is applied, not stored.
+ */
 export interface ArchivedMessage {
   id: string;
   body: string;
   /** Its number in a members-only room (see the broker's conversation scripts). */
   number?: number;
+  /** Set on a change entry of a batch (never on what pages return). */
+  change?: ArchivedChange;
 }
 
-/** Messages of one room to archive, oldest first, and the id the room is archived through once they are in. */
+/** Entries of one room to archive (messages and changes, in stream order), and the id the room is archived through once they are in. */
 export interface ArchiveBatch {
   room: string;
   messages: ArchivedMessage[];
@@ -141,11 +148,62 @@ export class ArchiveStore {
   }
 
   /**
-   * Inserts the messages of several rooms and moves each room's watermark to
-   * `through`, in one transaction, with one statement for all rows. Rows
-   * already there are left alone. Resolves with the number of new rows.
+   * Inserts the messages of several rooms, applies their changes in stream
+   * order, and moves each room's watermark to `through`, in one transaction.
+   * Rows already there are left alone (a tombstone stays one). Without changes
+   * it is one statement for all rows. Resolves with the number of new rows.
    */
   async write(batches: readonly ArchiveBatch[]): Promise<number> {
+    const changes = batches.flatMap((b) => b.messages.filter((m) => m.change !== undefined).map((m) => ({ room: b.room, entry: m })));
+    if (changes.length === 0) return this.#insert(this.#pool, batches);
+    const targets = changes.map(({ entry }) => Number(splitId(entry.change!.target)[0]));
+    await this.ensureWeeks(Math.min(...targets), Math.max(...targets));
+    return this.#transaction(async (client) => {
+      const inserted = await this.#insert(client, batches.map((b) => ({ ...b, messages: b.messages.filter((m) => m.change === undefined) })));
+      for (const { room, entry } of changes) await applyChange(client, room, entry.body, entry.change!);
+      return inserted;
+    });
+  }
+
+  /**
+   * Every message of `user` still holding text (in `room`, or every room)
+   * becomes a tombstone, with its reactions gone; resolves with how many.
+   */
+  async eraseUser(user: string, room?: string): Promise<number> {
+    const prefix = `","user":${JSON.stringify(user)},`;
+    return this.#transaction(async (client) => {
+      const { rows } = await client.query<{ room: string; ms: string; seq: string }>(
+        `UPDATE chat_messages SET deleted = true,
+           body = '","user":' || $2 || ',"text":"","ts":' || substring(body from ',"ts":([0-9]+)') || ',"deleted":true}'
+         WHERE starts_with(body, $1) AND NOT deleted AND ($3::text IS NULL OR room = $3) RETURNING room, ms, seq`,
+        [prefix, JSON.stringify(user), room ?? null]);
+      if (rows.length > 0) {
+        await client.query('DELETE FROM chat_reactions WHERE (room, ms, seq) IN (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[]))',
+          [rows.map((r) => r.room), rows.map((r) => r.ms), rows.map((r) => r.seq)]);
+      }
+      return rows.length;
+    });
+  }
+
+  /**
+   * Tombstones for these messages of a room, whether or not they are archived
+   * yet: an archiver writing one of them later leaves the tombstone.
+   */
+  async tombstone(room: string, messages: ReadonlyArray<{ id: string; author: string; sentAt: number }>): Promise<void> {
+    if (messages.length === 0) return;
+    const ids = messages.map((m) => splitId(m.id));
+    await this.ensureWeeks(Math.min(...ids.map(([ms]) => Number(ms))), Math.max(...ids.map(([ms]) => Number(ms))));
+    await this.#pool.query(
+      `INSERT INTO chat_messages (room, ms, seq, body, deleted)
+       SELECT $1, * , true FROM unnest($2::bigint[], $3::bigint[], $4::text[])
+       ON CONFLICT (room, ms, seq) DO UPDATE SET body = EXCLUDED.body, deleted = true`,
+      [room, ids.map(([ms]) => ms), ids.map(([, seq]) => seq), messages.map((m) => tombstoneBody(m.author, m.sentAt))]);
+    await this.#pool.query('DELETE FROM chat_reactions WHERE room = $1 AND (ms, seq) IN (SELECT * FROM unnest($2::bigint[], $3::bigint[]))',
+      [room, ids.map(([ms]) => ms), ids.map(([, seq]) => seq)]);
+  }
+
+  /** The rows and the watermarks of `batches` (messages only), in one statement. */
+  async #insert(db: pg.Pool | pg.PoolClient, batches: readonly ArchiveBatch[]): Promise<number> {
     const rooms: string[] = [];
     const ms: string[] = [];
     const seq: string[] = [];
@@ -168,7 +226,7 @@ export class ArchiveStore {
     if (rooms.length > 0) await this.ensureWeeks(lowest, highest);
     const marks = batches.map((b) => splitId(b.through));
     // One statement, so one round trip and its own transaction: the rows and the watermarks together.
-    const { rows: [result] } = await this.#pool.query<{ inserted: string }>(
+    const { rows: [result] } = await db.query<{ inserted: string }>(
       `WITH rows AS (
          INSERT INTO chat_messages (room, ms, seq, body, number)
          SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $9::bigint[])
@@ -190,14 +248,27 @@ export class ArchiveStore {
     return new Map(rows.map((r) => [r.room, joinId(r.ms, r.seq)]));
   }
 
-  /** Up to `limit` archived messages older than `before` (the newest when absent), oldest first. */
-  async before(room: string, before: string | undefined, limit: number): Promise<ArchivedMessage[]> {
+  /**
+   * Up to `limit` archived messages older than `before` (the newest when absent), oldest first,
+   * in their current version: with their reactions, and with a `reader` the reader's own.
+   */
+  async before(room: string, before: string | undefined, limit: number, reader?: string): Promise<ArchivedMessage[]> {
     const { rows } = await reading('page', () => (before === undefined
       ? this.#pool.query<Row>('SELECT ms, seq, body FROM chat_messages WHERE room = $1 ORDER BY ms DESC, seq DESC LIMIT $2', [room, limit])
       : this.#pool.query<Row>(
         'SELECT ms, seq, body FROM chat_messages WHERE room = $1 AND (ms, seq) < ($2, $3) ORDER BY ms DESC, seq DESC LIMIT $4',
         [room, ...splitId(before), limit])));
-    return rows.reverse().map(toMessage);
+    return this.#withReactions(room, rows.reverse().map(toMessage), reader);
+  }
+
+  /** Splices each message's reactions into its body (one query for the page). */
+  async #withReactions(room: string, messages: ArchivedMessage[], reader: string | undefined): Promise<ArchivedMessage[]> {
+    const reactions = await reading('reactions', () => reactionsOf(this.#pool, room, messages.map((m) => m.id), reader));
+    if (reactions.size === 0) return messages;
+    return messages.map((m) => {
+      const extra = reactions.get(m.id);
+      return extra === undefined ? m : { ...m, body: m.body.slice(0, -1) + extra + '}' };
+    });
   }
 
   /** The archived messages after `since` (the oldest `limit` of them), and whether the archive can vouch for them. */
@@ -215,7 +286,7 @@ export class ArchiveStore {
     ]));
     const { through, from_start: fromStart, stored } = state.rows[0]!;
     return {
-      messages: range.rows.slice(0, limit).map(toMessage),
+      messages: await this.#withReactions(room, range.rows.slice(0, limit).map(toMessage), undefined),
       more: range.rows.length > limit,
       continuous: stored || (since === '0-0' && fromStart === true),
       through: through ?? undefined,
@@ -273,6 +344,7 @@ export class ArchiveStore {
       const start = Date.parse(`${name.slice('chat_messages_w'.length, -4)}-${name.slice(-4, -2)}-${name.slice(-2)}T00:00:00Z`);
       if (!Number.isFinite(start) || nextWeek(start) > ms) continue;
       await this.#pool.query(`DROP TABLE IF EXISTS ${name}`);
+      await this.#pool.query('DELETE FROM chat_reactions WHERE ms >= $1 AND ms < $2', [start, nextWeek(start)]);
       this.#weeks.delete(start);
       dropped.push(name);
     }

@@ -59,4 +59,23 @@ CREATE TABLE chat_conversation_members (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'changes of messages: deletes and reactions',
+    sql: `
+-- A deleted message stays as a tombstone (its body names the author and time,
+-- with no text); an edited one has its current text in body, with "edited".
+ALTER TABLE chat_messages ADD COLUMN deleted boolean NOT NULL DEFAULT false;
+
+-- Who reacts to which message with what: a set, as in Redis.
+CREATE TABLE chat_reactions (
+  room     text   NOT NULL,
+  ms       bigint NOT NULL,
+  seq      bigint NOT NULL,
+  reaction text   NOT NULL,
+  user_id  text   NOT NULL,
+  PRIMARY KEY (room, ms, seq, reaction, user_id)
+);
+`,
+  },
 ];

@@ -5,7 +5,7 @@ import type { Logger } from './logger.js';
 
 /** What the gateway reads from the archive (ArchiveStore). */
 export interface HistoryArchive {
-  before(room: string, before: string | undefined, limit: number): Promise<ArchivedMessage[]>;
+  before(room: string, before: string | undefined, limit: number, reader?: string): Promise<ArchivedMessage[]>;
   after(room: string, since: string, limit: number): Promise<ArchiveRange>;
 }
 
@@ -31,7 +31,7 @@ export class RoomHistory {
   async page(room: string, before: string | undefined, limit: number, reader?: string): Promise<StoredMessage[]> {
     const recent = await this.broker.history(room, before, limit, reader);
     if (this.archive === undefined || recent.length >= limit) return recent;
-    const older = await this.archive.before(room, recent[0]?.id ?? before, limit - recent.length);
+    const older = await this.archive.before(room, recent[0]?.id ?? before, limit - recent.length, reader);
     return [...older, ...recent];
   }
 

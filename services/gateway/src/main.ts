@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const archive = config.databaseUrl === undefined ? undefined : openArchive(config.databaseUrl, log);
   // With the archive, membership and read positions are kept there too, and put back from there.
   const durable = archive === undefined || restore === undefined ? undefined : { store: archive.conversations, restore };
-  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, changes, moderation, notices, durable, events, archive, log });
+  const gateway = createGateway({ config, broker, directory, revocations, membership, reads, changes, moderation, notices, durable, events, archive, erasure: archive, log });
   const port = await gateway.listen();
   log.info({ host: config.host, port, metricsPort: gateway.metricsPort, broker: redis ? `redis ${redis.mode}` : 'memory' }, 'listening');
 
