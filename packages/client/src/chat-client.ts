@@ -1,10 +1,12 @@
 import { Emitter } from './emitter.js';
 import { ChatRequestError, failDisconnected } from './errors.js';
+import { applyChange } from './message-changes.js';
 import { Outbox, newKey, type Outgoing } from './outbox.js';
 import {
   CloseCode,
   compareIds,
   type AckFrame,
+  type ChangeEventFrame,
   type ClientFrame,
   type DirectMessageFrame,
   type ErrorFrame,
@@ -146,6 +148,14 @@ export interface ChatClientEvents extends Record<string, (...args: never[]) => v
   rooms(page: RoomsFrame, info: { refresh: boolean }): void;
   /** The sum of the known rooms' unread counts changed. */
   unreadTotal(total: number): void;
+  /**
+   * A message of a joined room was edited, deleted or reacted to: apply it to
+   * the messages the application shows with `applyChange` (which leaves any
+   * other message as it is, and a change already applied too). After a rejoin
+   * with `since`, the changes made meanwhile come right after `joined`, also of
+   * messages older than its history; a room list's `last` is already changed.
+   */
+  change(frame: ChangeEventFrame): void;
 }
 
 export { ChatRequestError, type MemberList, type RoomUnread };
@@ -333,6 +343,33 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   /** An ephemeral direct message (not stored for an offline user); `open()` makes a stored conversation. */
   async dm(to: string, text: string, options: SendOptions = {}): Promise<AckFrame> {
     return (await this.#deliver({ type: 'dm', to, text, key: options.key ?? newKey(), ref: this.#nextRef() })) as AckFrame;
+  }
+
+  // ---- changes of messages ------------------------------------------------------------
+
+  /**
+   * Replaces the text of the user's own message `target`; resolves with the
+   * `ack` (the change's own id). Changes are not queued: while disconnected,
+   * or when the connection drops before the answer, they fail with
+   * `disconnected`, and the application decides whether to try again.
+   */
+  async edit(room: string, target: string, text: string): Promise<AckFrame> {
+    return (await this.#request({ type: 'edit', room, target, text })) as AckFrame;
+  }
+
+  /** Deletes message `target`: the user's own, or anyone's in a room the user moderates. */
+  async delete(room: string, target: string): Promise<AckFrame> {
+    return (await this.#request({ type: 'delete', room, target })) as AckFrame;
+  }
+
+  /** Adds the user's reaction (a key such as `thumbsup`); an `ack` with `unchanged` when it was there already. */
+  async react(room: string, target: string, reaction: string): Promise<AckFrame> {
+    return (await this.#request({ type: 'react', room, target, reaction })) as AckFrame;
+  }
+
+  /** Removes the user's reaction; an `ack` with `unchanged` when there was none. */
+  async unreact(room: string, target: string, reaction: string): Promise<AckFrame> {
+    return (await this.#request({ type: 'unreact', room, target, reaction })) as AckFrame;
   }
 
   // ---- conversations ---------------------------------------------------------------
@@ -722,6 +759,10 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       case 'unread':
         this.#onUnread(frame); // and, with a ref, the answer to a read below
         break;
+      case 'edit':
+      case 'delete':
+      case 'reaction':
+        return this.#onChange(frame);
       default:
         break;
     }
@@ -818,6 +859,20 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (frame.newest === undefined || !this.#rooms.has(frame.room)) return;
     const at = this.#rooms.get(frame.room);
     if (at === undefined || compareIds(frame.newest, at) > 0) this.#rooms.set(frame.room, frame.newest);
+  }
+
+  /**
+   * A change moves the room's position like a message, so a rejoin starts after
+   * it, but is passed on even at or below it: a rejoin replays the changes made
+   * while away right after `joined`, whose position is already past them, and
+   * applying one twice changes nothing.
+   */
+  #onChange(change: ChangeEventFrame): void {
+    if (!this.#rooms.has(change.room)) return;
+    const newest = this.#rooms.get(change.room);
+    if (newest === undefined || compareIds(change.id, newest) > 0) this.#rooms.set(change.room, change.id);
+    this.#unread.change(change.room, (last) => applyChange(last, change, this.#welcome?.user ?? ''));
+    this.emit('change', change);
   }
 
   /** Each message once, in order: anything at or below the newest id seen in its room is a repeat. */

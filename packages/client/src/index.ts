@@ -11,6 +11,7 @@ export {
   type ConnectionState,
   type StateDetail,
 } from './chat-client.js';
+export { applyChange } from './message-changes.js';
 export type { TransportName } from './transport.js';
 export type { WebSocketFactory, WebSocketLike } from './websocket-transport.js';
 export type { FetchLike, ResponseLike } from './sse-transport.js';
@@ -18,7 +19,10 @@ export type { StorageLike } from './transport-choice.js';
 /** The frames an application sees, so that it needs no other package. */
 export type {
   AckFrame,
+  ChangeEventFrame,
+  DeleteEventFrame,
   DirectMessageFrame,
+  EditEventFrame,
   ErrorFrame,
   JoinedFrame,
   LeftFrame,
@@ -27,6 +31,7 @@ export type {
   OccupancyFrame,
   OpenedFrame,
   PresenceFrame,
+  ReactionEventFrame,
   RoomEntry,
   RoomsFrame,
   TypingEventFrame,

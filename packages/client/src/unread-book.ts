@@ -92,6 +92,12 @@ export class UnreadBook {
     else this.#named.set(room, other);
   }
 
+  /** A change of a message (edit, delete, reaction) applied to the room's newest message, if it is the one changed. */
+  change(room: string, apply: (last: MessageFrame) => MessageFrame): void {
+    const entry = this.#rooms.get(room);
+    if (entry?.last !== undefined && entry.last !== null) entry.last = apply(entry.last);
+  }
+
   /** No longer one of the user's rooms. */
   forget(room: string): boolean {
     const entry = this.#rooms.get(room);

@@ -1,6 +1,7 @@
-import { ChatClient, type ConnectionState, type DirectMessageFrame, type MessageFrame, type StateDetail, type TransportName } from '@chat/client';
+import { ChatClient, applyChange, type ConnectionState, type DirectMessageFrame, type MessageFrame, type StateDetail, type TransportName } from '@chat/client';
 import { ConversationList } from './conversations.js';
 import { span } from './dom.js';
+import { messageItem, type MessageActions } from './message-view.js';
 
 /**
  * The chat page: one ChatClient, a little state per room, plain DOM. Open
@@ -41,6 +42,8 @@ let me = '';
 let current = ''; // a room, or "@user" for an ephemeral direct message (`dm`, not kept)
 let client: ChatClient;
 let conversations: ConversationList;
+/** The message the composer edits, when it does. */
+let editing: MessageFrame | undefined;
 /** Narrow enough that the list covers the room when shown (style.css). */
 const phone = matchMedia('(max-width: 700px)');
 
@@ -57,7 +60,9 @@ $<HTMLInputElement>('name').value = localStorage.getItem('chat.name') ?? '';
 function start(firstRoom: string): void {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   // A WebSocket first; where one cannot get through (or stalls), the event stream and POSTs (/sse).
-  client = new ChatClient({ url: `${scheme}://${location.host}/ws`, user: me });
+  // With development identities, `?mod=<patterns>` on the page makes this user a moderator of those rooms.
+  const mod = new URLSearchParams(location.search).get('mod');
+  client = new ChatClient({ url: `${scheme}://${location.host}/ws${mod === null ? '' : `?mod=${encodeURIComponent(mod)}`}`, user: me });
   conversations = new ConversationList({
     client,
     me,
@@ -104,6 +109,14 @@ function start(firstRoom: string): void {
     clearTimeout(view.typing.get(t.user));
     view.typing.set(t.user, setTimeout(() => clearTyping(view, t.user), 3000));
     if (t.room === current) renderTyping();
+  });
+  // An edit, a delete or a reaction: the room's messages as they are now.
+  client.on('change', (c) => {
+    const view = rooms.get(c.room);
+    if (view === undefined) return;
+    view.messages = view.messages.map((m) => applyChange(m, c, me));
+    if (c.room === current) renderMessages();
+    conversations.render();
   });
   client.on('dm', (m) => {
     const other = m.from === me ? m.to : m.from;
@@ -208,9 +221,45 @@ $('composer').addEventListener('submit', (event) => {
   const text = input.value;
   if (!text.trim()) return;
   input.value = '';
+  if (editing !== undefined) {
+    const { room: target, id } = editing;
+    stopEditing();
+    client.edit(target, id, text).catch((err: Error) => notice(target, `Not edited: ${err.message}`));
+    return;
+  }
   const sending = current.startsWith('@') ? client.dm(current.slice(1), text) : client.send(current, text);
   sending.catch((err: Error) => notice(current, `Not sent: ${err.message}`));
 });
+
+$('text').addEventListener('keydown', (event) => {
+  if (event.key === 'Escape' && editing !== undefined) { stopEditing(); $<HTMLInputElement>('text').value = ''; }
+});
+
+/** What each message row can do, for this user. */
+const actions: MessageActions = {
+  get me() { return me; },
+  moderates: (name) => (client.welcome?.mod ?? []).some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : p === name)),
+  edit: (m) => {
+    editing = m;
+    const input = $<HTMLInputElement>('text');
+    input.value = m.text;
+    input.focus();
+    $('composer').classList.add('editing');
+    $('composer-button').textContent = 'Save';
+  },
+  remove: (m) => void client.delete(m.room, m.id).catch((err: Error) => notice(m.room, `Not deleted: ${err.message}`)),
+  toggle: (m, reaction) => {
+    const change = m.mine?.includes(reaction) === true ? client.unreact(m.room, m.id, reaction) : client.react(m.room, m.id, reaction);
+    change.catch((err: Error) => notice(m.room, `Reaction not sent: ${err.message}`));
+  },
+  openConversation: (user) => void openConversation(user),
+};
+
+function stopEditing(): void {
+  editing = undefined;
+  $('composer').classList.remove('editing');
+  $('composer-button').textContent = 'Send';
+}
 
 let lastTyping = 0;
 $('text').addEventListener('input', () => {
@@ -347,24 +396,27 @@ function renderPagerStatus(): void {
 
 function renderMessages(): void {
   const list = $('messages');
-  const entries = current.startsWith('@')
-    ? (directs.get(current.slice(1)) ?? []).map((m) => ({ user: m.from, text: m.text, ts: m.ts }))
-    : (rooms.get(current)?.messages ?? []);
+  if (!current.startsWith('@')) {
+    list.replaceChildren(...(rooms.get(current)?.messages ?? []).map((m) => (m.user === '' ? noticeItem(m.text) : messageItem(m, actions))));
+    list.scrollTop = list.scrollHeight;
+    return;
+  }
+  const entries = (directs.get(current.slice(1)) ?? []).map((m) => ({ user: m.from, text: m.text, ts: m.ts }));
   list.replaceChildren(...entries.map((m) => {
     const li = document.createElement('li');
-    if (m.user === '') li.className = 'notice';
-    else if (m.user === me) li.className = 'mine';
-    const who = span('who', m.user);
-    if (m.user !== me && m.user !== '' && !current.startsWith('@')) {
-      who.classList.add('link');
-      who.title = `Open your conversation with ${m.user}`;
-      who.addEventListener('click', () => void openConversation(m.user));
-    }
+    if (m.user === me) li.className = 'mine';
     const when = span('when', new Date(m.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
-    li.append(...(m.user === '' ? [] : [who]), document.createTextNode(m.text), document.createTextNode(' '), when);
+    li.append(span('who', m.user), document.createTextNode(m.text), document.createTextNode(' '), when);
     return li;
   }));
   list.scrollTop = list.scrollHeight;
+}
+
+function noticeItem(text: string): HTMLLIElement {
+  const li = document.createElement('li');
+  li.className = 'notice';
+  li.textContent = text;
+  return li;
 }
 
 function renderTyping(): void {

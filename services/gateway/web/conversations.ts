@@ -123,7 +123,7 @@ export class ConversationList {
     li.append(span('name', other ?? `#${room}`));
     if (count > 0) li.append(span('badge', String(count)));
     const by = last == null ? '' : last.user === this.o.me ? 'you: ' : other === undefined ? `${last.user}: ` : '';
-    li.append(span('preview', last === undefined ? '' : last === null ? 'no messages yet' : by + last.text));
+    li.append(span('preview', last === undefined ? '' : last === null ? 'no messages yet' : by + (last.deleted === true ? 'message deleted' : last.text)));
     li.title = other !== undefined ? `Conversation with ${other}` : `#${room}`;
     li.addEventListener('click', () => this.o.pick(room));
     return li;
