@@ -92,7 +92,7 @@ export class RedisArchiveFeed {
   async claim(room: string, owner: string, leaseMs: number, after: string, limit: number): Promise<ArchiveRead | null> {
     const reply = await this.#command.chatArchiveClaim(
       this.#keys.roomArchiver(room), this.#keys.roomStream(room), this.#keys.roomTrimmed(room), this.#keys.roomLost(room),
-      this.#keys.roomArchived(room), this.#keys.roomChanges(room), this.#keys.roomChangeMarks(room), owner, leaseMs, after, limit,
+      this.#keys.roomArchived(room), this.#keys.roomChangeMarks(room), owner, leaseMs, after, limit,
     );
     if (reply[0] === 0) return null;
     const [, trimmed, lost, newest, stored, raw] = reply;

@@ -4,8 +4,8 @@
  * message was deleted, and a message's body as it is now.
  */
 
-/** Needs K.changes and K.marks, and ID_ORDER for withChanges. */
-export const CHANGES = `
+/** Ids in the marks index, and whether one was deleted (K.marks). */
+export const MARKS = `
 -- Ids padded to a fixed width, so the marks sort by id.
 local function padded(id)
   local dash = string.find(id, '-', 1, true)
@@ -19,38 +19,74 @@ local function removed(id)
   local p = padded(id)
   return redis.call('ZSCORE', K.marks, 'g|' .. p .. '|' .. id) ~= false or redis.call('ZSCORE', K.marks, 'x|' .. p .. '|' .. id) ~= false
 end
--- A message's body as it is now (READER '' for no one): edited or deleted, with its reactions and the reader's own.
-local function current(id, body, reader)
-  local over = redis.call('HMGET', K.changes, id, id .. '|r')
-  if over[1] then body = over[1] end
-  if not over[2] then return body end
-  local mine = {}
-  if reader ~= '' then
-    for reaction in pairs(cjson.decode(over[2])) do
-      if redis.call('ZSCORE', K.marks, 'r|' .. id .. '|' .. reaction .. '|' .. reader) then mine[#mine + 1] = '"' .. reaction .. '"' end
+`;
+
+/**
+ * Messages as they are now, for pages (K.changes, K.marks; needs MARKS, and
+ * ID_ORDER for withChanges). Reaction keys are from [a-z0-9_+-], so the counts'
+ * JSON keys are read with a pattern rather than decoded.
+ */
+export const CURRENT = `
+-- The bodies of messages as they are now (READER '' for no one): edited or deleted, with their reactions
+-- and the reader's own. entries are {id, body} pairs; two calls whatever their number.
+local function currentAll(entries, reader)
+  if #entries == 0 then return end
+  local fields = {}
+  for i, e in ipairs(entries) do fields[2 * i - 1] = e[1]; fields[2 * i] = e[1] .. '|r' end
+  local over = redis.call('HMGET', K.changes, unpack(fields))
+  local asked, owners = {}, {}
+  for i, e in ipairs(entries) do
+    if over[2 * i - 1] then e[2] = over[2 * i - 1] end
+    local counts = over[2 * i]
+    if counts and reader ~= '' then
+      for reaction in string.gmatch(counts, '"([^"]+)":') do
+        asked[#asked + 1] = 'r|' .. e[1] .. '|' .. reaction .. '|' .. reader
+        owners[#owners + 1] = { i, reaction }
+      end
     end
   end
-  local own = #mine > 0 and (',"mine":[' .. table.concat(mine, ',') .. ']') or ''
-  return string.sub(body, 1, -2) .. ',"reactions":' .. over[2] .. own .. '}'
+  local mine = {}
+  if #asked > 0 then
+    for k, score in ipairs(redis.call('ZMSCORE', K.marks, unpack(asked))) do
+      if score then
+        local i = owners[k][1]
+        mine[i] = (mine[i] and (mine[i] .. ',') or '') .. '"' .. owners[k][2] .. '"'
+      end
+    end
+  end
+  for i, e in ipairs(entries) do
+    local counts = over[2 * i]
+    if counts then
+      e[2] = string.sub(e[2], 1, -2) .. ',"reactions":' .. counts .. (mine[i] and (',"mine":[' .. mine[i] .. ']') or '') .. '}'
+    end
+  end
+end
+local function current(id, body, reader)
+  local one = { { id, body } }
+  currentAll(one, reader)
+  return one[1][2]
 end
 -- Merges the tombstones with ids strictly between low and high (high '' for none), newest first,
 -- into entries (newest first), applies every change, and keeps the newest limit.
 local function withChanges(entries, low, high, limit, reader)
   local top = high == '' and '(g|~' or '(g|' .. padded(high) .. '|'
   local dead = redis.call('ZRANGE', K.marks, top, '(g|' .. padded(low) .. '|~', 'BYLEX', 'REV', 'LIMIT', 0, limit)
-  local out, i, j = {}, 1, 1
+  local out, messages, i, j = {}, {}, 1, 1
   while #out < limit and (i <= #entries or j <= #dead) do
     local e = entries[i]
     local g = dead[j] and idOfMark(dead[j])
     if e and (not g or newer(e[1], g)) then
-      if e[2][1] == 'b' then e[2][2] = current(e[1], e[2][2], reader) end
       out[#out + 1] = e
       i = i + 1
     else
-      out[#out + 1] = { g, { 'b', redis.call('HGET', K.changes, g) or '' } }
+      out[#out + 1] = { g, { 'b', '' } }
       j = j + 1
     end
+    local last = out[#out]
+    if last[2][1] == 'b' then messages[#messages + 1] = { last[1], last[2][2], last[2] } end
   end
+  currentAll(messages, reader)
+  for _, m in ipairs(messages) do m[3][2] = m[2] end
   return out
 end
 `;

@@ -1,7 +1,7 @@
 import { settingsConstants, TRIM, type AppendSettings } from './append-script.js';
 import { MEMBERS_ONLY } from './conversation-scripts.js';
 import { EVENTS } from './event-scripts.js';
-import { CHANGES } from './change-piece.js';
+import { CURRENT, MARKS } from './change-piece.js';
 import { ID_ORDER, luaConstants, luaScript, type LuaScript } from './lua.js';
 import { LOST } from './scripts.js';
 
@@ -25,9 +25,10 @@ import { LOST } from './scripts.js';
  */
 
 /*
- * What every change script shares (needs LOST, MEMBERS_ONLY, EVENTS, TRIM,
- * CHANGES): the target and who may change it, forgetting what trimming left,
- * and storing the change as an entry published like a message.
+ * What every change script shares (needs LOST, MEMBERS_ONLY, TRIM, MARKS):
+ * the target and who may change it, forgetting what trimming left, and storing
+ * the change as an entry published like a message. Each script defines only
+ * the pieces it uses: every function costs each call a closure.
  */
 const CHANGE = `
 local function author(body) return string.match(body, '^","user":"([^"]*)"') end
@@ -65,6 +66,23 @@ local function forgetTrimmed(max)
   end
   return #old
 end
+-- Stores a change as an entry and publishes it with prev, the newest id before the change's own writes.
+-- A delete of a counted message is published as one (x|), so nodes take it off unread counts.
+local function storeChange(prev, kind, body, deleted)
+  if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, PUBLISH, A.channel) end
+  local id = deleted and redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', deleted.target, 'a', deleted.author, 's', deleted.sentAt)
+    or redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', A.target)
+  redis.call('HINCRBY', K.changes, 'c', 1)
+  trimStream()
+  local envelope = deleted and deleted.number and ('x|' .. deleted.number .. '|' .. A.user .. '|') or 'm|'
+  redis.call(PUBLISH, A.channel, envelope .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. A.head .. id .. body)
+  if ARCHIVE_WAKE and redis.call('SADD', K.archiveSet, A.room) == 1 then redis.call('PUBLISH', ARCHIVE_WAKE, A.room) end
+  return id
+end
+`;
+
+/* A delete's: a message made a tombstone, the events quoting it dropped, a stream written anew (needs CHANGE). */
+const BURY = `
 -- Drops pending events that quote a deleted message (message.created, member.unread): they hold its text.
 -- Returns how many it dropped.
 local function dropQuoting(id)
@@ -86,19 +104,6 @@ local function rewrite(key)
   redis.call('DEL', key)
   for _, e in ipairs(entries) do redis.call('XADD', key, e[1], unpack(e[2])) end
   if #entries > 0 then redis.call('XSETID', key, last) end
-end
--- Stores a change as an entry and publishes it with prev, the newest id before the change's own writes.
--- A delete of a counted message is published as one (x|), so nodes take it off unread counts.
-local function storeChange(prev, kind, body, deleted)
-  if A.lastDelivered ~= '' and A.lastDelivered ~= prev and newer(A.lastDelivered, prev) then raiseLost(K.lost, A.lastDelivered, PUBLISH, A.channel) end
-  local id = deleted and redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', deleted.target, 'a', deleted.author, 's', deleted.sentAt)
-    or redis.call('XADD', K.stream, '*', 'c', body, 'k', kind, 't', A.target)
-  redis.call('HINCRBY', K.changes, 'c', 1)
-  trimStream()
-  local envelope = deleted and deleted.number and ('x|' .. deleted.number .. '|' .. A.user .. '|') or 'm|'
-  redis.call(PUBLISH, A.channel, envelope .. id .. '|' .. prev .. '|' .. A.ts .. '|' .. A.head .. id .. body)
-  if ARCHIVE_WAKE and redis.call('SADD', K.archiveSet, A.room) == 1 then redis.call('PUBLISH', ARCHIVE_WAKE, A.room) end
-  return id
 end
 -- Makes a message a tombstone: its entry and its edits' entries leave the stream, with its reactions;
 -- its number (in a members-only room) stops counting, and the room list's preview moves to the newest message left.
@@ -253,11 +258,11 @@ export const MAX_REACTIONS = 20;
 
 /** The change scripts of a broker with these settings, for defineCommand. */
 export function changeScripts(settings: AppendSettings): Record<string, LuaScript> {
-  const pieces = [settingsConstants(settings), luaConstants({ MAX_REACTIONS }), LOST, EVENTS, MEMBERS_ONLY, TRIM, CHANGES, CHANGE];
+  const common = [settingsConstants(settings), LOST, MEMBERS_ONLY, TRIM, MARKS, CHANGE];
   return {
-    chatEdit: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'text', 'messageHead'], ...pieces, EDIT_STEPS),
-    chatDelete: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'moderator'], ...pieces, DELETE_STEPS),
-    chatReact: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'reaction', 'op'], ...pieces, REACT_STEPS),
-    chatErase: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'erased'], ...pieces, ERASE_STEPS),
+    chatEdit: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'text', 'messageHead'], ...common, EVENTS, CURRENT, EDIT_STEPS),
+    chatDelete: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'moderator'], ...common, EVENTS, BURY, DELETE_STEPS),
+    chatReact: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'reaction', 'op'], ...common, luaConstants({ MAX_REACTIONS }), REACT_STEPS),
+    chatErase: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'erased'], ...common, EVENTS, BURY, ERASE_STEPS),
   };
 }

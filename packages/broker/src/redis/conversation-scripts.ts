@@ -1,4 +1,4 @@
-import { CHANGES } from './change-piece.js';
+import { CURRENT, MARKS } from './change-piece.js';
 import { EVENTS } from './event-scripts.js';
 import { ID_ORDER, luaScript } from './lua.js';
 
@@ -163,7 +163,7 @@ return out
  * One room of a user's list: {total, read position ('' for a non-member),
  * pair ('' if none), {id, current body} of the newest message (or empty), deleted numbers after the position}.
  */
-const CONVERSATION_STATE = luaScript(ROOM_KEYS, ['user'], ID_ORDER, CONVERSATION, CHANGES, `
+const CONVERSATION_STATE = luaScript(ROOM_KEYS, ['user'], ID_ORDER, CONVERSATION, MARKS, CURRENT, `
 local at = position(A.user)
 local newest = newestMessage()
 local last = newest and { newest[1], current(newest[1], field(newest[2], 'b'), '') } or {}
@@ -210,7 +210,7 @@ return { redis.call('ZCARD', K.due), rooms }
  * connection anywhere, as the caller found) who is a member with unread
  * messages. `head` + the newest message's id and body is its frame. Returns how many.
  */
-const UNREAD_NOTIFY = luaScript([...ROOM_KEYS, 'events'], ['room', 'head', 'users'], ID_ORDER, CONVERSATION, CHANGES, EVENTS, `
+const UNREAD_NOTIFY = luaScript([...ROOM_KEYS, 'events'], ['room', 'head', 'users'], ID_ORDER, CONVERSATION, MARKS, CURRENT, EVENTS, `
 local newest = newestMessage()
 if not newest then return 0 end
 local pair = redis.call('HGET', K.conv, 'pair')

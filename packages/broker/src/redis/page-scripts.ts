@@ -1,20 +1,20 @@
-import { CHANGES } from './change-piece.js';
+import { CURRENT, MARKS } from './change-piece.js';
 import { ID_ORDER, luaScript } from './lua.js';
 
 /* Reading a room's stream as clients see it: messages in their current version (see change-scripts.ts). */
 
 /*
  * A page of messages before `before` ('' for the newest), newest first, in
- * their current version (see CHANGES): change entries skipped, tombstones in
+ * their current version (see change-piece.ts): change entries skipped, tombstones in
  * place. A room that never had a change is one XREVRANGE.
  */
-const HISTORY = luaScript(['stream', 'trimmed', 'changes', 'marks'], ['before', 'limit', 'reader'], ID_ORDER, CHANGES, `
+const HISTORY = luaScript(['stream', 'trimmed', 'changes', 'marks'], ['before', 'limit', 'reader'], ID_ORDER, MARKS, CURRENT, `
 local limit = tonumber(A.limit)
 local cursor = A.before == '' and '+' or '(' .. A.before
 if redis.call('EXISTS', K.changes) == 0 then return redis.call('XREVRANGE', K.stream, cursor, '-', 'COUNT', limit) end
 local found, low = {}, nil
 while not low do
-  local count = limit - #found + 16
+  local count = limit - #found + 2
   local batch = redis.call('XREVRANGE', K.stream, cursor, '-', 'COUNT', count)
   for i = 1, #batch do
     if batch[i][2][1] == 'b' then
@@ -36,7 +36,7 @@ return withChanges(found, low, A.before, limit, A.reader)
  * change entries come as they are. `start` is the exclusive start id (the id,
  * or one below the largest).
  */
-const AFTER = luaScript(['stream', 'trimmed', 'lost', 'changes', 'marks'], ['after', 'start', 'count'], ID_ORDER, CHANGES, `
+const AFTER = luaScript(['stream', 'trimmed', 'lost', 'changes', 'marks'], ['after', 'start', 'count'], ID_ORDER, MARKS, CURRENT, `
 local trimmed = redis.call('GET', K.trimmed) or '0-0'
 local lost = redis.call('GET', K.lost) or '0-0'
 local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]

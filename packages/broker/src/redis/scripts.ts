@@ -1,6 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { REVOKE } from './revocation-scripts.js';
-import { CHANGES } from './change-piece.js';
+import { MARKS } from './change-piece.js';
 import { PAGE_SCRIPTS } from './page-scripts.js';
 import { ACTIVITY, CONVERSATION_SCRIPTS, type ConversationScripts } from './conversation-scripts.js';
 import { EVENTS_ACK, EVENTS_BACKLOG, EVENTS_CLAIM, EVENTS_RELEASE } from './event-scripts.js';
@@ -46,7 +46,7 @@ end
  * The id read after is the archive's watermark: the append script trims nothing newer.
  * A watermark whose message was deleted since counts as stored: its tombstone is.
  */
-const ARCHIVE_CLAIM = luaScript(['lease', 'stream', 'trimmed', 'lost', 'archived', 'changes', 'marks'], ['owner', 'leaseMs', 'after', 'count'], ID_ORDER, CHANGES, `
+const ARCHIVE_CLAIM = luaScript(['lease', 'stream', 'trimmed', 'lost', 'archived', 'marks'], ['owner', 'leaseMs', 'after', 'count'], MARKS, `
 local holder = redis.call('GET', K.lease)
 if holder and holder ~= A.owner then return { 0 } end
 redis.call('SET', K.lease, A.owner, 'PX', A.leaseMs)
@@ -126,7 +126,7 @@ export interface ChatScripts extends ConversationScripts {
   chatMarkLost(lost: string, id: string, channel: string, publish: string): Promise<number>;
   chatHead(stream: string, lost: string): Promise<[newest: string, lost: string]>;
   chatArchiveClaim(
-    lease: string, stream: string, trimmed: string, lost: string, archived: string, changes: string, marks: string,
+    lease: string, stream: string, trimmed: string, lost: string, archived: string, marks: string,
     owner: string, leaseMs: number, after: string, count: number,
   ): Promise<[0] | [1, trimmed: string, lost: string, newest: string, stored: number, entries: RawEntry[]]>;
   chatArchiveDone(stream: string, archiveSet: string, lease: string, archived: string, through: string, room: string, owner: string): Promise<number>;
