@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { AckFrame, HistoryFrame } from '@chat/protocol';
-import { TestClient, postgresForTests, startRedisServer, startWebhookReceiver, waitFor, type RedisServer, type WebhookReceiver } from '@chat/testkit';
+import { TestClient, postgresForTests, redisContents, startRedisServer, startWebhookReceiver, waitFor, type RedisServer, type WebhookReceiver } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readyz, startArchiver, startCluster, type ArchiverProcess, type Cluster } from './helpers/gateways.js';
 
@@ -20,22 +20,6 @@ const KEY = 'erasure-api-key-0123456789';
 const SECRET = `zq${Math.random().toString(36).slice(2, 10)}`;
 
 const run = promisify(execFile);
-
-/** Every key's value: read by type, and its DUMP (with compression off, so text would show as is). */
-async function everyKey(redis: Redis): Promise<string> {
-  const out: string[] = [];
-  for (const key of await redis.keys('*')) {
-    const type = await redis.type(key);
-    if (type === 'stream') out.push(JSON.stringify(await redis.xrange(key, '-', '+')));
-    else if (type === 'hash') out.push(JSON.stringify(await redis.hgetall(key)));
-    else if (type === 'zset') out.push(JSON.stringify(await redis.zrange(key, 0, -1)));
-    else if (type === 'set') out.push(JSON.stringify(await redis.smembers(key)));
-    else if (type === 'string') out.push((await redis.get(key)) ?? '');
-    const dump = await redis.dumpBuffer(key);
-    if (dump !== null) out.push(dump.toString('latin1'));
-  }
-  return out.join('\n');
-}
 
 /** The AOF files once a rewrite has run with plain commands (no RDB preamble). */
 async function rewrittenAof(redis: Redis): Promise<string> {
@@ -139,7 +123,7 @@ describe('erasing a user: no trace where the guarantee table says none', () => {
       const rows = await db.query(`SELECT count(*)::int AS n FROM chat_messages WHERE body LIKE '","user":"er-victim"%'`);
       expect(rows.rows[0].n).toBe(3); // tombstones, also for the two the archiver never saw as messages
 
-      expect(await everyKey(redis)).not.toContain(SECRET);
+      expect(await redisContents(redis, '*', { dump: true })).not.toContain(SECRET);
       expect(await rewrittenAof(redis)).not.toContain(SECRET);
       const { stdout } = await run('pg_dump', ['--data-only', databaseUrl], { maxBuffer: 64 * 1024 * 1024 });
       expect(stdout).toContain('a reply that stays'); // the dump is of the right database

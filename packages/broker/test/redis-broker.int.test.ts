@@ -1,6 +1,6 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { sleep, startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
+import { redisContents, sleep, startRedisCluster, startRedisServer, uniquePrefix, type RedisServer } from '@chat/testkit';
 import {
   BrokerUnavailableError, CLUSTER_EVENT_TYPES, KeySpace, RedisBroker, RedisModeration, RedisDirectory, RedisEventFeed, RedisMembership, RedisOfflineNotices, RedisReadPositions, RedisRevocations, createRedisClients, duplicateForChannel, type RedisClients,
 } from '../src/index.js';
@@ -79,25 +79,10 @@ changesContract('RedisBroker', async () => {
     moderation: () => new RedisModeration(connection(), keys),
     membership: () => new RedisMembership(connection(), keys),
     readPositions: () => new RedisReadPositions(connection(), keys),
-    dump: () => dumpKeys(connection(), `${keys.prefix}*`),
+    dump: () => redisContents(connection(), `${keys.prefix}*`),
     cleanup,
   };
 });
-
-/** Every value stored under the keys matching `pattern`, as text. */
-async function dumpKeys(redis: Redis, pattern: string): Promise<string> {
-  const out: string[] = [];
-  for (const key of await redis.keys(pattern)) {
-    const type = await redis.type(key);
-    if (type === 'stream') out.push(JSON.stringify(await redis.xrange(key, '-', '+')));
-    else if (type === 'hash') out.push(JSON.stringify(await redis.hgetall(key)));
-    else if (type === 'zset') out.push(JSON.stringify(await redis.zrange(key, 0, -1)));
-    else if (type === 'set') out.push(JSON.stringify(await redis.smembers(key)));
-    else if (type === 'string') out.push((await redis.get(key)) ?? '');
-    else out.push(`${key}: ${type}`);
-  }
-  return out.join('\n');
-}
 
 clusterStateContract('RedisBroker', async () => {
   const { keys, connection, brokerClients, cleanup } = redisHarness('state');

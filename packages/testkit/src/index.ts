@@ -9,3 +9,4 @@ export { startRedisCluster, type RedisClusterHandle, type RedisClusterOptions } 
 export { startRedisSentinel, type RedisSentinelHandle, type RedisSentinelOptions } from './redis-sentinel.js';
 export { postgresForTests, startPostgres, createDatabase, type PostgresServer } from './postgres.js';
 export { startWebhookReceiver, type ReceivedDelivery, type WebhookReceiver } from './webhook-receiver.js';
+export { redisContents } from './redis-contents.js';

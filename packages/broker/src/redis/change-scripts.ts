@@ -2,7 +2,7 @@ import { settingsConstants, TRIM, type AppendSettings } from './append-script.js
 import { MEMBERS_ONLY } from './conversation-scripts.js';
 import { EVENTS } from './event-scripts.js';
 import { CURRENT, MARKS } from './change-piece.js';
-import { ID_ORDER, luaConstants, luaScript, type LuaScript } from './lua.js';
+import { NEWEST_ID, luaConstants, luaScript, type LuaScript } from './lua.js';
 import { LOST } from './scripts.js';
 
 /*
@@ -25,7 +25,7 @@ import { LOST } from './scripts.js';
  */
 
 /*
- * What every change script shares (needs LOST, MEMBERS_ONLY, TRIM, MARKS):
+ * What every change script shares (needs LOST, MEMBERS_ONLY, TRIM, MARKS, NEWEST_ID):
  * the target and who may change it, forgetting what trimming left, and storing
  * the change as an entry published like a message. Each script defines only
  * the pieces it uses: every function costs each call a closure.
@@ -47,10 +47,6 @@ local function refused(restrictions)
   local r = redis.call('HGET', K.moderation, 'r:' .. A.user)
   if r then return { string.sub(r, 1, 1) == 'b' and 'banned' or 'muted', string.sub(r, 3) } end
   return nil
-end
-local function newestId()
-  local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
-  return newest and newest[1] or '0-0'
 end
 -- Drops what changes and marks hold about messages trimmed from the stream, up to max of them.
 local function forgetTrimmed(max)
@@ -258,7 +254,7 @@ export const MAX_REACTIONS = 20;
 
 /** The change scripts of a broker with these settings, for defineCommand. */
 export function changeScripts(settings: AppendSettings): Record<string, LuaScript> {
-  const common = [settingsConstants(settings), LOST, MEMBERS_ONLY, TRIM, MARKS, CHANGE];
+  const common = [settingsConstants(settings), LOST, MEMBERS_ONLY, TRIM, MARKS, NEWEST_ID, CHANGE];
   return {
     chatEdit: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'text', 'messageHead'], ...common, EVENTS, CURRENT, EDIT_STEPS),
     chatDelete: luaScript(CHANGE_KEYS, [...CHANGE_ARGS, 'body', 'moderator'], ...common, EVENTS, BURY, DELETE_STEPS),

@@ -1,6 +1,6 @@
 import { CURRENT, MARKS } from './change-piece.js';
 import { EVENTS } from './event-scripts.js';
-import { ID_ORDER, luaScript } from './lua.js';
+import { ID_ORDER, NEWEST_ID, luaScript } from './lua.js';
 
 /*
  * Members-only rooms, on the room's slot, beside its stream. Per room:
@@ -30,13 +30,9 @@ local function membersOnly() return redis.call('HEXISTS', K.conv, 'mo') == 1 end
 local function isMember(user) return redis.call('ZSCORE', K.members, user) ~= false end
 `;
 
-export const CONVERSATION = MEMBERS_ONLY + `local function field(fields, name)
+export const CONVERSATION = MEMBERS_ONLY + NEWEST_ID + `local function field(fields, name)
   for i = 1, #fields, 2 do if fields[i] == name then return fields[i + 1] end end
   return nil
-end
-local function newestId()
-  local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
-  return newest and newest[1] or '0-0'
 end
 local function total() return tonumber(redis.call('HGET', K.conv, 'n') or '0') end
 -- The newest message entry at or before FROM ('+' for any), skipping changes; nil for none.

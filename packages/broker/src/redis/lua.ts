@@ -37,6 +37,14 @@ local function newer(a, b)
 end
 `;
 
+/** `newestId()`: the newest id the room's stream holds ('0-0' for none), a message's or a change's (K.stream). */
+export const NEWEST_ID = `
+local function newestId()
+  local newest = redis.call('XREVRANGE', K.stream, '+', '-', 'COUNT', 1)[1]
+  return newest and newest[1] or '0-0'
+end
+`;
+
 /**
  * Named constants for a script's text: a broker's settings, the same on every
  * call, cost nothing per call this way. Absent values are `false`, so the
