@@ -19,16 +19,18 @@ import { LOST } from './scripts.js';
  *            `x|<padded id>|<id>`  an edit's entry a delete removed (a reader may have been there),
  *            `o|<padded id>|<id>`  a message with something in `changes`,
  *            `r|<id>|<reaction>|<user>`  a reactor: the set that makes reactions unique.
- * A delete XDELs the message and its edits' entries: no text of it stays in the
- * stream; pages put its tombstone in its place. What `changes` holds about a
- * message the stream trimmed is forgotten by the room's next change (or erase).
+ * A delete XDELs the message and its edits' entries, so no reader finds its
+ * text (XDEL only flags an entry: the bytes stay in the stream's node until
+ * trimming frees it; an erase writes the stream anew). Pages put its tombstone
+ * in its place. What `changes` holds about a message the stream trimmed is
+ * forgotten by the room's next change (or erase).
  */
 
 /*
  * What every change script shares (needs LOST, MEMBERS_ONLY, TRIM, MARKS, NEWEST_ID):
  * the target and who may change it, forgetting what trimming left, and storing
- * the change as an entry published like a message. Each script defines only
- * the pieces it uses: every function costs each call a closure.
+ * the change as an entry published like a message. Each script takes only the
+ * pieces it uses.
  */
 const CHANGE = `
 local function author(body) return string.match(body, '^","user":"([^"]*)"') end
