@@ -191,6 +191,9 @@ describe('message changes across three gateways on one Redis', () => {
     receiver = await startWebhookReceiver();
     const cluster = await startCluster(3, inject('redisUrl'), {
       WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: 'changes-webhook-secret', WEBHOOK_EVENTS: 'message.created,message.updated,message.deleted',
+      // Deliveries are at least once, eventually: a wake-up is best effort and the sweep is what bounds the wait,
+      // and a POST that times out on a loaded machine is retried. Short ones keep the test's wait short.
+      WEBHOOK_SWEEP_MS: '500', WEBHOOK_RETRY_MIN_MS: '200', WEBHOOK_RETRY_MAX_MS: '500',
     });
     gateways = cluster.gateways;
     prefix = cluster.prefix;
@@ -212,8 +215,8 @@ describe('message changes across three gateways on one Redis', () => {
     const secret = await ok(alice, { type: 'send', room, text: 'the password is hunter2' });
     await ok(alice, { type: 'delete', room, target: secret.id });
     const events = () => receiver.accepted().map((d) => d.event!).filter((e) => (e.data as { room?: string }).room === room);
-    await waitFor(() => events().some((e) => e.type === 'message.deleted'), { what: 'message.deleted delivered' });
-    await waitFor(() => events().some((e) => e.type === 'message.updated'), { what: 'message.updated delivered' });
+    await waitFor(() => events().some((e) => e.type === 'message.deleted'), { what: 'message.deleted delivered', timeoutMs: 30_000 });
+    await waitFor(() => events().some((e) => e.type === 'message.updated'), { what: 'message.updated delivered', timeoutMs: 30_000 });
     const updated = events().find((e) => e.type === 'message.updated')!;
     expect(updated.data).toMatchObject({ room, message: { id: kept.id, text: 'kept, edited', edited: edit.ts }, change: { type: 'edit', id: edit.id } });
     expect(events().find((e) => e.type === 'message.deleted')!.data).toMatchObject({ room, author: 'alice', change: { type: 'delete', target: secret.id } });
