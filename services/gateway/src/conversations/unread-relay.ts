@@ -1,4 +1,4 @@
-import type { CountedMessage, Membership, ReadPosition, ReadPositions } from '@chat/broker';
+import { unreadOf, type CountedMessage, type Membership, type ReadPosition, type ReadPositions } from '@chat/broker';
 import { compareIds, encodeUnread, messageFrameHead } from '@chat/protocol';
 import type { Logger } from '../logger.js';
 import type { RoomChannels } from '../rooms/room-channels.js';
@@ -167,10 +167,10 @@ export class UnreadRelay {
    * read ran in Redis, and was already counted to this connection, must not be
    * taken back by the answer (its other connections hear of the read by readMoved).
    */
-  answerRead(user: string, room: string, read: ReadPosition, total: number, deleted: readonly number[]): { count: number; read: string } {
+  answerRead(user: string, room: string, read: ReadPosition, total: number, deleted: number[]): { count: number; read: string } {
     const { at, newest } = this.#merge(user, room, read, total);
     this.#hearDeleted(room, deleted);
-    if (!this.#rooms.has(room)) return { count: Math.max(0, newest - at.number - deleted.filter((n) => n > at.number && n <= newest).length), read: at.id };
+    if (!this.#rooms.has(room)) return { count: unreadOf({ read: at, total: newest, deleted }), read: at.id };
     return { count: this.#count(room, at, newest), read: at.id };
   }
 
