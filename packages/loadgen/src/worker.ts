@@ -170,7 +170,9 @@ function connectMember(member: Member): LoadClient {
     localAddress,
     relayPosts: plan.sseRelay,
     events: {
-      message: (m) => onMessage(member, m),
+      // A connection churn closed can still hand over frames it had read; the
+      // rejoin's `since` was taken without them and replays them on the new one.
+      message: (m) => { if (member.client === client) onMessage(member, m); },
       notice: (kind) => { counters[kind]++; },
       closed: () => {
         if (member.client !== client) return; // a connection churn replaced, closing late
