@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import { uniquePrefix, waitFor } from '@chat/testkit';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startGateway, type GatewayProcess } from './helpers/gateways.js';
+import { run } from './helpers/tools.js';
 
 /*
  * @chat/client as an application outside this repository gets it: `npm pack`
@@ -19,9 +19,9 @@ const root = fileURLToPath(new URL('../', import.meta.url));
 const clientDir = join(root, 'packages/client');
 const tsc = join(root, 'node_modules/typescript/bin/tsc');
 
-function sh(command: string, args: string[], cwd: string, timeout = 120_000): string {
-  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout, env: { ...process.env, npm_config_update_notifier: 'false' } });
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? result.signal}):\n${result.stdout}\n${result.stderr}`);
+async function sh(command: string, args: string[], cwd: string, timeoutMs = 120_000): Promise<string> {
+  const result = await run(command, args, { cwd, timeoutMs, env: { ...process.env, npm_config_update_notifier: 'false' } });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status ?? 'killed'}):\n${result.stdout}\n${result.stderr}`);
   return result.stdout;
 }
 
@@ -84,13 +84,13 @@ describe('@chat/client as an installed package', () => {
     gateway = await startGateway({ REDIS_URL: inject('redisUrl'), REDIS_PREFIX: uniquePrefix('pkg'), NODE_ID: 'pkg-gw' });
     await waitFor(async () => (await readyz(gateway)) === 200, { what: 'gateway ready' });
     // npm pack runs the package's prepack (build, the protocol put inside) and postpack (the workspace's dist back).
-    const output = sh('npm', ['pack', '--json', '--pack-destination', scratch], clientDir, 180_000);
+    const output = await sh('npm', ['pack', '--json', '--pack-destination', scratch], clientDir, 180_000);
     const packed = JSON.parse(output.slice(output.search(/^\[/m))) as Array<{ filename: string }>;
     tarball = join(scratch, packed[0]!.filename);
     const app = join(scratch, 'app');
-    sh('mkdir', ['-p', app], scratch);
+    await sh('mkdir', ['-p', app], scratch);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'outside-app', private: true, type: 'module' }));
-    sh('npm', ['install', tarball, 'ws@^8', '--prefer-offline', '--no-audit', '--no-fund'], app, 180_000);
+    await sh('npm', ['install', tarball, 'ws@^8', '--prefer-offline', '--no-audit', '--no-fund'], app, 180_000);
   }, 300_000);
 
   afterAll(async () => {
@@ -113,9 +113,9 @@ describe('@chat/client as an installed package', () => {
     expect(readFileSync(join(clientDir, 'dist/protocol.js'), 'utf8')).toContain("from '@chat/protocol'");
   });
 
-  it('chats from Node over a WebSocket and over the fallback transport, a repeated key acknowledged with the same id', () => {
+  it('chats from Node over a WebSocket and over the fallback transport, a repeated key acknowledged with the same id', async () => {
     writeFileSync(join(scratch, 'app/app.mjs'), APP);
-    const out = sh(process.execPath, ['app.mjs', gateway.wsUrl, uniquePrefix('pkg-room')], join(scratch, 'app'), 60_000);
+    const out = await sh(process.execPath, ['app.mjs', gateway.wsUrl, uniquePrefix('pkg-room')], join(scratch, 'app'), 60_000);
     const result = JSON.parse(out.trim().split('\n').at(-1)!) as { transports: string[]; heard: { ws: string[]; sse: string[] }; ids: string[]; again: string };
     expect(result.transports).toEqual(['websocket', 'sse']);
     const both = ['pkg-ws:over a websocket', 'pkg-sse:over a stream'];
@@ -124,14 +124,14 @@ describe('@chat/client as an installed package', () => {
     expect(result.again).toBe(result.ids[1]);
   });
 
-  it('type-checks a strict TypeScript consumer with nothing but the package', () => {
+  it('type-checks a strict TypeScript consumer with nothing but the package', async () => {
     const app = join(scratch, 'app');
     writeFileSync(join(app, 'typed.ts'), TYPED);
     writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
       compilerOptions: { strict: true, noEmit: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2022', 'DOM'], types: [], skipLibCheck: false },
       files: ['typed.ts'],
     }));
-    sh(process.execPath, [tsc, '-p', app], app, 120_000);
+    await sh(process.execPath, [tsc, '-p', app], app, 120_000);
   });
 
   it('bundles for a browser with esbuild, with no Node built-in in it', async () => {

@@ -47,9 +47,9 @@ describe('docker-compose.yml', () => {
   const compose = parse(read('docker-compose.yml')) as { services: Record<string, ComposeService> };
   const { services } = compose;
 
-  it('is accepted by docker-compose config', () => {
+  it('is accepted by docker-compose config', async () => {
     requireTool('docker-compose', 'apt-get install docker-compose');
-    const result = run('docker-compose', ['-f', `${root}docker-compose.yml`, 'config', '-q']);
+    const result = await run('docker-compose', ['-f', `${root}docker-compose.yml`, 'config', '-q']);
     expect(result.status, result.output).toBe(0);
   });
 
@@ -192,16 +192,16 @@ describe('docker-compose.redis-cluster.yml (override: a Redis Cluster instead of
 });
 
 describe('deploy/haproxy/haproxy.cfg', () => {
-  it('passes haproxy -c, with a certificate from deploy/tls/make-dev-cert.sh where compose mounts one', () => {
+  it('passes haproxy -c, with a certificate from deploy/tls/make-dev-cert.sh where compose mounts one', async () => {
     requireTool('haproxy', 'apt-get install haproxy');
     requireTool('openssl', 'apt-get install openssl');
     const dir = mkdtempSync(join(tmpdir(), 'chat-tls-'));
     try {
-      const made = run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'chat.example.test']);
+      const made = await run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'chat.example.test']);
       expect(made.status, made.output).toBe(0);
       const config = join(dir, 'haproxy.cfg');
       writeFileSync(config, read('deploy/haproxy/haproxy.cfg').replaceAll('/usr/local/etc/haproxy/certs/', `${dir}/`));
-      const result = run('haproxy', ['-c', '-f', config]);
+      const result = await run('haproxy', ['-c', '-f', config]);
       expect(result.status, result.output).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -284,18 +284,18 @@ describe('the HAProxy configuration `npm run cluster` runs (deploy/native/haprox
   const compose = read('deploy/haproxy/haproxy.cfg');
   const servers = [{ name: 'gw-1', port: 18001 }, { name: 'gw-2', port: 18002 }];
 
-  it('is compose\'s with local addresses: passes haproxy -c with and without TLS, with every timeout and the stream settings unchanged', () => {
+  it('is compose\'s with local addresses: passes haproxy -c with and without TLS, with every timeout and the stream settings unchanged', async () => {
     requireTool('haproxy', 'apt-get install haproxy');
     requireTool('openssl', 'apt-get install openssl');
     const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-haproxy-'));
     try {
-      const made = run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'localhost']);
+      const made = await run('sh', [`${root}deploy/tls/make-dev-cert.sh`, dir, 'localhost']);
       expect(made.status, made.output).toBe(0);
       for (const tls of [undefined, { port: 18443, pem: join(dir, 'chat.pem') }]) {
         const generated = localHaproxyConfig({ lbPort: 18080, statsPort: 18404, servers, tls, maxconn: 1000 });
         const file = join(dir, 'haproxy.cfg');
         writeFileSync(file, generated);
-        const result = run('haproxy', ['-c', '-f', file]);
+        const result = await run('haproxy', ['-c', '-f', file]);
         expect(result.status, result.output).toBe(0);
         expect(directives(generated, 'defaults')).toEqual(directives(compose, 'defaults'));
         expect(directives(generated, 'backend gateways')).toEqual([

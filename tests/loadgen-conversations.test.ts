@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import type { ConversationsReport } from '@chat/loadgen';
 import { waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, type Cluster } from './helpers/gateways.js';
+import { run } from './helpers/tools.js';
 
 const cli = fileURLToPath(new URL('../packages/loadgen/dist/cli.js', import.meta.url));
 const API_KEY = 'loadgen-conversations-key';
@@ -24,11 +24,11 @@ describe('load generator: conversations', () => {
     await cluster.stop();
   });
 
-  function load(...args: string[]): { status: number | null; report: ConversationsReport; output: string } {
+  async function load(...args: string[]): Promise<{ status: number | null; report: ConversationsReport; output: string }> {
     const out = join(mkdtempSync(join(tmpdir(), 'conversations-')), 'report.json');
     const urls = cluster.gateways.map((g) => g.wsUrl).join(',');
-    const result = spawnSync(process.execPath, [cli, 'conversations', ...args, '--url', urls, '--json', out, '--quiet', '--workers', '2'], { encoding: 'utf8', timeout: 90_000 });
-    const output = `${result.stdout}${result.stderr}`;
+    const result = await run(process.execPath, [cli, 'conversations', ...args, '--url', urls, '--json', out, '--quiet', '--workers', '2'], { timeoutMs: 90_000 });
+    const output = result.output;
     let report: ConversationsReport;
     try {
       report = JSON.parse(readFileSync(out, 'utf8')) as ConversationsReport;
@@ -38,8 +38,8 @@ describe('load generator: conversations', () => {
     return { status: result.status, report, output };
   }
 
-  it('users on two devices over three gateways, in direct conversations and groups, sending and reading: every count right on every device', () => {
-    const { status, report, output } = load('--users', '40', '--devices', '2', '--dms', '3', '--groups', '3', '--group-size', '12',
+  it('users on two devices over three gateways, in direct conversations and groups, sending and reading: every count right on every device', async () => {
+    const { status, report, output } = await load('--users', '40', '--devices', '2', '--dms', '3', '--groups', '3', '--group-size', '12',
       '--rate', '40', '--read-rate', '20', '--list-rate', '10', '--duration', '3', '--api-key', API_KEY);
     expect(status, output).toBe(0);
     expect(report).toMatchObject({ connections: 80, directs: 60, groups: 3, memberships: 156, openRooms: false });
@@ -54,8 +54,8 @@ describe('load generator: conversations', () => {
     expect(output).toMatch(/unread mismatches 0, rooms-list mismatches 0, devices disagreeing 0/);
   });
 
-  it('the open-room baseline: the same shape, every device joined, every message delivered once to each', () => {
-    const { status, report, output } = load('--users', '20', '--devices', '2', '--dms', '2', '--groups', '2', '--group-size', '10',
+  it('the open-room baseline: the same shape, every device joined, every message delivered once to each', async () => {
+    const { status, report, output } = await load('--users', '20', '--devices', '2', '--dms', '2', '--groups', '2', '--group-size', '10',
       '--rate', '30', '--read-rate', '0', '--duration', '2', '--open-rooms');
     expect(status, output).toBe(0);
     expect(report).toMatchObject({ openRooms: true, connections: 40, directs: 20 });

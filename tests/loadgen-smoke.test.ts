@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import type { LoadReport, RoomsReport, StormReport } from '@chat/loadgen';
 import { waitFor } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { readyz, startCluster, type Cluster } from './helpers/gateways.js';
+import { run } from './helpers/tools.js';
 
 const cli = fileURLToPath(new URL('../packages/loadgen/dist/cli.js', import.meta.url));
 
@@ -21,15 +21,15 @@ describe('load generator smoke run', () => {
     await cluster.stop();
   });
 
-  function load<Report = LoadReport>(...args: string[]): { status: number | null; report: Report; output: string } {
+  async function load<Report = LoadReport>(...args: string[]): Promise<{ status: number | null; report: Report; output: string }> {
     const out = join(mkdtempSync(join(tmpdir(), 'load-')), 'report.json');
     const urls = cluster.gateways.map((g) => g.wsUrl).join(',');
-    const result = spawnSync(process.execPath, [cli, ...args, '--url', urls, '--json', out, '--quiet', '--workers', '2'], { encoding: 'utf8', timeout: 60_000 });
-    return { status: result.status, report: JSON.parse(readFileSync(out, 'utf8')) as Report, output: `${result.stdout}${result.stderr}` };
+    const result = await run(process.execPath, [cli, ...args, '--url', urls, '--json', out, '--quiet', '--workers', '2'], { timeoutMs: 60_000 });
+    return { status: result.status, report: JSON.parse(readFileSync(out, 'utf8')) as Report, output: result.output };
   }
 
-  it('fans out to 50 clients over three gateways with nothing lost, duplicated or reordered', () => {
-    const { status, report, output } = load('fanout', '--rooms', '5', '--members', '10', '--rate', '50', '--duration', '3');
+  it('fans out to 50 clients over three gateways with nothing lost, duplicated or reordered', async () => {
+    const { status, report, output } = await load('fanout', '--rooms', '5', '--members', '10', '--rate', '50', '--duration', '3');
     expect(status, output).toBe(0);
     const [step] = report.steps;
     expect(report.connected).toBe(50);
@@ -38,16 +38,16 @@ describe('load generator smoke run', () => {
     expect([step!.lost, step!.duplicates, step!.reordered, step!.failed]).toEqual([0, 0, 0, 0]);
   });
 
-  it('keeps every message through churn: clients reconnecting elsewhere and rejoining with since', () => {
-    const { status, report, output } = load('churn', '--rooms', '3', '--members', '10', '--rate', '30', '--duration', '3', '--churn', '0.2');
+  it('keeps every message through churn: clients reconnecting elsewhere and rejoining with since', async () => {
+    const { status, report, output } = await load('churn', '--rooms', '3', '--members', '10', '--rate', '30', '--duration', '3', '--churn', '0.2');
     expect(status, output).toBe(0);
     const [step] = report.steps;
     expect(step!.reconnects).toBeGreaterThan(3);
     expect([step!.lost, step!.duplicates, step!.reordered]).toEqual([0, 0, 0]);
   });
 
-  it('fans out over the fallback transport (event streams down, POSTs up) with nothing lost, and through churn', () => {
-    const { status, report, output } = load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'sse');
+  it('fans out over the fallback transport (event streams down, POSTs up) with nothing lost, and through churn', async () => {
+    const { status, report, output } = await load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'sse');
     expect(status, output).toBe(0);
     const [step] = report.steps;
     expect(report).toMatchObject({ transport: 'sse', connected: 40 });
@@ -57,15 +57,15 @@ describe('load generator smoke run', () => {
     expect(step!.ackLatencyMs.p99).toBeGreaterThan(0);
     expect(step!.transports).toBeUndefined();
 
-    const churn = load('churn', '--rooms', '3', '--members', '10', '--rate', '30', '--duration', '3', '--churn', '0.2', '--transport', 'sse');
+    const churn = await load('churn', '--rooms', '3', '--members', '10', '--rate', '30', '--duration', '3', '--churn', '0.2', '--transport', 'sse');
     expect(churn.status, churn.output).toBe(0);
     expect(churn.report.steps[0]!.reconnects).toBeGreaterThan(3);
     expect([churn.report.steps[0]!.lost, churn.report.steps[0]!.duplicates, churn.report.steps[0]!.reordered]).toEqual([0, 0, 0]);
   });
 
-  it('mixed: half the clients on each transport in the same rooms, figures per transport, server and Redis CPU per delivery', () => {
+  it('mixed: half the clients on each transport in the same rooms, figures per transport, server and Redis CPU per delivery', async () => {
     const pids = cluster.gateways.flatMap((g) => ['--server-pid', String(g.pid)]);
-    const { status, report, output } = load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'mixed',
+    const { status, report, output } = await load('fanout', '--rooms', '4', '--members', '10', '--rate', '40', '--duration', '3', '--transport', 'mixed',
       ...pids, '--redis-url', inject('redisUrl'));
     expect(status, output).toBe(0);
     expect(report.connectedByTransport).toEqual({ ws: 20, sse: 20 });
@@ -83,9 +83,9 @@ describe('load generator smoke run', () => {
     expect(output).toMatch(/ws +delivered .* sse +delivered/s);
   });
 
-  it('big-room: fills one room past the list limit in stages, probes joins, then delivers to every member', () => {
+  it('big-room: fills one room past the list limit in stages, probes joins, then delivers to every member', async () => {
     const pids = cluster.gateways.flatMap((g) => ['--server-pid', String(g.pid)]);
-    const { status, report, output } = load<RoomsReport>('big-room', '--members', '150', '--checkpoints', '50,150', '--probe-joins', '20', '--probe-rate', '50',
+    const { status, report, output } = await load<RoomsReport>('big-room', '--members', '150', '--checkpoints', '50,150', '--probe-joins', '20', '--probe-rate', '50',
       '--idle', '1', '--rate', '20', '--duration', '2', ...pids, '--redis-url', inject('redisUrl'));
     expect(status, output).toBe(0);
     expect(report).toMatchObject({ scenario: 'big-room', rooms: 1, members: 150, connected: 150, memberships: 150 });
@@ -105,8 +105,8 @@ describe('load generator smoke run', () => {
     expect(step!.redis?.scriptsPerMessage).toBeGreaterThan(0);
   });
 
-  it('many-rooms: rooms of 2 over fewer clients (each in several rooms), idle, then one sender per room', () => {
-    const { status, report, output } = load<RoomsReport>('many-rooms', '--rooms', '20', '--members', '2', '--clients', '10', '--idle', '1',
+  it('many-rooms: rooms of 2 over fewer clients (each in several rooms), idle, then one sender per room', async () => {
+    const { status, report, output } = await load<RoomsReport>('many-rooms', '--rooms', '20', '--members', '2', '--clients', '10', '--idle', '1',
       '--rate', '20,40', '--duration', '2', '--redis-url', inject('redisUrl'));
     expect(status, output).toBe(0);
     expect(report).toMatchObject({ scenario: 'many-rooms', rooms: 20, clients: 10, connected: 10, memberships: 40 });
@@ -127,9 +127,9 @@ describe('load generator storm scenario', () => {
       const [victim, ...others] = cluster.gateways;
       const out = join(mkdtempSync(join(tmpdir(), 'storm-')), 'report.json');
       const urls = [victim!, ...others].flatMap((g) => ['--url', g.wsUrl]);
-      const result = spawnSync(process.execPath, [cli, 'storm', ...urls, '--kill', String(victim!.pid), '--clients', '300', '--rooms', '10',
-        '--control-rooms', '2', '--control-members', '5', '--workers', '2', '--timeout', '30', '--json', out], { encoding: 'utf8', timeout: 90_000 });
-      expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+      const result = await run(process.execPath, [cli, 'storm', ...urls, '--kill', String(victim!.pid), '--clients', '300', '--rooms', '10',
+        '--control-rooms', '2', '--control-members', '5', '--workers', '2', '--timeout', '30', '--json', out], { timeoutMs: 90_000 });
+      expect(result.status, result.output).toBe(0);
       const report = JSON.parse(readFileSync(out, 'utf8')) as StormReport;
       expect(report).toMatchObject({ victims: 300, affected: 300, stillAway: 0, lost: 0, duplicated: 0, reordered: 0, gaps: 0 });
       expect(report.allBackMs).toBeGreaterThan(0);
@@ -145,10 +145,10 @@ describe('load generator storm scenario', () => {
       await waitFor(async () => (await Promise.all(cluster.gateways.map(readyz))).every((s) => s === 200), { what: 'ready' });
       const [victim, ...others] = cluster.gateways;
       const out = join(mkdtempSync(join(tmpdir(), 'storm-')), 'report.json');
-      const result = spawnSync(process.execPath, [cli, 'storm', ...[victim!, ...others].flatMap((g) => ['--url', g.wsUrl]), '--kill', String(victim!.pid),
+      const result = await run(process.execPath, [cli, 'storm', ...[victim!, ...others].flatMap((g) => ['--url', g.wsUrl]), '--kill', String(victim!.pid),
         ...others.flatMap((g) => ['--survivor-pid', String(g.pid)]), '--rooms', '1', '--clients', '150', '--members', '300', '--rate', '5', '--settle', '1',
-        '--control-rooms', '1', '--control-members', '4', '--workers', '2', '--timeout', '30', '--json', out], { encoding: 'utf8', timeout: 90_000 });
-      expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+        '--control-rooms', '1', '--control-members', '4', '--workers', '2', '--timeout', '30', '--json', out], { timeoutMs: 90_000 });
+      expect(result.status, result.output).toBe(0);
       const report = JSON.parse(readFileSync(out, 'utf8')) as StormReport;
       expect(report).toMatchObject({ victims: 150, affected: 150, bystanders: 150, stillAway: 0, lost: 0, duplicated: 0, reordered: 0 });
       expect(report.notices!.bystanders).toMatchObject({ clients: 150, presence: 0 }); // a room above the list limit: occupancy only

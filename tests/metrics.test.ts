@@ -88,7 +88,7 @@ describe('metrics of two gateways after a scripted session', () => {
     requireTool('promtool', 'apt-get install prometheus');
     for (const gateway of [gw1, gw2]) {
       const text = await (await fetch(metricsUrl(gateway))).text();
-      const result = run('promtool', ['check', 'metrics'], text);
+      const result = await run('promtool', ['check', 'metrics'], { input: text });
       expect(result.output.trim()).toBe('');
       expect(result.status).toBe(0);
     }
@@ -129,7 +129,7 @@ async function webhookExposition(): Promise<string> {
 describe('webhook metrics', () => {
   it('pass promtool check metrics', async () => {
     requireTool('promtool', 'apt-get install prometheus');
-    const result = run('promtool', ['check', 'metrics'], await webhookExposition());
+    const result = await run('promtool', ['check', 'metrics'], { input: await webhookExposition() });
     expect(result.output.trim()).toBe('');
     expect(result.status).toBe(0);
   });
@@ -138,7 +138,7 @@ describe('webhook metrics', () => {
 describe('an archiver\'s metrics', () => {
   it('pass promtool check metrics', async () => {
     requireTool('promtool', 'apt-get install prometheus');
-    const result = run('promtool', ['check', 'metrics'], await archiverExposition());
+    const result = await run('promtool', ['check', 'metrics'], { input: await archiverExposition() });
     expect(result.output.trim()).toBe('');
     expect(result.status).toBe(0);
   });

@@ -11,10 +11,10 @@ import { requireTool, run } from './helpers/tools.js';
 const promDir = fileURLToPath(new URL('../prometheus/', import.meta.url));
 
 describe('Prometheus configuration', () => {
-  it('passes promtool: config, rules and the rules unit tests', () => {
+  it('passes promtool: config, rules and the rules unit tests', async () => {
     requireTool('promtool', 'apt-get install prometheus');
     for (const args of [['check', 'config', 'prometheus.yml'], ['check', 'rules', 'alerts.yml'], ['test', 'rules', 'alerts.test.yml']]) {
-      const result = run('sh', ['-c', `cd '${promDir}' && promtool ${args.join(' ')}`]);
+      const result = await run('sh', ['-c', `cd '${promDir}' && promtool ${args.join(' ')}`]);
       expect(result.status, result.output).toBe(0);
     }
   });
