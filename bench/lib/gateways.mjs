@@ -10,8 +10,11 @@ export const GATEWAY_ENV = {
   REDIS_URL: '', REDIS_CLUSTER_NODES: '', REDIS_SENTINELS: '', REDIS_WAIT_REPLICAS: '0',
 };
 
-/** `perGateway(i)`: environment of the i-th gateway alone (an inspector port, say). */
-export async function startGateways(count, redisEnv, extraEnv, perGateway = () => ({})) {
+/**
+ * `perGateway(i)`: environment of the i-th gateway alone (an inspector port, say).
+ * `checkout`: the repository whose build runs (this one unless comparing builds).
+ */
+export async function startGateways(count, redisEnv, extraEnv, perGateway = () => ({}), checkout = undefined) {
   const prefix = `bench-cluster-${Date.now()}:`;
   const procs = [];
   const ports = [];
@@ -20,6 +23,7 @@ export async function startGateways(count, redisEnv, extraEnv, perGateway = () =
     const child = start(process.execPath, ['services/gateway/dist/main.js'], {
       env: { ...GATEWAY_ENV, ...redisEnv, ...extraEnv, ...perGateway(i), NODE_ID: `gw-${i + 1}`, REDIS_PREFIX: prefix, LOG_LEVEL: 'info' },
       stdout: 'pipe',
+      cwd: checkout,
     });
     procs.push(child);
     const { port, broker } = await new Promise((resolve, reject) => {

@@ -12,8 +12,9 @@ export const log = (line) => process.stderr.write(`${line}\n`);
 
 export const children = new Set();
 
-export function start(command, args, { env = {}, stdout = 'ignore' } = {}) {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] });
+/** `cwd`: another checkout of this repository, to run its build (bench/fanout.mjs --against). */
+export function start(command, args, { env = {}, stdout = 'ignore', cwd = root } = {}) {
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', stdout, 'inherit'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
