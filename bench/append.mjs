@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { freePort, startRedisServer } from '../packages/proc/dist/index.js';
 import { root } from './lib/processes.mjs';
+import { median } from './lib/report.mjs';
 
 const { values } = parseArgs({ options: { against: { type: 'string' }, rounds: { type: 'string', default: '4' } } });
 const N = 20_000;
@@ -53,7 +54,6 @@ try {
 } finally {
   await redis.child.kill();
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log('| build | Redis µs per append (median) | client µs per append (median) | rounds |');
 console.log('|---|---|---|---|');
 for (const [label, runs] of results) {

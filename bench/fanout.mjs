@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { freePort, startRedisServer } from '../packages/proc/dist/index.js';
 import { startGateways } from './lib/gateways.mjs';
 import { root, start, stop } from './lib/processes.mjs';
+import { median } from './lib/report.mjs';
 
 const { values } = parseArgs({ options: {
   against: { type: 'string' }, rounds: { type: 'string', default: '2' }, duration: { type: 'string', default: '8' },
@@ -55,7 +56,6 @@ try {
 } finally {
   await redis.child.kill();
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log('| shape | build | gateway µs per delivery (median) | Redis µs per delivery (median) | rounds (gateway) |');
 console.log('|---|---|---|---|---|');
 for (const [key, runs] of results) {

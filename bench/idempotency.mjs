@@ -11,6 +11,7 @@ import { defineScripts } from '../packages/broker/dist/redis/scripts.js';
 import { KeySpace } from '../packages/broker/dist/redis/keys.js';
 import { report } from './redis-cluster.mjs';
 import { cpuSeconds, freePort } from '../packages/proc/dist/index.js';
+import { median } from './lib/report.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const RESULTS = join(root, 'bench/results/idempotency.json');
@@ -64,7 +65,6 @@ try {
   await client.quit();
   redis.kill();
 }
-const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
 const data = {
   date: new Date().toISOString().slice(0, 10), appends: APPENDS, rooms: ROOMS, rounds,
   bytesPerRecord: median(rounds.map((r) => r.bytesPerRecord)),

@@ -5,6 +5,9 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { log, root } from './processes.mjs';
 
+/** The middle of rounds' figures (the upper middle of an even count): one slow round does not move it. */
+export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 export const fmt = (n, digits = 0) => (n === undefined || n === null ? 'n/a' : Number(n).toLocaleString('en-US', { maximumFractionDigits: digits }));
 
 /** Replaces the section headed `heading` (else puts it before "## Commands"), and its line in the Commands block. */
