@@ -1,13 +1,12 @@
-import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { AckFrame, HistoryFrame } from '@chat/protocol';
 import { TestClient, postgresForTests, redisContents, startRedisServer, startWebhookReceiver, waitFor, type RedisServer, type WebhookReceiver } from '@chat/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readyz, startArchiver, startCluster, type ArchiverProcess, type Cluster } from './helpers/gateways.js';
+import { run } from './helpers/tools.js';
 
 /*
  * "Erasure that is real": after POST /api/users/{user}/erase, the user's text
@@ -18,8 +17,6 @@ import { readyz, startArchiver, startCluster, type ArchiverProcess, type Cluster
 
 const KEY = 'erasure-api-key-0123456789';
 const SECRET = `zq${Math.random().toString(36).slice(2, 10)}`;
-
-const run = promisify(execFile);
 
 /** The AOF files once a rewrite has run with plain commands (no RDB preamble). */
 async function rewrittenAof(redis: Redis): Promise<string> {
@@ -125,7 +122,8 @@ describe('erasing a user: no trace where the guarantee table says none', () => {
 
       expect(await redisContents(redis, '*', { dump: true })).not.toContain(SECRET);
       expect(await rewrittenAof(redis)).not.toContain(SECRET);
-      const { stdout } = await run('pg_dump', ['--data-only', databaseUrl], { maxBuffer: 64 * 1024 * 1024 });
+      const { status, stdout, stderr } = await run('pg_dump', ['--data-only', databaseUrl]);
+      expect(status, stderr).toBe(0);
       expect(stdout).toContain('a reply that stays'); // the dump is of the right database
       expect(stdout).not.toContain(SECRET);
     } finally {
